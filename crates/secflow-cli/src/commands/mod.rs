@@ -1,0 +1,81 @@
+//! One module per command.
+
+mod plugin;
+mod run;
+
+use crate::cli::{Cli, Command, PluginCommand};
+use crate::exit::Exit;
+use crate::home::Home;
+
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let home = Home::resolve(cli.home.as_deref());
+    match cli.command {
+        Command::Run(args) => run::run(&home, args),
+        Command::Plugin(PluginCommand::New(args)) => plugin::new::run(&home, args),
+        Command::Plugin(PluginCommand::Build(args)) => plugin::build::run(&home, args),
+        Command::Plugin(PluginCommand::Schema) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&secflow_manifest::json_schema())?
+            );
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// A runtime configured from the home directory.
+pub fn runtime(home: &Home) -> anyhow::Result<secflow_runtime::Runtime> {
+    let config = secflow_runtime::RuntimeConfig {
+        cache_dir: Some(home.component_cache()),
+        kv_dir: Some(home.kv()),
+        ..Default::default()
+    };
+    secflow_runtime::Runtime::new(config)
+        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
+}
+
+/// Reads a plugin directory: its manifest and component bytes.
+pub fn read_plugin_dir(
+    dir: &std::path::Path,
+) -> anyhow::Result<(secflow_manifest::Manifest, Vec<u8>)> {
+    let manifest_path = secflow_manifest::find_manifest(dir).ok_or_else(|| {
+        crate::exit::fail(
+            Exit::Usage,
+            format!(
+                "no plugin.toml or plugin.yaml in {}; create one with `secflow plugin new`",
+                dir.display()
+            ),
+        )
+    })?;
+    let manifest = secflow_manifest::Manifest::from_file(&manifest_path)
+        .map_err(|e| crate::exit::fail(Exit::Usage, e.to_string()))?;
+    let component = dir.join(&manifest.component);
+    let wasm = std::fs::read(&component).map_err(|e| {
+        crate::exit::fail(
+            Exit::Usage,
+            format!(
+                "cannot read the component {}: {e}; build it with `secflow plugin build {}`",
+                component.display(),
+                dir.display()
+            ),
+        )
+    })?;
+    Ok((manifest, wasm))
+}
+
+/// Loads a plugin into the runtime, mapping refusals to exit code 3.
+pub fn load(
+    runtime: &secflow_runtime::Runtime,
+    manifest: secflow_manifest::Manifest,
+    wasm: &[u8],
+    grants: secflow_runtime::Grants,
+) -> anyhow::Result<secflow_runtime::Plugin> {
+    runtime.load(manifest, wasm, grants).map_err(|e| {
+        let code = if e.is_refusal() {
+            Exit::Refused
+        } else {
+            Exit::Usage
+        };
+        crate::exit::fail(code, e.to_string())
+    })
+}

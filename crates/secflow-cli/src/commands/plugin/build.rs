@@ -1,0 +1,168 @@
+//! `secflow plugin build [DIR]`: compile a plugin crate to a `wasm32-wasip2` component, put
+//! it where the manifest's `component` points, and validate it the way the host will load
+//! it (imports against declared capabilities, exports against the declared kind).
+
+use crate::cli::BuildArgs;
+use crate::exit::{Exit, fail};
+use crate::home::Home;
+use anyhow::Context;
+use secflow_manifest::Manifest;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+
+pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
+    let dir = args.dir.canonicalize().map_err(|e| {
+        fail(
+            Exit::Usage,
+            format!("cannot open plugin directory {}: {e}", args.dir.display()),
+        )
+    })?;
+    let manifest_path = secflow_manifest::find_manifest(&dir).ok_or_else(|| {
+        fail(
+            Exit::Usage,
+            format!("no plugin.toml or plugin.yaml in {}", dir.display()),
+        )
+    })?;
+    let manifest =
+        Manifest::from_file(&manifest_path).map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "{} has no Cargo.toml; `secflow plugin build` compiles Rust plugins (components from \
+                 other languages can be placed at `{}` directly)",
+                dir.display(),
+                manifest.component
+            ),
+        ));
+    }
+    ensure_target()?;
+    let built = cargo_build(&dir)?;
+    let wasm = std::fs::read(&built).with_context(|| format!("read {}", built.display()))?;
+    let dest = dir.join(&manifest.component);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&dest, &wasm).with_context(|| format!("write {}", dest.display()))?;
+
+    let runtime = super::super::runtime(home)?;
+    let plugin = super::super::load(&runtime, manifest, &wasm, secflow_runtime::Grants::none())?;
+    let m = &plugin.manifest;
+    if args.json {
+        let summary = serde_json::json!({
+            "id": m.id, "version": m.version.to_string(), "kind": m.kind,
+            "component": dest, "size": wasm.len(), "sha256": plugin.digest,
+            "imports": plugin.imports, "capabilities": m.capabilities,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "Built {} {} ({}) -> {}",
+            m.id,
+            m.version,
+            m.kind,
+            dest.display()
+        );
+        println!("  size     {} KiB", wasm.len() / 1024);
+        println!("  sha256   {}", plugin.digest);
+        let caps = &m.capabilities;
+        if caps.is_empty() {
+            println!("  grants   none requested");
+        }
+        for fs in &caps.filesystem {
+            println!("  fs       {} ({:?}): {}", fs.path, fs.access, fs.reason);
+        }
+        for net in &caps.network {
+            println!("  network  {net}: {}", net.reason);
+        }
+        if let Some(kv) = &caps.kv {
+            println!("  kv       {}", kv.reason);
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Installs the wasm32-wasip2 standard library through rustup if it is missing.
+fn ensure_target() -> anyhow::Result<()> {
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .context("run rustc (is a Rust toolchain installed?)")?;
+    let path = PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim());
+    if libdir.status.success() && path.is_dir() {
+        return Ok(());
+    }
+    eprintln!("Installing the {TARGET} target with rustup...");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .context("run rustup")?;
+    if !status.success() {
+        return Err(fail(
+            Exit::Usage,
+            format!("could not install the {TARGET} target; run `rustup target add {TARGET}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs cargo and returns the path of the component it produced for this package.
+fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo")?;
+    if !output.status.success() {
+        return Err(fail(
+            Exit::Usage,
+            format!("cargo build failed in {}", dir.display()),
+        ));
+    }
+    let manifest = dir.join("Cargo.toml");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let same_package = msg["manifest_path"]
+            .as_str()
+            .and_then(|p| Path::new(p).canonicalize().ok())
+            .is_some_and(|p| p == manifest);
+        let is_cdylib = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if same_package && is_cdylib {
+            if let Some(file) = msg["filenames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(".wasm"))
+            {
+                return Ok(PathBuf::from(file));
+            }
+        }
+    }
+    Err(fail(
+        Exit::Usage,
+        format!(
+            "cargo built no component for {}; the crate needs `crate-type = [\"cdylib\"]` under [lib]",
+            dir.display()
+        ),
+    ))
+}

@@ -1,0 +1,4 @@
+//! `secflow plugin ...` commands.
+
+pub mod build;
+pub mod new;

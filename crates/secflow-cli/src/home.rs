@@ -1,0 +1,35 @@
+//! The SecFlow home directory (`--home` / `SECFLOW_HOME`): caches, stores and keys.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub root: PathBuf,
+}
+
+impl Home {
+    /// `--home` / `SECFLOW_HOME` if given, else the platform data directory
+    /// (`$XDG_DATA_HOME/secflow` or `~/.local/share/secflow`).
+    pub fn resolve(flag: Option<&Path>) -> Home {
+        let root = flag.map(Path::to_path_buf).unwrap_or_else(|| {
+            std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("secflow")
+        });
+        Home { root }
+    }
+
+    pub fn component_cache(&self) -> PathBuf {
+        self.root.join("cache/components")
+    }
+
+    pub fn kv(&self) -> PathBuf {
+        self.root.join("kv")
+    }
+
+    pub fn sdk(&self) -> PathBuf {
+        self.root.join("sdk")
+    }
+}

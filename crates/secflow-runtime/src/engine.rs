@@ -1,0 +1,182 @@
+//! The wasmtime engines, their linker and the host-wide limits.
+//!
+//! One engine without fuel serves most plugins (epoch deadlines cost little); a second engine
+//! with fuel metering is created the first time a plugin asks for a fuel budget, so metering
+//! is paid only by the plugins that want it. Both use the pooling allocator (fresh instances
+//! in about 10 µs) and fall back to on-demand allocation where the address space is too
+//! small for the pool.
+
+use crate::cache::CompileCache;
+use crate::host::HostState;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Host-wide settings of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached. `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Where plugins' key-value stores live. `None` gives plugins with a kv grant an error.
+    pub kv_dir: Option<PathBuf>,
+    /// Most invocations running at once across all plugins.
+    pub max_concurrent: usize,
+    /// Most invocations of one plugin at once, so one plugin cannot take every slot.
+    pub max_concurrent_per_plugin: usize,
+    /// Use the pooling allocator (falls back to on-demand if it cannot reserve memory).
+    pub pooling: bool,
+    /// Epoch tick: the resolution of wall-clock deadlines.
+    pub epoch_tick: Duration,
+    /// Bytes of wasm stack per invocation.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        RuntimeConfig {
+            cache_dir: None,
+            kv_dir: None,
+            max_concurrent: (cores * 4).clamp(8, 64),
+            max_concurrent_per_plugin: (cores * 2).clamp(4, 32),
+            pooling: true,
+            epoch_tick: Duration::from_millis(5),
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// Pool slots: a little above `max_concurrent`, because a slot is returned after the permit.
+fn pool_config(slots: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memories_per_component(2)
+        .max_tables_per_component(8)
+        .max_core_instances_per_component(16)
+        .max_memory_size(secflow_manifest::HOST_CEILINGS.memory_bytes as usize)
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(64 << 10)
+        .max_unused_warm_slots(slots.min(16));
+    pool
+}
+
+/// An engine, the linker with every host interface, and the thread that ticks its epoch.
+pub(crate) struct EngineSet {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+}
+
+impl EngineSet {
+    pub fn new(config: &RuntimeConfig, metered: bool) -> wasmtime::Result<EngineSet> {
+        let build = |pooling: bool| {
+            let mut cfg = Config::new();
+            cfg.epoch_interruption(true)
+                .consume_fuel(metered)
+                .max_wasm_stack(config.max_wasm_stack)
+                .async_stack_size(config.max_wasm_stack + (1 << 20));
+            if pooling {
+                let slots = (config.max_concurrent as u32).saturating_add(8);
+                cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(slots)));
+            }
+            Engine::new(&cfg)
+        };
+        let engine = match config.pooling {
+            true => build(true).or_else(|e| {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                build(false)
+            })?,
+            false => build(false)?,
+        };
+        spawn_ticker(&engine, config.epoch_tick);
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        crate::bindings::action::ActionPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        Ok(EngineSet { engine, linker })
+    }
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+fn spawn_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("secflow-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("spawn the epoch thread");
+}
+
+/// The sandbox host: engines, compile cache and concurrency limits. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: RuntimeConfig,
+    pub plain: EngineSet,
+    pub metered: OnceLock<Result<EngineSet, String>>,
+    pub cache: Option<CompileCache>,
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
+        let plain = EngineSet::new(&config, false)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => match CompileCache::open(dir) {
+                Ok(cache) => Some(cache),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "component cache disabled");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent)),
+                config,
+                plain,
+                metered: OnceLock::new(),
+                cache,
+                tls: crate::http::tls_config(),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn engines(&self, metered: bool) -> Result<&EngineSet, String> {
+        if !metered {
+            return Ok(&self.inner.plain);
+        }
+        self.inner
+            .metered
+            .get_or_init(|| EngineSet::new(&self.inner.config, true).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}

@@ -1,0 +1,576 @@
+//! One invocation: a fresh store and instance, the limits armed, the call, the teardown, and
+//! a report of what it cost. Nothing survives from one invocation to the next.
+
+use crate::bindings::{self as b, PluginError};
+use crate::engine::Runtime;
+use crate::error::InvokeError;
+use crate::host::{HostState, HostViolation, LogLine, MemoryLimiter, MetricSample};
+use crate::http::{NetHooks, NetLog};
+use crate::kv::KvStore;
+use crate::plugin::{KindPre, Plugin};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// What to ask the plugin. Each variant belongs to one kind.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Health,
+    Detect(b::FileInput),
+    Enrich(Vec<b::Finding>),
+    Analyze(Vec<b::Finding>),
+    OnRequest(b::HttpRequest),
+    OnResponse(b::HttpRequest, b::HttpResponse),
+    AnalyzeLogs {
+        source: String,
+        entries: Vec<b::LogEntry>,
+    },
+    RunTests {
+        target: b::Target,
+        config: String,
+    },
+    Actions,
+    Execute {
+        action: String,
+        params: String,
+    },
+}
+
+impl Call {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Health => "health",
+            Call::Detect(_) => "detect",
+            Call::Enrich(_) => "enrich",
+            Call::Analyze(_) => "analyze",
+            Call::OnRequest(_) => "on-request",
+            Call::OnResponse(..) => "on-response",
+            Call::AnalyzeLogs { .. } => "analyze-logs",
+            Call::RunTests { .. } => "run-tests",
+            Call::Actions => "actions",
+            Call::Execute { .. } => "execute",
+        }
+    }
+
+    /// Approximate bytes handed to the plugin.
+    fn input_bytes(&self) -> u64 {
+        match self {
+            Call::Detect(f) => (f.path.len() + f.content.len()) as u64,
+            Call::Execute { action, params } => (action.len() + params.len()) as u64,
+            Call::RunTests { config, .. } => config.len() as u64,
+            other => serde_json::to_vec(&CallPayload(other)).map_or(0, |v| v.len() as u64),
+        }
+    }
+}
+
+struct CallPayload<'a>(&'a Call);
+
+impl Serialize for CallPayload<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Call::Enrich(f) | Call::Analyze(f) => f.serialize(s),
+            Call::OnRequest(r) => r.serialize(s),
+            Call::OnResponse(r, p) => (r, p).serialize(s),
+            Call::AnalyzeLogs { entries, .. } => entries.serialize(s),
+            Call::RunTests { target, .. } => target.serialize(s),
+            _ => s.serialize_unit(),
+        }
+    }
+}
+
+/// What the plugin returned.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    Health(b::Health),
+    Findings(Vec<b::Finding>),
+    Report(b::Report),
+    RequestVerdict(b::RequestVerdict),
+    ResponseVerdict(b::ResponseVerdict),
+    AttackResults(Vec<b::AttackResult>),
+    Actions(Vec<b::ActionInfo>),
+    /// An action's JSON result.
+    Json(serde_json::Value),
+}
+
+/// What one invocation cost and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub plugin: String,
+    pub version: String,
+    pub call: String,
+    pub wall_time_us: u64,
+    /// Fuel consumed, when the plugin is metered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    pub peak_memory_bytes: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub http_requests: u32,
+    pub http_response_bytes: u64,
+    /// Every request or access the host refused, with the reason.
+    pub denials: Vec<String>,
+    pub log_lines: usize,
+    pub metrics_dropped: u64,
+}
+
+/// The result of an invocation: always a report, and an output or a typed error.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invocation {
+    #[serde(serialize_with = "ser_outcome")]
+    pub outcome: Result<Output, InvokeError>,
+    pub report: Report,
+    pub logs: Vec<LogLine>,
+    pub metrics: Vec<MetricSample>,
+}
+
+fn ser_outcome<S: serde::Serializer>(
+    outcome: &Result<Output, InvokeError>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Tagged<'a> {
+        Ok(&'a Output),
+        Error(&'a InvokeError),
+    }
+    match outcome {
+        Ok(o) => Tagged::Ok(o).serialize(s),
+        Err(e) => Tagged::Error(e).serialize(s),
+    }
+}
+
+fn supports(kind: secflow_manifest::PluginKind, call: &Call) -> bool {
+    use secflow_manifest::PluginKind as K;
+    matches!(
+        (kind, call),
+        (_, Call::Health)
+            | (K::Detector, Call::Detect(_))
+            | (K::Enricher, Call::Enrich(_))
+            | (K::Analytics, Call::Analyze(_))
+            | (K::ProxyFilter, Call::OnRequest(_) | Call::OnResponse(..))
+            | (K::LogAnalyzer, Call::AnalyzeLogs { .. })
+            | (K::DynamicTester, Call::RunTests { .. })
+            | (K::Action, Call::Actions | Call::Execute { .. })
+    )
+}
+
+impl Runtime {
+    /// Runs `call` on a fresh instance of `plugin` with `config` (a JSON object, validated
+    /// against the manifest's `config-schema` before anything runs).
+    pub async fn invoke(
+        &self,
+        plugin: &Plugin,
+        call: Call,
+        config: &serde_json::Value,
+    ) -> Invocation {
+        let mut report = Report {
+            plugin: plugin.manifest.id.to_string(),
+            version: plugin.manifest.version.to_string(),
+            call: call.name().to_string(),
+            bytes_in: call.input_bytes(),
+            ..Report::default()
+        };
+        let fail = |report: Report, e: InvokeError| Invocation {
+            outcome: Err(e),
+            report,
+            logs: Vec::new(),
+            metrics: Vec::new(),
+        };
+        if !supports(plugin.manifest.kind, &call) {
+            let message = format!(
+                "a {} plugin has no `{}` call",
+                plugin.manifest.kind,
+                call.name()
+            );
+            return fail(report, InvokeError::Unsupported { message });
+        }
+        if let Err(errors) = plugin.manifest.validate_config(config) {
+            return fail(report, InvokeError::InvalidConfig { errors });
+        }
+        // Per-plugin slots first, so a flood of one plugin queues on its own semaphore and
+        // leaves global slots for others.
+        let Ok(_plugin_slot) = plugin.slots.acquire().await else {
+            return fail(
+                report,
+                InvokeError::Host {
+                    message: "runtime shut down".into(),
+                },
+            );
+        };
+        let Ok(_slot) = self.inner.slots.acquire().await else {
+            return fail(
+                report,
+                InvokeError::Host {
+                    message: "runtime shut down".into(),
+                },
+            );
+        };
+        let started = Instant::now();
+        let net_log = Arc::new(Mutex::new(NetLog::default()));
+        let mut store = match self.new_store(plugin, config, net_log.clone()) {
+            Ok(store) => store,
+            Err(e) => return fail(report, e),
+        };
+        let limits = plugin.limits;
+        let deadline = Duration::from_millis(limits.timeout_ms);
+        let config_json = config.to_string();
+        // The epoch callback stops CPU-bound wasm; the outer timeout stops a plugin blocked
+        // in a host call (an HTTP read, a sleep). Both are wall-clock.
+        let result = tokio::time::timeout(
+            deadline + Duration::from_millis(50),
+            run(&plugin.pre, &mut store, &config_json, call),
+        )
+        .await;
+        report.wall_time_us = started.elapsed().as_micros() as u64;
+
+        let state = store.data_mut();
+        let mut outcome = match result {
+            Err(_elapsed) => Err(InvokeError::Timeout {
+                limit_ms: limits.timeout_ms,
+            }),
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(trap)) => Err(classify(trap, state, &limits)),
+        };
+        report.peak_memory_bytes = state.limiter.peak as u64;
+        report.log_lines = state.logs.len();
+        report.metrics_dropped = state.metrics_dropped;
+        let mut logs = std::mem::take(&mut state.logs);
+        let metrics = std::mem::take(&mut state.metrics);
+        for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+                level: stream.to_string(),
+                message: l.to_string(),
+                fields: Vec::new(),
+            }));
+        }
+        if let (Some(budget), true) = (limits.fuel, plugin.metered) {
+            report.fuel_used = store
+                .get_fuel()
+                .ok()
+                .map(|left| budget.saturating_sub(left));
+        }
+        drop(store); // never reused: a trapped instance is poisoned, and state must not leak
+
+        let net = net_log.lock().unwrap().clone();
+        report.http_requests = net.requests;
+        report.http_response_bytes = net.response_bytes;
+        report.denials = net.denials.iter().map(ToString::to_string).collect();
+        if let Ok(output) = &outcome {
+            let size = serde_json::to_vec(output).map_or(u64::MAX, |v| v.len() as u64);
+            report.bytes_out = size;
+            if size > limits.output_bytes {
+                outcome = Err(InvokeError::OutputTooLarge {
+                    what: "the returned value".into(),
+                    limit: limits.output_bytes,
+                });
+            }
+        }
+        // A refused request is a violation even if the plugin swallowed the error.
+        if let Some(first) = net.denials.first()
+            && !matches!(outcome, Err(ref e) if e.is_violation())
+        {
+            outcome = Err(InvokeError::CapabilityDenied {
+                capability: "network".into(),
+                reason: first.to_string(),
+            });
+        }
+        if let Err(e) = &outcome {
+            tracing::info!(plugin = %report.plugin, error = %e, kind = e.kind(), "invocation failed");
+        }
+        Invocation {
+            outcome,
+            report,
+            logs,
+            metrics,
+        }
+    }
+
+    fn new_store(
+        &self,
+        plugin: &Plugin,
+        config: &serde_json::Value,
+        net_log: Arc<Mutex<NetLog>>,
+    ) -> Result<Store<HostState>, InvokeError> {
+        let limits = plugin.limits;
+        let set = self
+            .engines(plugin.metered)
+            .map_err(|message| InvokeError::Host { message })?;
+        let stdout = MemoryOutputPipe::new(limits.log_bytes as usize);
+        let stderr = MemoryOutputPipe::new(limits.log_bytes as usize);
+        // Nothing ambient: no env, no args, no stdin, no network sockets; only granted dirs.
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        for fs in &plugin.grants.filesystem {
+            let perms = if fs.write {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&fs.host, &fs.guest, perms)
+                .map_err(|e| InvokeError::Host {
+                    message: format!(
+                        "cannot open granted directory {} (for {}): {e}",
+                        fs.host.display(),
+                        fs.guest
+                    ),
+                })?;
+        }
+        let kv = plugin
+            .grants
+            .kv_quota
+            .map(|quota| match &self.inner.config.kv_dir {
+                Some(dir) => KvStore::open(dir, plugin.manifest.id.as_str(), quota)
+                    .map_err(|e| e.to_string()),
+                None => Err("no key-value store is configured on this host".to_string()),
+            });
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            hooks: NetHooks {
+                grants: plugin.net.clone(),
+                max_requests: limits.http_requests,
+                max_response_bytes: limits.http_response_bytes,
+                log: net_log,
+                tls: self.inner.tls.clone(),
+            },
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes as usize,
+                total: 0,
+                peak: 0,
+                violation: None,
+            },
+            stdout,
+            stderr,
+            config: config.as_object().cloned().unwrap_or_default(),
+            logs: Vec::new(),
+            log_budget: limits.log_bytes,
+            log_limit: limits.log_bytes,
+            metrics: Vec::new(),
+            metrics_dropped: 0,
+            kv,
+            violation: None,
+        };
+        let mut store = Store::new(&set.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Bounds what the guest can make the host copy in one call (log lines, kv values,
+        // HTTP body chunks).
+        store.set_hostcall_fuel(16 << 20);
+        if let Some(fuel) = limits.fuel {
+            store.set_fuel(fuel).map_err(|e| InvokeError::Host {
+                message: e.to_string(),
+            })?;
+            store
+                .fuel_async_yield_interval(Some(10_000_000))
+                .map_err(|e| InvokeError::Host {
+                    message: e.to_string(),
+                })?;
+        }
+        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                // Yield so other invocations on this thread get their turn.
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
+}
+
+/// Maps a wasmtime error to the typed reason, using what the host recorded before trapping.
+fn classify(
+    err: wasmtime::Error,
+    state: &mut HostState,
+    limits: &secflow_manifest::ResolvedLimits,
+) -> InvokeError {
+    if let Some(v) = state
+        .limiter
+        .violation
+        .take()
+        .or_else(|| state.violation.take())
+    {
+        return match v {
+            HostViolation::Memory { requested, limit } => {
+                InvokeError::MemoryLimit { limit, requested }
+            }
+            HostViolation::LogFlood { limit } => InvokeError::OutputTooLarge {
+                what: "the plugin's log".into(),
+                limit,
+            },
+        };
+    }
+    for (name, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        if pipe.contents().len() as u64 >= limits.log_bytes {
+            return InvokeError::OutputTooLarge {
+                what: format!("the plugin's {name}"),
+                limit: limits.log_bytes,
+            };
+        }
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Timeout {
+            limit_ms: limits.timeout_ms,
+        },
+        Some(Trap::OutOfFuel) => InvokeError::OutOfFuel {
+            limit: limits.fuel.unwrap_or(0),
+        },
+        Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        Some(trap) => InvokeError::Trap {
+            message: format!("{trap}{}", panic_message(state)),
+        },
+        None => InvokeError::Trap {
+            message: format!("{err:#}"),
+        },
+    }
+}
+
+/// The last line of stderr, which for a Rust guest holds the panic message.
+fn panic_message(state: &HostState) -> String {
+    let err = state.stderr.contents();
+    let text = String::from_utf8_lossy(&err);
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(" ({})", l.trim()))
+        .unwrap_or_default()
+}
+
+type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
+
+fn plugin_err(error: PluginError) -> InvokeError {
+    InvokeError::Plugin { error }
+}
+
+macro_rules! init_or_return {
+    ($bindings:expr, $store:expr, $config:expr) => {
+        if let Err(e) = $bindings.call_init(&mut *$store, $config).await? {
+            return Ok(Err(plugin_err(e)));
+        }
+    };
+}
+
+async fn run(pre: &KindPre, store: &mut Store<HostState>, config: &str, call: Call) -> CallResult {
+    macro_rules! health {
+        ($p:expr) => {
+            if let Call::Health = call {
+                return Ok(Ok(Output::Health($p.call_health(&mut *store).await?)));
+            }
+        };
+    }
+    match pre {
+        KindPre::Action(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let api = p.secflow_plugin_action();
+            match call {
+                Call::Actions => Ok(Ok(Output::Actions(api.call_actions(&mut *store).await?))),
+                Call::Execute { action, params } => Ok(
+                    match api.call_execute(&mut *store, &action, &params).await? {
+                        Ok(json) => serde_json::from_str(&json).map(Output::Json).map_err(|e| {
+                            InvokeError::InvalidOutput {
+                                message: format!("the action result is not JSON: {e}"),
+                            }
+                        }),
+                        Err(e) => Err(plugin_err(e)),
+                    },
+                ),
+                _ => unreachable!("checked by supports()"),
+            }
+        }
+        KindPre::Detector(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let Call::Detect(file) = call else {
+                unreachable!("checked by supports()")
+            };
+            Ok(p.secflow_plugin_detector()
+                .call_detect(&mut *store, &file)
+                .await?
+                .map(Output::Findings)
+                .map_err(plugin_err))
+        }
+        KindPre::Enricher(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let Call::Enrich(findings) = call else {
+                unreachable!("checked by supports()")
+            };
+            Ok(p.secflow_plugin_enricher()
+                .call_enrich(&mut *store, &findings)
+                .await?
+                .map(Output::Findings)
+                .map_err(plugin_err))
+        }
+        KindPre::Analytics(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let Call::Analyze(findings) = call else {
+                unreachable!("checked by supports()")
+            };
+            Ok(p.secflow_plugin_analytics()
+                .call_analyze(&mut *store, &findings)
+                .await?
+                .map(Output::Report)
+                .map_err(plugin_err))
+        }
+        KindPre::ProxyFilter(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let api = p.secflow_plugin_proxy_filter();
+            match call {
+                Call::OnRequest(req) => Ok(api
+                    .call_on_request(&mut *store, &req)
+                    .await?
+                    .map(Output::RequestVerdict)
+                    .map_err(plugin_err)),
+                Call::OnResponse(req, resp) => Ok(api
+                    .call_on_response(&mut *store, &req, &resp)
+                    .await?
+                    .map(Output::ResponseVerdict)
+                    .map_err(plugin_err)),
+                _ => unreachable!("checked by supports()"),
+            }
+        }
+        KindPre::LogAnalyzer(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let Call::AnalyzeLogs { source, entries } = call else {
+                unreachable!("checked by supports()")
+            };
+            Ok(p.secflow_plugin_log_analyzer()
+                .call_analyze_logs(&mut *store, &source, &entries)
+                .await?
+                .map(Output::Findings)
+                .map_err(plugin_err))
+        }
+        KindPre::DynamicTester(pre) => {
+            let p = pre.instantiate_async(&mut *store).await?;
+            init_or_return!(p, store, config);
+            health!(p);
+            let Call::RunTests { target, config } = call else {
+                unreachable!("checked by supports()")
+            };
+            Ok(p.secflow_plugin_dynamic_tester()
+                .call_run_tests(&mut *store, &target, &config)
+                .await?
+                .map(Output::AttackResults)
+                .map_err(plugin_err))
+        }
+    }
+}

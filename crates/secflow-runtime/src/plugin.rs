@@ -1,0 +1,297 @@
+//! Loading a plugin: compile (or fetch from the cache), check the component's imports
+//! against the manifest's declared capabilities, check it implements the declared kind,
+//! and pre-link it so every invocation only instantiates.
+
+use crate::bindings as b;
+use crate::cache::{self, CacheOutcome};
+use crate::engine::Runtime;
+use crate::error::LoadError;
+use crate::host::HostState;
+use crate::netpolicy::NetGrant;
+use secflow_manifest::{Access, Manifest, PluginKind, ResolvedLimits};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::Component;
+
+/// What an invocation of this plugin may touch. Built from the declared capabilities and the
+/// host's decision; never wider than the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub filesystem: Vec<FsGrant>,
+    pub network: Vec<NetGrant>,
+    /// Quota in bytes when the key-value store is granted.
+    pub kv_quota: Option<u64>,
+}
+
+/// A directory preopened for the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsGrant {
+    /// Path the plugin sees.
+    pub guest: String,
+    /// Directory on the host.
+    pub host: PathBuf,
+    pub write: bool,
+}
+
+impl Grants {
+    /// Grants everything the manifest declares, binding each filesystem path to the same
+    /// path on the host unless `mounts` maps it elsewhere (`guest -> host`). Used by
+    /// `secflow run --dev`, where the developer is the one approving.
+    pub fn all_declared(manifest: &Manifest, mounts: &[(String, PathBuf)]) -> Grants {
+        let caps = &manifest.capabilities;
+        Grants {
+            filesystem: caps
+                .filesystem
+                .iter()
+                .map(|fs| {
+                    let guest = fs.guest_path();
+                    let host = mounts
+                        .iter()
+                        .find(|(g, _)| {
+                            secflow_manifest::normalize_guest_path(g).ok().as_deref()
+                                == Some(guest.as_str())
+                        })
+                        .map_or_else(|| PathBuf::from(&guest), |(_, h)| h.clone());
+                    FsGrant {
+                        guest,
+                        host,
+                        write: fs.access == Access::Write,
+                    }
+                })
+                .collect(),
+            network: NetGrant::from_capabilities(&caps.network),
+            kv_quota: caps.kv.as_ref().map(|kv| {
+                kv.max_kib
+                    .map_or(crate::kv::DEFAULT_QUOTA_BYTES, |k| k << 10)
+            }),
+        }
+    }
+
+    /// Grants nothing, whatever the manifest asks.
+    pub fn none() -> Grants {
+        Grants::default()
+    }
+}
+
+/// The pre-linked component for the plugin's kind.
+pub(crate) enum KindPre {
+    Detector(b::detector::DetectorPluginPre<HostState>),
+    Enricher(b::enricher::EnricherPluginPre<HostState>),
+    Analytics(b::analytics::AnalyticsPluginPre<HostState>),
+    ProxyFilter(b::proxy_filter::ProxyFilterPluginPre<HostState>),
+    LogAnalyzer(b::log_analyzer::LogAnalyzerPluginPre<HostState>),
+    DynamicTester(b::dynamic_tester::DynamicTesterPluginPre<HostState>),
+    Action(b::action::ActionPluginPre<HostState>),
+}
+
+/// A verified, compiled and pre-linked plugin, ready for fresh-instance invocations.
+pub struct Plugin {
+    pub manifest: Manifest,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    pub limits: ResolvedLimits,
+    pub grants: Grants,
+    /// The component's imports, as checked at load.
+    pub imports: Vec<String>,
+    pub cache: CacheOutcome,
+    pub(crate) pre: KindPre,
+    pub(crate) metered: bool,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) net: Arc<Vec<NetGrant>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.manifest.id)
+            .field("version", &self.manifest.version)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides whether a component may import `name`, given what the manifest declares.
+/// Returns the reason for a refusal.
+pub fn check_import(manifest: &Manifest, name: &str) -> Result<(), String> {
+    let iface = name.split('@').next().unwrap_or(name);
+    let caps = &manifest.capabilities;
+    match iface {
+        "secflow:plugin/types" | "secflow:plugin/host" => Ok(()),
+        "secflow:plugin/kv" if caps.kv.is_some() => Ok(()),
+        "secflow:plugin/kv" => Err(format!(
+            "the component imports `{name}` but the manifest declares no `[capabilities.kv]`; \
+             declare it with a reason, or stop using the key-value store"
+        )),
+        i if i.starts_with("wasi:http/") => {
+            if caps.network.is_empty() {
+                Err(format!(
+                    "the component imports `{name}` (outgoing HTTP) but the manifest declares no \
+                     `[[capabilities.network]]`; declare each host it contacts with a reason"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        i if i.starts_with("wasi:sockets/") => Err(format!(
+            "the component imports `{name}`: raw sockets are never granted to plugins; \
+             use outgoing HTTP (wasi:http) with a declared network capability"
+        )),
+        i if [
+            "wasi:cli/",
+            "wasi:io/",
+            "wasi:clocks/",
+            "wasi:random/",
+            "wasi:filesystem/",
+        ]
+        .iter()
+        .any(|p| i.starts_with(p)) =>
+        {
+            // Rust's std imports these even when unused; they expose nothing ambient
+            // (no env, no args, no stdin, no preopens unless granted).
+            Ok(())
+        }
+        _ => Err(format!(
+            "the component imports `{name}`, which SecFlow does not provide to plugins"
+        )),
+    }
+}
+
+fn kind_interface(kind: PluginKind) -> String {
+    format!("secflow:plugin/{}", kind.as_str())
+}
+
+impl Runtime {
+    /// Compiles (or loads from the cache), checks and pre-links a plugin.
+    pub fn load(
+        &self,
+        manifest: Manifest,
+        wasm: &[u8],
+        grants: Grants,
+    ) -> Result<Plugin, LoadError> {
+        let plugin = format!("{}@{}", manifest.id, manifest.version);
+        let host_version =
+            semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("crate version");
+        manifest
+            .check_host_compat(&host_version)
+            .map_err(|p| LoadError::Incompatible {
+                plugin: plugin.clone(),
+                message: format!("{} (fix: {})", p.message, p.fix),
+            })?;
+        let limits = manifest.limits.resolve();
+        let metered = limits.fuel.is_some();
+        let set = self.engines(metered).map_err(|message| LoadError::Host {
+            plugin: plugin.clone(),
+            message,
+        })?;
+        let engine = &set.engine;
+        let digest = cache::digest(wasm);
+        if wasmparser_is_core_module(wasm) {
+            return Err(LoadError::InvalidComponent {
+                plugin,
+                message: "this is a core WebAssembly module, not a component; build for \
+                          `wasm32-wasip2` (secflow plugin build does)"
+                    .into(),
+            });
+        }
+        let (component, outcome) = match &self.inner.cache {
+            Some(cache) => cache.load(engine, wasm, &digest),
+            None => Component::new(engine, wasm).map(|c| (c, CacheOutcome::Uncached)),
+        }
+        .map_err(|e| LoadError::InvalidComponent {
+            plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        })?;
+
+        let ty = component.component_type();
+        let mut imports = Vec::new();
+        for (name, _) in ty.imports(engine) {
+            check_import(&manifest, name).map_err(|message| LoadError::Refused {
+                plugin: plugin.clone(),
+                message,
+            })?;
+            imports.push(name.to_string());
+        }
+        let wanted = kind_interface(manifest.kind);
+        let exported: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if !exported
+            .iter()
+            .any(|e| e.split('@').next() == Some(wanted.as_str()))
+        {
+            let found = exported
+                .iter()
+                .find(|e| e.starts_with("secflow:plugin/"))
+                .map_or("no SecFlow plugin interface".to_string(), |e| {
+                    format!("`{e}`")
+                });
+            return Err(LoadError::KindMismatch {
+                plugin,
+                message: format!(
+                    "the manifest says kind `{}` but the component exports {found}; \
+                     fix `kind` or export the `{}` world with the matching secflow_pdk macro",
+                    manifest.kind, manifest.kind
+                ),
+            });
+        }
+
+        let instance_pre = set
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Host {
+                plugin: plugin.clone(),
+                message: format!("{e:#}"),
+            })?;
+        let mismatch = |e: wasmtime::Error| LoadError::KindMismatch {
+            plugin: plugin.clone(),
+            message: format!(
+                "the component does not implement the `{}` contract of secflow:plugin@0.1.0: {e:#}",
+                manifest.kind
+            ),
+        };
+        let pre = match manifest.kind {
+            PluginKind::Detector => KindPre::Detector(
+                b::detector::DetectorPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::Enricher => KindPre::Enricher(
+                b::enricher::EnricherPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::Analytics => KindPre::Analytics(
+                b::analytics::AnalyticsPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::ProxyFilter => KindPre::ProxyFilter(
+                b::proxy_filter::ProxyFilterPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::LogAnalyzer => KindPre::LogAnalyzer(
+                b::log_analyzer::LogAnalyzerPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::DynamicTester => KindPre::DynamicTester(
+                b::dynamic_tester::DynamicTesterPluginPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            PluginKind::Action => {
+                KindPre::Action(b::action::ActionPluginPre::new(instance_pre).map_err(mismatch)?)
+            }
+        };
+        let net = Arc::new(grants.network.clone());
+        Ok(Plugin {
+            limits,
+            digest,
+            imports,
+            cache: outcome,
+            pre,
+            metered,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                self.inner.config.max_concurrent_per_plugin,
+            )),
+            net,
+            grants,
+            manifest,
+        })
+    }
+}
+
+/// A core module starts with the wasm magic and version 1; a component uses layer 1.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
