@@ -434,15 +434,25 @@ fn classify(
     }
 }
 
-/// The last line of stderr, which for a Rust guest holds the panic message.
+/// The panic message a Rust guest printed to stderr before aborting, if any.
 fn panic_message(state: &HostState) -> String {
     let err = state.stderr.contents();
     let text = String::from_utf8_lossy(&err);
-    text.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| format!(" ({})", l.trim()))
-        .unwrap_or_default()
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().rposition(|l| l.contains("panicked at")) else {
+        return String::new();
+    };
+    let message: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("note:"))
+        .map(|l| l.trim())
+        .collect();
+    let location = lines[start]
+        .split("panicked at ")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches(':');
+    format!(" (plugin panicked at {location}: {})", message.join(" "))
 }
 
 type CallResult = wasmtime::Result<Result<Output, InvokeError>>;

@@ -96,7 +96,7 @@ impl Action for Hostile {
             "flood-log" => loop {
                 log::info(&"B".repeat(4096));
             },
-            "huge-output" => Ok(Value::String("C".repeat(8 << 20))),
+            "huge-output" => Ok(Value::String("C".repeat(2 << 20))),
             "read-file" => std::fs::read_to_string(param(&params, "path"))
                 .map(Value::from)
                 .map_err(|e| PluginError::Denied(e.to_string())),

@@ -1,0 +1,429 @@
+//! Attacks on the sandbox. Each test runs a real malicious component, asserts the typed error
+//! it gets, and checks the next invocation still works (the host is unharmed).
+
+mod common;
+
+use common::*;
+use secflow_runtime::InvokeError;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_infinite_loop_with_host_calls_times_out() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "loop", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::Timeout { limit_ms: 1000 }),
+        "{:?}",
+        inv.outcome
+    );
+    assert!(
+        inv.report.metrics_dropped > 0,
+        "the metric flood was throttled, not stored"
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_busy_loop_without_calls_times_out() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "spin", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::Timeout { .. }),
+        "{:?}",
+        inv.outcome
+    );
+    assert!(
+        inv.report.wall_time_us < 3_000_000,
+        "stopped near the 1 s deadline"
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_busy_loop_runs_out_of_fuel_when_metered() {
+    let rt = runtime();
+    let caps = HOSTILE_BASE_CAPS.replace("log-kib = 16", "log-kib = 16\nfuel = 5000000");
+    let p = load_hostile(&rt, &caps);
+    let inv = exec(&rt, &p, "spin", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::OutOfFuel { limit: 5000000 }),
+        "{:?}",
+        inv.outcome
+    );
+    assert_eq!(inv.report.fuel_used, Some(5000000));
+    let ok = exec(&rt, &p, "noop", json!({})).await;
+    assert!(ok.report.fuel_used.unwrap() > 0, "metered runs report fuel");
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_unbounded_memory_grow_is_stopped() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "grow", json!({})).await;
+    match err(&inv) {
+        InvokeError::MemoryLimit { limit, requested } => {
+            assert_eq!(*limit, 32 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("expected memory-limit, got {other:?}"),
+    }
+    assert!(inv.report.peak_memory_bytes <= 32 << 20);
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_unbounded_allocation_is_stopped() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "alloc", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::MemoryLimit { .. }),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_deep_recursion_overflows_the_bounded_stack() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "recurse", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::StackOverflow),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_stdout_flood_is_cut_off() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "flood-stdout", json!({})).await;
+    match err(&inv) {
+        InvokeError::OutputTooLarge { what, limit } => {
+            assert!(what.contains("stdout"), "{what}");
+            assert_eq!(*limit, 16 << 10);
+        }
+        other => panic!("expected output-too-large, got {other:?}"),
+    }
+    let captured: usize = inv
+        .logs
+        .iter()
+        .filter(|l| l.level == "stdout")
+        .map(|l| l.message.len())
+        .sum();
+    assert!(
+        captured <= 16 << 10,
+        "captured {captured} bytes of a 16 KiB budget"
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_host_log_flood_is_cut_off() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "flood-log", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::OutputTooLarge { what, .. } if what.contains("log")),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_huge_return_value_is_refused() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "huge-output", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::OutputTooLarge { limit, .. } if *limit == 256 << 10),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_trap_is_reported_with_the_panic_message() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "trap", json!({})).await;
+    match err(&inv) {
+        InvokeError::Trap { message } => assert!(
+            message.contains("deliberate trap"),
+            "{message} {:?}",
+            inv.logs
+        ),
+        other => panic!("expected trap, got {other:?}"),
+    }
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+fn plugin_denied(inv: &secflow_runtime::Invocation) -> String {
+    match err(inv) {
+        InvokeError::Plugin {
+            error: secflow_runtime::bindings::PluginError::Denied(msg),
+        } => msg.clone(),
+        other => panic!("expected the plugin's own access to fail, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_read_etc_passwd_without_grant() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "read-file", json!({"path": "/etc/passwd"})).await;
+    let msg = plugin_denied(&inv);
+    assert!(
+        !msg.contains("root:"),
+        "no file content leaks into the error"
+    );
+    let inv = exec(&rt, &p, "list-dir", json!({"path": "/"})).await;
+    plugin_denied(&inv);
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+fn granted_dir() -> (tempfile::TempDir, tempfile::TempDir) {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "TOP-SECRET").unwrap();
+    let granted = tempfile::tempdir().unwrap();
+    std::fs::write(granted.path().join("rules.txt"), "rule-1").unwrap();
+    (granted, outside)
+}
+
+fn fs_caps(access: &str) -> String {
+    format!(
+        "{HOSTILE_BASE_CAPS}\n[[capabilities.filesystem]]\npath = \"/data\"\naccess = \"{access}\"\nreason = \"reads rule files for the test\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_dotdot_traversal_out_of_granted_dir() {
+    let (granted, outside) = granted_dir();
+    let rt = runtime();
+    let mounts = vec![("/data".to_string(), granted.path().to_path_buf())];
+    let p = load_hostile_with(&rt, &fs_caps("read"), &mounts);
+    let ok = exec(&rt, &p, "read-file", json!({"path": "/data/rules.txt"})).await;
+    assert_eq!(
+        ok_json(&ok),
+        json!("rule-1"),
+        "the granted file is readable"
+    );
+    let rel = format!("/data/../{}/secret.txt", outside.path().display());
+    for path in [
+        rel.as_str(),
+        "/data/../../../../etc/passwd",
+        "/data/../secret.txt",
+    ] {
+        let inv = exec(&rt, &p, "read-file", json!({ "path": path })).await;
+        let msg = plugin_denied(&inv);
+        assert!(
+            !msg.contains("TOP-SECRET") && !msg.contains("root:"),
+            "{path}: {msg}"
+        );
+    }
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_symlink_inside_granted_dir_pointing_outside() {
+    let (granted, outside) = granted_dir();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        granted.path().join("link.txt"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), granted.path().join("linkdir")).unwrap();
+    let rt = runtime();
+    let mounts = vec![("/data".to_string(), granted.path().to_path_buf())];
+    let p = load_hostile_with(&rt, &fs_caps("read"), &mounts);
+    for path in ["/data/link.txt", "/data/linkdir/secret.txt"] {
+        let inv = exec(&rt, &p, "read-file", json!({ "path": path })).await;
+        let msg = plugin_denied(&inv);
+        assert!(!msg.contains("TOP-SECRET"), "{path}: {msg}");
+    }
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escape_write_to_read_only_grant() {
+    let (granted, _outside) = granted_dir();
+    let rt = runtime();
+    let mounts = vec![("/data".to_string(), granted.path().to_path_buf())];
+    let p = load_hostile_with(&rt, &fs_caps("read"), &mounts);
+    for path in ["/data/rules.txt", "/data/new.txt"] {
+        let inv = exec(
+            &rt,
+            &p,
+            "write-file",
+            json!({"path": path, "content": "pwned"}),
+        )
+        .await;
+        plugin_denied(&inv);
+    }
+    assert_eq!(
+        std::fs::read_to_string(granted.path().join("rules.txt")).unwrap(),
+        "rule-1"
+    );
+    assert!(!granted.path().join("new.txt").exists());
+    // The same plugin with a write grant can write: the refusal above was the grant's doing.
+    let p = load_hostile_with(&rt, &fs_caps("write"), &mounts);
+    let inv = exec(
+        &rt,
+        &p,
+        "write-file",
+        json!({"path": "/data/new.txt", "content": "fine"}),
+    )
+    .await;
+    assert_eq!(ok_json(&inv), json!("written"));
+    assert_eq!(
+        std::fs::read_to_string(granted.path().join("new.txt")).unwrap(),
+        "fine"
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_read_environment_gets_nothing() {
+    // The host's own environment (PATH at least) must not reach the plugin.
+    let host_path = std::env::var("PATH").unwrap_or_default();
+    assert!(!host_path.is_empty());
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let out = ok_json(&exec(&rt, &p, "env", json!({})).await);
+    assert_eq!(out["vars"], json!([]), "no environment variables");
+    assert_eq!(out["args"], json!([]), "no arguments");
+    assert_eq!(out["home"], json!(null));
+    assert!(!out.to_string().contains(&host_path));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn isolation_state_from_one_invocation_is_not_visible_in_the_next() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    for _ in 0..3 {
+        let out = ok_json(&exec(&rt, &p, "counter", json!({})).await);
+        assert_eq!(
+            out,
+            json!({"counter_before": 0, "leaked_vectors": 1}),
+            "fresh instance each time"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_config_violating_schema_is_refused_before_the_plugin_runs() {
+    let rt = runtime();
+    let caps = format!(
+        "{HOSTILE_BASE_CAPS}\n[config-schema]\ntype = \"object\"\nadditionalProperties = false\n\
+         [config-schema.properties.threshold]\ntype = \"integer\"\nmaximum = 10\n"
+    );
+    let p = load_hostile(&rt, &caps);
+    let call = secflow_runtime::Call::Execute {
+        action: "noop".into(),
+        params: "{}".into(),
+    };
+    let inv = rt.invoke(&p, call.clone(), &json!({"threshold": 99})).await;
+    match err(&inv) {
+        InvokeError::InvalidConfig { errors } => {
+            assert!(errors[0].contains("/threshold"), "{errors:?}")
+        }
+        other => panic!("expected invalid-config, got {other:?}"),
+    }
+    assert_eq!(inv.report.wall_time_us, 0, "the plugin never ran");
+    let inv = rt
+        .invoke(&p, call.clone(), &json!({"fail-init": true}))
+        .await;
+    assert!(
+        matches!(err(&inv), InvokeError::InvalidConfig { .. }),
+        "unknown keys are refused too"
+    );
+    let inv = rt.invoke(&p, call, &json!({"threshold": 3})).await;
+    assert!(inv.outcome.is_ok(), "{:?}", inv.outcome);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_component_importing_undeclared_interfaces_is_refused_at_load() {
+    let rt = runtime();
+    let wasm = secflow_plugin_artifacts::TEST_HOSTILE.bytes();
+    // No network capability, but the component imports wasi:http.
+    let no_net = hostile_manifest("[capabilities.kv]\nreason = \"checks store privacy\"\n");
+    let e = rt
+        .load(no_net, &wasm, secflow_runtime::Grants::none())
+        .unwrap_err();
+    assert!(e.is_refusal(), "{e}");
+    assert!(e.to_string().contains("wasi:http/"), "{e}");
+    // No kv capability, but the component imports the kv interface.
+    let no_kv = hostile_manifest(
+        "[[capabilities.network]]\nhost = \"allowed.example.com\"\nreason = \"network attack tests\"\n",
+    );
+    let e = rt
+        .load(no_kv, &wasm, secflow_runtime::Grants::none())
+        .unwrap_err();
+    assert!(
+        e.is_refusal() && e.to_string().contains("secflow:plugin/kv"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_component_of_the_wrong_kind_is_refused_at_load() {
+    let rt = runtime();
+    let wasm = secflow_plugin_artifacts::TEST_NOOP.bytes();
+    let m = manifest(
+        "id = \"test-noop\"\nversion = \"0.1.0\"\nkind = \"detector\"\nname = \"x\"\ndescription = \"x\"\n",
+    );
+    let e = rt
+        .load(m, &wasm, secflow_runtime::Grants::none())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("manifest says kind `detector`"),
+        "{e}"
+    );
+    let e = rt
+        .load(
+            hostile_manifest(""),
+            b"\0asm\x01\0\0\0",
+            secflow_runtime::Grants::none(),
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("core WebAssembly module"), "{e}");
+    let e = rt
+        .load(
+            hostile_manifest(""),
+            b"definitely not wasm",
+            secflow_runtime::Grants::none(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, secflow_runtime::LoadError::InvalidComponent { .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_store_is_private_and_persistent() {
+    let kv_dir = tempfile::tempdir().unwrap();
+    let rt = runtime_with(secflow_runtime::RuntimeConfig {
+        kv_dir: Some(kv_dir.path().to_path_buf()),
+        ..Default::default()
+    });
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let set = exec(&rt, &p, "kv-set", json!({"key": "k", "value": "v1"})).await;
+    assert_eq!(ok_json(&set), json!("set"));
+    let get = exec(&rt, &p, "kv-get", json!({"key": "k"})).await;
+    assert_eq!(
+        ok_json(&get),
+        json!("v1"),
+        "persists across fresh instances"
+    );
+    assert!(kv_dir.path().join("test-hostile.json").is_file());
+}
