@@ -1,0 +1,379 @@
+//! The `secflow` binary end to end: real processes, real components, exit codes of the CLI
+//! contract.
+
+use secflow_plugin_artifacts as artifacts;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn secflow(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
+    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A plugin directory holding `manifest` and a copy of a built component.
+fn plugin_dir(root: &Path, name: &str, manifest: &str, component: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    std::fs::copy(component, dir.join("plugin.wasm")).unwrap();
+    dir
+}
+
+fn data_processor(root: &Path) -> PathBuf {
+    let manifest =
+        std::fs::read_to_string(Path::new(artifacts::DATA_PROCESSOR.dir).join("plugin.toml"))
+            .unwrap();
+    plugin_dir(root, "dp", &manifest, artifacts::DATA_PROCESSOR.component)
+}
+
+#[test]
+fn run_dev_transforms_numbers_as_the_readme_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = data_processor(tmp.path());
+    let mut cmd = secflow(&tmp.path().join("home"));
+    cmd.args(["run", "--dev"])
+        .arg(&dir)
+        .args(["--action", "transform", "--input", "-", "--json"]);
+    let out = run_with_stdin(cmd, r#"{"data":[1,2,3],"operation":"multiply","factor":2}"#);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value, serde_json::json!([2, 4, 6]));
+
+    for (action, input, expected) in [
+        (
+            "aggregate",
+            r#"{"data":[1,2,3],"operation":"sum"}"#,
+            serde_json::json!(6),
+        ),
+        (
+            "filter",
+            r#"{"data":[1,5,3],"operation":"less","threshold":3}"#,
+            serde_json::json!([1]),
+        ),
+        (
+            "normalize",
+            r#"{"data":[0,5,10]}"#,
+            serde_json::json!([0, 0.5, 1]),
+        ),
+    ] {
+        let mut cmd = secflow(&tmp.path().join("home"));
+        cmd.args(["run", "--dev"])
+            .arg(&dir)
+            .args(["--action", action, "--input", "-", "--json"]);
+        let out = run_with_stdin(cmd, input);
+        assert!(out.status.success(), "{action}: {}", text(&out.stderr));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+            expected,
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn run_dev_exit_codes_follow_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let dir = data_processor(tmp.path());
+
+    // A plugin-reported error (bad operation) is a plugin failure: 4, with the error as JSON.
+    let mut cmd = secflow(&home);
+    cmd.args(["run", "--dev"])
+        .arg(&dir)
+        .args(["--action", "transform", "--input", "-", "--json"]);
+    let out = run_with_stdin(cmd, r#"{"data":[1],"operation":"explode","factor":1}"#);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["error"]["kind"], "plugin");
+    assert!(
+        value["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown operation `explode`")
+    );
+
+    // Input that is not JSON is a usage error: 2, naming the input.
+    let mut cmd = secflow(&home);
+    cmd.args(["run", "--dev"])
+        .arg(&dir)
+        .args(["--action", "transform", "--input", "-"]);
+    let out = run_with_stdin(cmd, "not json");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--input <stdin> is not JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A directory without a manifest: 2 with what to do.
+    let out = secflow(&home)
+        .args(["run", "--dev"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("secflow plugin new"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A component that imports what its manifest does not declare is refused: 3.
+    let manifest = "id = \"sneaky\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"Sneaky\"\ndescription = \"Hides its network use.\"\n";
+    let sneaky = plugin_dir(
+        tmp.path(),
+        "sneaky",
+        manifest,
+        artifacts::TEST_HOSTILE.component,
+    );
+    let out = secflow(&home)
+        .args(["run", "--dev"])
+        .arg(&sneaky)
+        .args(["--action", "noop"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A limit hit is a plugin failure: 4, and the JSON error names the kind.
+    let hostile_manifest =
+        std::fs::read_to_string(Path::new(artifacts::TEST_HOSTILE.dir).join("plugin.toml"))
+            .unwrap();
+    let hostile = plugin_dir(
+        tmp.path(),
+        "hostile",
+        &hostile_manifest,
+        artifacts::TEST_HOSTILE.component,
+    );
+    let out = secflow(&home)
+        .args(["run", "--dev"])
+        .arg(&hostile)
+        .args(["--action", "recurse", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["error"]["kind"], "stack-overflow");
+}
+
+#[test]
+fn second_run_uses_the_compile_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let dir = data_processor(tmp.path());
+    for _ in 0..2 {
+        let out = secflow(&home)
+            .args(["run", "--dev"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("transform"), "lists the actions");
+    }
+    let entries: Vec<_> = std::fs::read_dir(home.join("cache/components"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cwasm"))
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one compiled artifact, reused: {entries:?}"
+    );
+}
+
+/// The inputs `run --dev` gets for each scaffolded kind, and what the output must contain.
+fn kind_case(kind: &str, root: &Path) -> (Vec<String>, Option<String>, &'static str) {
+    let file = root.join(format!("input-{kind}"));
+    let write = |s: &str| {
+        std::fs::write(&file, s).unwrap();
+        Some(file.display().to_string())
+    };
+    let finding = r#"[{"rule_id":"r","title":"t","message":"m","severity":"High","confidence":"High","cwe_ids":[],"cve_ids":[],"cvss_vector":null,"location":null,"fingerprint":null,"tags":[],"properties":[]}]"#;
+    match kind {
+        "action" => (
+            vec!["--action".into(), "greet".into()],
+            write(r#"{"name":"Ada"}"#),
+            "Hello, Ada!",
+        ),
+        "detector" => (
+            vec![],
+            write("x = 1\n# FIXME-SECURITY check auth\n"),
+            "fixme-security",
+        ),
+        "enricher" => (vec![], write(finding), "enriched"),
+        "analytics" => (vec![], write(finding), "high or critical"),
+        "proxy-filter" => (
+            vec![],
+            write(r#"{"request":{"method":"GET","uri":"/admin/x","headers":[],"body":[]}}"#),
+            "admin area is closed",
+        ),
+        "log-analyzer" => (
+            vec![],
+            write("sshd[1]: Failed password for root from 10.0.0.1\n"),
+            "failed-login",
+        ),
+        "dynamic-tester" => (
+            vec![],
+            write(
+                r#"{"kind":"http-api","url":"http://example.test","description":"demo","properties":[]}"#,
+            ),
+            "plaintext-endpoint",
+        ),
+        other => panic!("no case for {other}"),
+    }
+}
+
+#[test]
+fn plugin_new_build_run_works_for_every_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    // Scaffolded crates share one target dir so the SDK's dependencies compile once.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    for kind in secflow_manifest::PluginKind::ALL {
+        let kind = kind.as_str();
+        let name = format!("demo-{kind}");
+        let out = secflow(&home)
+            .args(["plugin", "new", &name, "--kind", kind, "--path"])
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "new {kind}: {}", text(&out.stderr));
+        let dir = tmp.path().join(&name);
+        assert!(dir.join("plugin.toml").is_file() && dir.join("src/lib.rs").is_file());
+
+        let out = secflow(&home)
+            .args(["plugin", "build"])
+            .arg(&dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "build {kind}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(&format!("Built {name} 0.1.0 ({kind})")),
+            "{}",
+            text(&out.stdout)
+        );
+
+        let (extra, input, expected) = kind_case(kind, tmp.path());
+        let mut cmd = secflow(&home);
+        cmd.args(["run", "--dev"])
+            .arg(&dir)
+            .args(&extra)
+            .arg("--json");
+        if let Some(input) = input {
+            cmd.args(["--input", &input]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "run {kind}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(expected),
+            "run {kind}: {}",
+            text(&out.stdout)
+        );
+
+        let out = secflow(&home)
+            .args(["run", "--dev"])
+            .arg(&dir)
+            .args(["--health", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            text(&out.stdout).contains("Healthy"),
+            "health {kind}: {}",
+            text(&out.stdout)
+        );
+    }
+    // `plugin new` refuses to overwrite and refuses bad ids.
+    let out = secflow(&home)
+        .args(["plugin", "new", "demo-action", "--path"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = secflow(&home)
+        .args(["plugin", "new", "Bad_Name", "--path"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid plugin id"));
+}
+
+#[test]
+fn plugin_build_refuses_a_component_using_undeclared_capabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scaffold-target");
+    let out = secflow(&home)
+        .args(["plugin", "new", "netty", "--kind", "action", "--path"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tmp.path().join("netty");
+    // The code uses outgoing HTTP, but the manifest declares no network capability.
+    let src = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap().replace(
+        "Ok(json!(format!(\"Hello, {name}!\")))",
+        "let r = secflow_pdk::http::get(name).map_err(|e| failed(e.to_string()))?;\n                Ok(json!(r.status))",
+    );
+    std::fs::write(dir.join("src/lib.rs"), src).unwrap();
+    let out = secflow(&home)
+        .args(["plugin", "build"])
+        .arg(&dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("capabilities.network"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn plugin_schema_is_the_published_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = secflow(tmp.path())
+        .args(["plugin", "schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let published: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/plugin-manifest.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, published);
+}
