@@ -403,14 +403,14 @@ impl Manifest {
             }
         }
         check_component_path(&self.component, &mut out);
-        if let Some(schema) = &self.config_schema {
-            if let Err(e) = jsonschema::validator_for(schema) {
-                out.push(Problem::new(
-                    "config-schema",
-                    format!("is not a valid JSON Schema: {e}"),
-                    "write a JSON Schema (draft 2020-12) object describing the config",
-                ));
-            }
+        if let Some(schema) = &self.config_schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            out.push(Problem::new(
+                "config-schema",
+                format!("is not a valid JSON Schema: {e}"),
+                "write a JSON Schema (draft 2020-12) object describing the config",
+            ));
         }
         for id in self.dependencies.keys() {
             if id == &self.id {
@@ -498,12 +498,22 @@ fn check_component_path(component: &str, out: &mut Vec<Problem>) {
     }
 }
 
-/// Turns a byte offset into "line L, column C" for TOML errors.
+/// Turns a byte offset into "line L, column C: `the line`" for TOML errors, so the message
+/// shows the key at fault even when the parser only knows a position.
 fn describe_toml_position(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}")
+    let source: String = text
+        .lines()
+        .nth(line - 1)
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(80)
+        .collect();
+    format!("line {line}, column {column}: {source}")
 }
 
 /// The JSON Schema of the manifest, generated from these types, for editors and CI.

@@ -177,10 +177,7 @@ impl WasiHttpHooks for NetHooks {
                 )
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)??;
-                (
-                    sender,
-                    wasmtime_wasi::runtime::spawn(async move { conn.await }),
-                )
+                (sender, wasmtime_wasi::runtime::spawn(conn))
             } else {
                 let (sender, conn) = tokio::time::timeout(
                     connect_timeout,
@@ -188,10 +185,7 @@ impl WasiHttpHooks for NetHooks {
                 )
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)??;
-                (
-                    sender,
-                    wasmtime_wasi::runtime::spawn(async move { conn.await }),
-                )
+                (sender, wasmtime_wasi::runtime::spawn(conn))
             };
             let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
                 .await

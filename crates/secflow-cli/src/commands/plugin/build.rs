@@ -146,16 +146,17 @@ fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
         let is_cdylib = msg["target"]["kind"]
             .as_array()
             .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
-        if same_package && is_cdylib {
-            if let Some(file) = msg["filenames"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.as_str())
-                .find(|f| f.ends_with(".wasm"))
-            {
-                return Ok(PathBuf::from(file));
-            }
+        if !(same_package && is_cdylib) {
+            continue;
+        }
+        if let Some(file) = msg["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"))
+        {
+            return Ok(PathBuf::from(file));
         }
     }
     Err(fail(

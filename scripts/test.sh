@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite exactly as CI does, on a fresh machine or a warm one.
+# It installs what the build needs (the wasm32-wasip2 target) and reuses a target directory
+# outside the clone, so wasmtime is not rebuilt on every run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/secflow-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+rustup target add wasm32-wasip2
+rustup component add rustfmt clippy 2>/dev/null || true
+
+echo "== format"
+cargo fmt --all -- --check
+(cd plugins && cargo fmt --all -- --check)
+
+echo "== lint (host)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== lint (guest plugins and SDK, wasm32-wasip2)"
+(cd plugins && cargo clippy --workspace --target wasm32-wasip2 --locked -- -D warnings)
+
+echo "== test"
+cargo test --workspace --locked
