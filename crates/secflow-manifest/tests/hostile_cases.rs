@@ -42,7 +42,7 @@ fn the_manifest_in_the_docs_is_valid() {
     .unwrap();
     let start = doc.find("```toml\n").expect("a toml block in the docs") + 8;
     let end = start + doc[start..].find("```").unwrap();
-    let m = Manifest::parse(doc[start..end].as_bytes(), Format::Toml, "docs").unwrap();
+    let m = Manifest::parse(&doc.as_bytes()[start..end], Format::Toml, "docs").unwrap();
     assert_eq!(m.capabilities.network[0].port(), 443);
     assert_eq!(m.limits.resolve().fuel, Some(100_000_000));
 }

@@ -3,7 +3,7 @@
 //! `cargo bench -p secflow-runtime --bench invoke`. Figures go to BENCHMARKS.md.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use secflow_manifest::{Format, Manifest};
+use secflow_manifest::{Format, Limits, Manifest};
 use secflow_plugin_artifacts as artifacts;
 use secflow_runtime::{Call, Grants, Plugin, Runtime, RuntimeConfig};
 use std::path::PathBuf;
@@ -23,10 +23,10 @@ fn runtime(pooling: bool) -> Runtime {
     .unwrap()
 }
 
-fn load(rt: &Runtime, artifact: artifacts::Artifact, limits: &str) -> Plugin {
+fn load(rt: &Runtime, artifact: artifacts::Artifact, limits: impl FnOnce(&mut Limits)) -> Plugin {
     let text = std::fs::read_to_string(PathBuf::from(artifact.dir).join("plugin.toml")).unwrap();
-    let text = format!("{text}\n{limits}");
-    let m = Manifest::parse(text.as_bytes(), Format::Toml, "bench").unwrap();
+    let mut m = Manifest::parse(text.as_bytes(), Format::Toml, "bench").unwrap();
+    limits(&mut m.limits);
     let grants = Grants::all_declared(&m, &[]);
     rt.load(m, &artifact.bytes(), grants).unwrap()
 }
@@ -50,7 +50,7 @@ fn fresh_instance(c: &mut Criterion) {
         ("baseline_on_demand_alloc", false),
     ] {
         let rt = runtime(pooling);
-        let p = load(&rt, artifacts::TEST_NOOP, "");
+        let p = load(&rt, artifacts::TEST_NOOP, |_| {});
         group.bench_function(name, |b| {
             b.iter(|| {
                 let inv = tokio.block_on(rt.invoke(&p, exec("echo", "{}".into()), &config));
@@ -67,11 +67,11 @@ fn data_processor(c: &mut Criterion) {
         .build()
         .unwrap();
     let rt = runtime(true);
-    let p = load(
-        &rt,
-        artifacts::DATA_PROCESSOR,
-        "[limits]\nmemory-mib = 256\noutput-kib = 16384",
-    );
+    let p = load(&rt, artifacts::DATA_PROCESSOR, |l| {
+        l.memory_mib = Some(256);
+        l.output_kib = Some(16384);
+        l.timeout_ms = Some(60_000);
+    });
     let config = serde_json::json!({});
     let mut group = c.benchmark_group("data_processor_transform");
     for size in [1usize << 10, 1 << 20] {
@@ -103,7 +103,7 @@ fn all_cores(c: &mut Criterion) {
         .build()
         .unwrap();
     let rt = runtime(true);
-    let p = Arc::new(load(&rt, artifacts::TEST_NOOP, ""));
+    let p = Arc::new(load(&rt, artifacts::TEST_NOOP, |_| {}));
     let mut group = c.benchmark_group("all_cores_noop");
     group.throughput(Throughput::Elements(1));
     group.bench_function(format!("{cores}_workers"), |b| {
@@ -139,8 +139,10 @@ fn epoch_vs_fuel(c: &mut Criterion) {
         .build()
         .unwrap();
     let rt = runtime(true);
-    let plain = load(&rt, artifacts::TEST_NOOP, "");
-    let metered = load(&rt, artifacts::TEST_NOOP, "[limits]\nfuel = 1000000000000");
+    let plain = load(&rt, artifacts::TEST_NOOP, |_| {});
+    let metered = load(&rt, artifacts::TEST_NOOP, |l| {
+        l.fuel = Some(1_000_000_000_000)
+    });
     let config = serde_json::json!({});
     let mut group = c.benchmark_group("cpu_bound_10M_rounds");
     group.measurement_time(Duration::from_secs(8));

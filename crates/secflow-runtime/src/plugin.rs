@@ -185,7 +185,7 @@ impl Runtime {
         })?;
         let engine = &set.engine;
         let digest = cache::digest(wasm);
-        if wasmparser_is_core_module(wasm) {
+        if is_core_module(wasm) {
             return Err(LoadError::InvalidComponent {
                 plugin,
                 message: "this is a core WebAssembly module, not a component; build for \
@@ -292,6 +292,6 @@ impl Runtime {
 }
 
 /// A core module starts with the wasm magic and version 1; a component uses layer 1.
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

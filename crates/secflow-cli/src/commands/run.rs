@@ -29,6 +29,8 @@ pub fn run(home: &Home, args: RunArgs) -> anyhow::Result<Exit> {
         Ok(_) => Exit::Success,
         Err(secflow_runtime::InvokeError::InvalidConfig { .. }) => Exit::Usage,
         Err(secflow_runtime::InvokeError::Unsupported { .. }) => Exit::Usage,
+        // The host could not set up what the plugin was granted (e.g. a missing directory).
+        Err(secflow_runtime::InvokeError::Host { .. }) => Exit::Usage,
         Err(_) => Exit::PluginFailed,
     })
 }

@@ -1,0 +1,103 @@
+//! Host-wide protections: concurrency slots per plugin, and the authenticated compile cache.
+
+mod common;
+
+use common::*;
+use secflow_runtime::{CacheOutcome, Grants, RuntimeConfig};
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_one_plugin_flooding_invocations_cannot_starve_another() {
+    let rt = runtime_with(RuntimeConfig {
+        max_concurrent: 4,
+        max_concurrent_per_plugin: 2,
+        ..Default::default()
+    });
+    let hostile = Arc::new(load_hostile(&rt, HOSTILE_BASE_CAPS));
+    // Eight spinning invocations: only two may hold slots at once, each for its 1 s deadline.
+    let spinners: Vec<_> = (0..8)
+        .map(|_| {
+            let (rt, p) = (rt.clone(), hostile.clone());
+            tokio::spawn(async move { exec(&rt, &p, "spin", json!({})).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let m = manifest(
+        &std::fs::read_to_string(
+            std::path::Path::new(secflow_plugin_artifacts::TEST_NOOP.dir).join("plugin.toml"),
+        )
+        .unwrap(),
+    );
+    let noop = rt
+        .load(
+            m,
+            &secflow_plugin_artifacts::TEST_NOOP.bytes(),
+            Grants::none(),
+        )
+        .unwrap();
+    let inv = exec(&rt, &noop, "echo", json!({"still": "served"})).await;
+    assert_eq!(ok_json(&inv), json!({"still": "served"}));
+    let unfinished = spinners.iter().filter(|h| !h.is_finished()).count();
+    assert!(
+        unfinished >= 6,
+        "the other plugin was served while the flood was still queued ({unfinished} left)"
+    );
+    for handle in spinners {
+        let inv = handle.await.unwrap();
+        assert!(matches!(
+            inv.outcome,
+            Err(secflow_runtime::InvokeError::Timeout { .. })
+        ));
+    }
+}
+
+#[test]
+fn compile_cache_reuses_and_rejects_tampered_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let wasm = secflow_plugin_artifacts::TEST_NOOP.bytes();
+    let m = || {
+        manifest(
+            "id = \"test-noop\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"n\"\ndescription = \"n\"\n",
+        )
+    };
+    let rt = runtime_with(config());
+    assert_eq!(
+        rt.load(m(), &wasm, Grants::none()).unwrap().cache,
+        CacheOutcome::Compiled
+    );
+    let rt = runtime_with(config());
+    assert_eq!(
+        rt.load(m(), &wasm, Grants::none()).unwrap().cache,
+        CacheOutcome::Hit
+    );
+
+    // Flip a byte in the compiled artifact: the HMAC no longer matches, so the host compiles
+    // again instead of running native code it did not produce.
+    let artifact = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let rt = runtime_with(config());
+    let p = rt.load(m(), &wasm, Grants::none()).unwrap();
+    assert_eq!(
+        p.cache,
+        CacheOutcome::Compiled,
+        "tampered artifact discarded"
+    );
+    let rt2 = runtime_with(config());
+    assert_eq!(
+        rt2.load(m(), &wasm, Grants::none()).unwrap().cache,
+        CacheOutcome::Hit,
+        "and replaced"
+    );
+}
