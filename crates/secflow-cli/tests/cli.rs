@@ -377,3 +377,50 @@ fn plugin_schema_is_the_published_one() {
     .unwrap();
     assert_eq!(printed, published);
 }
+
+#[test]
+fn run_dev_mount_binds_only_declared_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("rules.txt"), "rule-1").unwrap();
+    let manifest = std::fs::read_to_string(
+        Path::new(artifacts::TEST_HOSTILE.dir).join("plugin.toml"),
+    )
+    .unwrap()
+        + "\n[[capabilities.filesystem]]\npath = \"/rules\"\nreason = \"reads the rule files\"\n";
+    let dir = plugin_dir(
+        tmp.path(),
+        "hostile",
+        &manifest,
+        artifacts::TEST_HOSTILE.component,
+    );
+    let mount = format!("/rules={}", data.display());
+    let mut cmd = secflow(&home);
+    cmd.args(["run", "--dev"]).arg(&dir).args([
+        "--action",
+        "read-file",
+        "--input",
+        "-",
+        "--json",
+        "--mount",
+        &mount,
+    ]);
+    let out = run_with_stdin(cmd, r#"{"path":"/rules/rules.txt"}"#);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "\"rule-1\"");
+
+    let out = secflow(&home)
+        .args(["run", "--dev"])
+        .arg(&dir)
+        .args(["--action", "noop", "--mount", "/etc=/etc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("declares no filesystem capability"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -34,10 +34,8 @@ pub fn runtime(home: &Home) -> anyhow::Result<secflow_runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
 }
 
-/// Reads a plugin directory: its manifest and component bytes.
-pub fn read_plugin_dir(
-    dir: &std::path::Path,
-) -> anyhow::Result<(secflow_manifest::Manifest, Vec<u8>)> {
+/// Reads and validates the manifest of a plugin directory (exit code 2 when missing or invalid).
+pub fn read_manifest(dir: &std::path::Path) -> anyhow::Result<secflow_manifest::Manifest> {
     let manifest_path = secflow_manifest::find_manifest(dir).ok_or_else(|| {
         crate::exit::fail(
             Exit::Usage,
@@ -47,8 +45,15 @@ pub fn read_plugin_dir(
             ),
         )
     })?;
-    let manifest = secflow_manifest::Manifest::from_file(&manifest_path)
-        .map_err(|e| crate::exit::fail(Exit::Usage, e.to_string()))?;
+    secflow_manifest::Manifest::from_file(&manifest_path)
+        .map_err(|e| crate::exit::fail(Exit::Usage, e.to_string()))
+}
+
+/// Reads a plugin directory: its manifest and component bytes.
+pub fn read_plugin_dir(
+    dir: &std::path::Path,
+) -> anyhow::Result<(secflow_manifest::Manifest, Vec<u8>)> {
+    let manifest = read_manifest(dir)?;
     let component = dir.join(&manifest.component);
     let wasm = std::fs::read(&component).map_err(|e| {
         crate::exit::fail(

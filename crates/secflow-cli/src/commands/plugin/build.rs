@@ -6,7 +6,6 @@ use crate::cli::BuildArgs;
 use crate::exit::{Exit, fail};
 use crate::home::Home;
 use anyhow::Context;
-use secflow_manifest::Manifest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -19,14 +18,7 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
             format!("cannot open plugin directory {}: {e}", args.dir.display()),
         )
     })?;
-    let manifest_path = secflow_manifest::find_manifest(&dir).ok_or_else(|| {
-        fail(
-            Exit::Usage,
-            format!("no plugin.toml or plugin.yaml in {}", dir.display()),
-        )
-    })?;
-    let manifest =
-        Manifest::from_file(&manifest_path).map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    let manifest = super::super::read_manifest(&dir)?;
     if !dir.join("Cargo.toml").is_file() {
         return Err(fail(
             Exit::Usage,
