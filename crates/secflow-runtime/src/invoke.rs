@@ -63,8 +63,27 @@ impl Call {
             Call::Detect(f) => (f.path.len() + f.content.len()) as u64,
             Call::Execute { action, params } => (action.len() + params.len()) as u64,
             Call::RunTests { config, .. } => config.len() as u64,
-            other => serde_json::to_vec(&CallPayload(other)).map_or(0, |v| v.len() as u64),
+            other => json_size(&CallPayload(other)),
         }
+    }
+}
+
+/// Bytes `value` takes as JSON, counted without building the text.
+fn json_size<T: Serialize + ?Sized>(value: &T) -> u64 {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => u64::MAX,
     }
 }
 
@@ -263,7 +282,7 @@ impl Runtime {
         report.http_response_bytes = net.response_bytes;
         report.denials = net.denials.iter().map(ToString::to_string).collect();
         if let Ok(output) = &outcome {
-            let size = serde_json::to_vec(output).map_or(u64::MAX, |v| v.len() as u64);
+            let size = json_size(output);
             report.bytes_out = size;
             if size > limits.output_bytes {
                 outcome = Err(InvokeError::OutputTooLarge {
