@@ -70,6 +70,8 @@ pub enum PluginCommand {
     New(NewArgs),
     /// Compile a plugin to a component and validate it against its manifest
     Build(BuildArgs),
+    /// Pack a built plugin directory into a reproducible .sfpkg package
+    Pack(PackArgs),
     /// Print the JSON Schema of plugin.toml / plugin.yaml
     Schema,
 }
@@ -94,9 +96,24 @@ pub struct BuildArgs {
     #[arg(default_value = ".")]
     pub dir: PathBuf,
 
+    /// Also pack the built plugin into this .sfpkg file
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
     /// Print the build summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Plugin directory (manifest + built component)
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Package file to write [default: ID-VERSION.sfpkg]
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 fn parse_kind(s: &str) -> Result<secflow_manifest::PluginKind, String> {

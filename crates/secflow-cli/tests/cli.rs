@@ -424,3 +424,43 @@ fn run_dev_mount_binds_only_declared_directories() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn plugin_pack_is_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let dir = data_processor(tmp.path());
+    let a = tmp.path().join("a.sfpkg");
+    let b = tmp.path().join("b.sfpkg");
+    for out in [&a, &b] {
+        let res = secflow(&home)
+            .args(["plugin", "pack"])
+            .arg(&dir)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(res.status.success(), "{}", text(&res.stderr));
+        assert!(
+            text(&res.stdout).contains("sha256"),
+            "{}",
+            text(&res.stdout)
+        );
+    }
+    let (a, b) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    assert_eq!(a, b, "same inputs, same bytes");
+    assert!(a.starts_with(secflow_package::MAGIC));
+    // Without a built component there is nothing to pack: exit 2 with the fix.
+    std::fs::remove_file(dir.join("plugin.wasm")).unwrap();
+    let res = secflow(&home)
+        .args(["plugin", "pack"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(res.status.code(), Some(2));
+    assert!(
+        text(&res.stderr).contains("secflow plugin build"),
+        "{}",
+        text(&res.stderr)
+    );
+}

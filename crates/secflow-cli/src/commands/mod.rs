@@ -13,6 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&home, args),
         Command::Plugin(PluginCommand::New(args)) => plugin::new::run(&home, args),
         Command::Plugin(PluginCommand::Build(args)) => plugin::build::run(&home, args),
+        Command::Plugin(PluginCommand::Pack(args)) => plugin::pack::run(&args.dir, args.output),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",

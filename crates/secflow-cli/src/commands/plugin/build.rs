@@ -73,7 +73,10 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
             println!("  kv       {}", kv.reason);
         }
     }
-    Ok(Exit::Success)
+    match args.output {
+        Some(output) => super::pack::run(&dir, Some(output)),
+        None => Ok(Exit::Success),
+    }
 }
 
 /// Installs the wasm32-wasip2 standard library through rustup if it is missing.

@@ -1,0 +1,41 @@
+//! `secflow plugin pack DIR [-o FILE]`: the reproducible `.sfpkg` package of a built plugin.
+
+use crate::exit::{Exit, fail};
+use std::path::{Path, PathBuf};
+
+pub fn run(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<Exit> {
+    let manifest = super::super::read_manifest(dir)?;
+    let package = secflow_package::pack_dir(dir).map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    let output = output
+        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.sfpkg", manifest.id, manifest.version)));
+    let envelope =
+        secflow_package::Envelope::split(&package, &secflow_package::PackageLimits::default())
+            .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    let digest = envelope.digest();
+    // Write beside the target and rename, so a crash never leaves half a package.
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| {
+        fail(
+            Exit::Usage,
+            format!("cannot write in {}: {e}", parent.display()),
+        )
+    })?;
+    std::io::Write::write_all(&mut tmp, &package)?;
+    tmp.persist(&output).map_err(|e| {
+        fail(
+            Exit::Usage,
+            format!("cannot write {}: {e}", output.display()),
+        )
+    })?;
+    println!(
+        "Packed {} {} -> {} ({} bytes, sha256 {digest})",
+        manifest.id,
+        manifest.version,
+        output.display(),
+        package.len()
+    );
+    Ok(Exit::Success)
+}
