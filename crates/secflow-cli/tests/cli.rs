@@ -32,6 +32,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Asserts the exit code and that stderr says what went wrong.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+}
+
 /// A plugin directory holding `manifest` and a copy of a built component.
 fn plugin_dir(root: &Path, name: &str, manifest: &str, component: &str) -> PathBuf {
     let dir = root.join(name);
@@ -120,12 +127,7 @@ fn run_dev_exit_codes_follow_the_contract() {
         .arg(&dir)
         .args(["--action", "transform", "--input", "-"]);
     let out = run_with_stdin(cmd, "not json");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--input <stdin> is not JSON"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 2, "--input <stdin> is not JSON");
 
     // A directory without a manifest: 2 with what to do.
     let out = secflow(&home)
@@ -133,12 +135,7 @@ fn run_dev_exit_codes_follow_the_contract() {
         .arg(tmp.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("secflow plugin new"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 2, "secflow plugin new");
 
     // A component that imports what its manifest does not declare is refused: 3.
     let manifest = "id = \"sneaky\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"Sneaky\"\ndescription = \"Hides its network use.\"\n";
@@ -154,12 +151,7 @@ fn run_dev_exit_codes_follow_the_contract() {
         .args(["--action", "noop"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("refused"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 3, "refused");
 
     // A limit hit is a plugin failure: 4, and the JSON error names the kind.
     let hostile_manifest =
@@ -351,12 +343,7 @@ fn plugin_build_refuses_a_component_using_undeclared_capabilities() {
         .env("CARGO_TARGET_DIR", &target)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("capabilities.network"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 3, "capabilities.network");
 }
 
 #[test]
@@ -417,12 +404,7 @@ fn run_dev_mount_binds_only_declared_directories() {
         .args(["--action", "noop", "--mount", "/etc=/etc"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("declares no filesystem capability"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_fails(&out, 2, "declares no filesystem capability");
 }
 
 #[test]

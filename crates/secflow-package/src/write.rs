@@ -3,13 +3,17 @@
 use crate::{PackageError, PackageLimits, assemble, is_optional_file};
 use std::path::{Path, PathBuf};
 
+fn pack_err(path: impl std::fmt::Display, reason: impl std::fmt::Display) -> PackageError {
+    PackageError::Pack {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 /// The files `pack_dir` would put in the package, as (path in package, path on disk),
 /// sorted. Symlinks and special files in the plugin directory are refused, not followed.
 pub fn packed_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> {
-    let err = |path: &Path, reason: String| PackageError::Pack {
-        path: path.display().to_string(),
-        reason,
-    };
+    let err = |path: &Path, reason: String| pack_err(path.display(), reason);
     let manifest_path = secflow_manifest::find_manifest(dir)
         .ok_or_else(|| err(dir, "no plugin.toml or plugin.yaml".into()))?;
     let manifest = secflow_manifest::Manifest::from_file(&manifest_path)?;
@@ -62,28 +66,16 @@ pub fn packed_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> 
 }
 
 fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), PackageError> {
-    let read = std::fs::read_dir(dir).map_err(|e| PackageError::Pack {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let read = std::fs::read_dir(dir).map_err(|e| pack_err(dir.display(), e))?;
     for entry in read {
-        let entry = entry.map_err(|e| PackageError::Pack {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let entry = entry.map_err(|e| pack_err(dir.display(), e))?;
         let path = entry.path();
         let name = entry
             .file_name()
             .into_string()
-            .map_err(|_| PackageError::Pack {
-                path: path.display().to_string(),
-                reason: "file name is not UTF-8".into(),
-            })?;
+            .map_err(|_| pack_err(path.display(), "file name is not UTF-8"))?;
         let rel = format!("{prefix}/{name}");
-        let kind = entry.file_type().map_err(|e| PackageError::Pack {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let kind = entry.file_type().map_err(|e| pack_err(path.display(), e))?;
         if kind.is_dir() {
             collect(&path, &rel, out)?;
         } else {
@@ -100,10 +92,7 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, PackageError> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     for (name, path) in &files {
-        let data = std::fs::read(path).map_err(|e| PackageError::Pack {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let data = std::fs::read(path).map_err(|e| pack_err(path.display(), e))?;
         let mut header = tar::Header::new_ustar();
         header.set_size(data.len() as u64);
         header.set_mode(0o644);
@@ -112,27 +101,15 @@ pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, PackageError> {
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut header, name, data.as_slice())
-            .map_err(|e| PackageError::Pack {
-                path: name.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| pack_err(name, e))?;
     }
-    let tar_bytes = tar.into_inner().map_err(|e| PackageError::Pack {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let tar_bytes = tar.into_inner().map_err(|e| pack_err(dir.display(), e))?;
     let mut gz = flate2::GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(Vec::new(), flate2::Compression::new(9));
-    std::io::Write::write_all(&mut gz, &tar_bytes).map_err(|e| PackageError::Pack {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let payload = gz.finish().map_err(|e| PackageError::Pack {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    std::io::Write::write_all(&mut gz, &tar_bytes).map_err(|e| pack_err(dir.display(), e))?;
+    let payload = gz.finish().map_err(|e| pack_err(dir.display(), e))?;
     let package = assemble(&payload, &[]);
     // Check our own output with the reader, so nothing unreadable is ever produced.
     crate::read_payload(&payload, &PackageLimits::default())?;
