@@ -178,19 +178,22 @@ pub fn assemble(payload: &[u8], signatures: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Which files a package may carry besides the manifest and the component.
+/// Top-level documentation files a package may carry.
+pub const DOC_FILES: [&str; 7] = [
+    "README",
+    "README.md",
+    "README.txt",
+    "LICENSE",
+    "LICENSE.md",
+    "LICENSE.txt",
+    "NOTICE",
+];
+
+/// Which files a package may carry besides the manifest and the component: the
+/// [`DOC_FILES`] and anything under `assets/`.
 pub(crate) fn is_optional_file(path: &str) -> bool {
-    let top = path.split('/').next().unwrap_or("");
-    (path == top
-        && [
-            "README",
-            "README.md",
-            "README.txt",
-            "LICENSE",
-            "LICENSE.md",
-            "LICENSE.txt",
-            "NOTICE",
-        ]
-        .contains(&top))
-        || (top == "assets" && path.len() > "assets/".len())
+    DOC_FILES.contains(&path)
+        || path
+            .strip_prefix("assets/")
+            .is_some_and(|rest| !rest.is_empty())
 }

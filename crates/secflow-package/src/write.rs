@@ -31,15 +31,7 @@ pub fn packed_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> 
         ));
     }
     files.push((manifest.component.clone(), component));
-    for name in [
-        "README",
-        "README.md",
-        "README.txt",
-        "LICENSE",
-        "LICENSE.md",
-        "LICENSE.txt",
-        "NOTICE",
-    ] {
+    for name in crate::DOC_FILES {
         let path = dir.join(name);
         if path.is_file() {
             files.push((name.to_string(), path));
