@@ -444,15 +444,39 @@ impl Manifest {
 
     /// Validates a configuration value against `config-schema`. Without a schema any JSON
     /// object is accepted. Returns one message per violation, each naming the config key.
+    /// Compiles the schema on each call: hot paths keep a [`ConfigValidator`] instead.
     pub fn validate_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
+        self.config_validator()?.validate(config)
+    }
+
+    /// Compiles `config-schema` once, for validating many configurations.
+    pub fn config_validator(&self) -> Result<ConfigValidator, Vec<String>> {
+        let schema = match &self.config_schema {
+            None => None,
+            Some(schema) => Some(
+                jsonschema::validator_for(schema)
+                    .map_err(|e| vec![format!("the plugin's config-schema is invalid: {e}")])?,
+            ),
+        };
+        Ok(ConfigValidator { schema })
+    }
+}
+
+/// A compiled `config-schema`.
+#[derive(Debug)]
+pub struct ConfigValidator {
+    schema: Option<jsonschema::Validator>,
+}
+
+impl ConfigValidator {
+    /// Checks a configuration: it must be a JSON object that satisfies the schema, if any.
+    pub fn validate(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
         if !config.is_object() {
             return Err(vec!["configuration must be a JSON object".to_string()]);
         }
-        let Some(schema) = &self.config_schema else {
+        let Some(validator) = &self.schema else {
             return Ok(());
         };
-        let validator = jsonschema::validator_for(schema)
-            .map_err(|e| vec![format!("the plugin's config-schema is invalid: {e}")])?;
         let errors: Vec<String> = validator
             .iter_errors(config)
             .map(|e| {

@@ -209,7 +209,7 @@ impl Runtime {
             );
             return fail(report, InvokeError::Unsupported { message });
         }
-        if let Err(errors) = plugin.manifest.validate_config(config) {
+        if let Err(errors) = plugin.config.validate(config) {
             return fail(report, InvokeError::InvalidConfig { errors });
         }
         // Per-plugin slots first, so a flood of one plugin queues on its own semaphore and

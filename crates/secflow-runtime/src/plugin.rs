@@ -95,6 +95,8 @@ pub struct Plugin {
     pub imports: Vec<String>,
     pub cache: CacheOutcome,
     pub(crate) pre: KindPre,
+    /// `config-schema`, compiled once at load.
+    pub(crate) config: secflow_manifest::ConfigValidator,
     pub(crate) metered: bool,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
     pub(crate) net: Arc<Vec<NetGrant>>,
@@ -274,7 +276,14 @@ impl Runtime {
             }
         };
         let net = Arc::new(grants.network.clone());
+        let config = manifest
+            .config_validator()
+            .map_err(|errors| LoadError::Host {
+                plugin: plugin.clone(),
+                message: errors.join("; "),
+            })?;
         Ok(Plugin {
+            config,
             limits,
             digest,
             imports,
