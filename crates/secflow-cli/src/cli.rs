@@ -25,6 +25,79 @@ pub enum Command {
     /// Create, build and inspect plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage signing keys
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage the trust store: which keys may sign which plugins
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate an Ed25519 key pair (the private key is written 0600 and never printed)
+    Generate {
+        #[arg(long)]
+        name: String,
+    },
+    /// List local key pairs
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a key's public key file, to share with verifiers
+    Export { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust a key: a local key name or a public key file
+    Add {
+        key: String,
+        #[arg(long, default_value = "publisher", value_parser = parse_role)]
+        role: secflow_trust::Role,
+        /// Plugin ids the key may sign, as globs (repeatable)
+        #[arg(long = "scope", default_value = "*")]
+        scopes: Vec<String>,
+    },
+    /// Stop trusting a key (by id or name)
+    Remove { key: String },
+    /// List trusted keys, thresholds and revocations
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Require K distinct trusted signatures for plugin ids matching SCOPE
+    Threshold { scope: String, required: usize },
+    /// Replace key FROM by key TO (local names); FROM signs the rotation and is retired
+    Rotate {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Revoke a key id or package digest, signing the list with a local revocation key
+    Revoke {
+        /// Key id or package sha256 to revoke
+        item: String,
+        /// Local key with the revocation role
+        #[arg(long = "sign-with")]
+        sign_with: String,
+        /// Revoke from this time (seconds since the epoch); default now. 0 revokes every signature
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(long, default_value = "revoked by the administrator")]
+        reason: String,
+        /// Also write the signed list here, for other machines (`trust import`)
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Import a signed revocation list or key rotation (offline)
+    Import { file: PathBuf },
+}
+
+fn parse_role(s: &str) -> Result<secflow_trust::Role, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -72,6 +145,25 @@ pub enum PluginCommand {
     Build(BuildArgs),
     /// Pack a built plugin directory into a reproducible .sfpkg package
     Pack(PackArgs),
+    /// Add a signature to a package (others are kept)
+    Sign {
+        file: PathBuf,
+        /// Local key name
+        #[arg(long)]
+        key: String,
+        /// Signature lifetime in days
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// Verify a package against the trust store (exit 3 when refused)
+    Verify {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Accept a version older than one already trusted (recorded in the store)
+        #[arg(long)]
+        allow_rollback: bool,
+    },
     /// Print the JSON Schema of plugin.toml / plugin.yaml
     Schema,
 }

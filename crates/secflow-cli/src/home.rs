@@ -29,6 +29,14 @@ impl Home {
         self.root.join("kv")
     }
 
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn trust_store(&self) -> PathBuf {
+        secflow_trust::TrustStore::path(&self.root)
+    }
+
     pub fn sdk(&self) -> PathBuf {
         self.root.join("sdk")
     }

@@ -446,3 +446,70 @@ fn plugin_pack_is_reproducible() {
         text(&res.stderr)
     );
 }
+
+#[test]
+fn sign_trust_verify_as_the_readme_shows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let dir = data_processor(tmp.path());
+    let pkg = tmp.path().join("dp.sfpkg");
+    let ok = |args: &[&str]| {
+        let out = secflow(&home)
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let generated = ok(&["key", "generate", "--name", "pub"]);
+    assert!(
+        generated.contains("key id") && !generated.contains("seed"),
+        "never prints the secret"
+    );
+    ok(&[
+        "plugin",
+        "pack",
+        dir.to_str().unwrap(),
+        "-o",
+        pkg.to_str().unwrap(),
+    ]);
+    // Signed by a key nobody trusts yet: refused.
+    ok(&["plugin", "sign", pkg.to_str().unwrap(), "--key", "pub"]);
+    let out = secflow(&home)
+        .args(["plugin", "verify"])
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stdout).contains("untrusted"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    ok(&["trust", "add", "pub", "--role", "publisher", "--scope", "*"]);
+    let report = ok(&["plugin", "verify", pkg.to_str().unwrap()]);
+    assert!(report.contains("verdict: accepted"), "{report}");
+    let json = ok(&["plugin", "verify", pkg.to_str().unwrap(), "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["verdict"], "accepted");
+    assert_eq!(
+        value["verification"]["signatures"][0]["status"]["status"],
+        "valid"
+    );
+
+    // Any changed byte: exit 3.
+    let original = std::fs::read(&pkg).unwrap();
+    for pos in [0, 20, original.len() / 2, original.len() - 10] {
+        let mut bad = original.clone();
+        bad[pos] ^= 0x01;
+        std::fs::write(&pkg, &bad).unwrap();
+        let out = secflow(&home)
+            .args(["plugin", "verify"])
+            .arg(&pkg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "byte {pos}");
+    }
+}

@@ -1,7 +1,9 @@
 //! One module per command.
 
+mod keys;
 mod plugin;
 mod run;
+mod trust;
 
 use crate::cli::{Cli, Command, PluginCommand};
 use crate::exit::Exit;
@@ -14,6 +16,18 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plugin(PluginCommand::New(args)) => plugin::new::run(&home, args),
         Command::Plugin(PluginCommand::Build(args)) => plugin::build::run(&home, args),
         Command::Plugin(PluginCommand::Pack(args)) => plugin::pack::run(&args.dir, args.output),
+        Command::Plugin(PluginCommand::Sign {
+            file,
+            key,
+            expires_in_days,
+        }) => trust::sign(&home, &file, &key, expires_in_days),
+        Command::Plugin(PluginCommand::Verify {
+            file,
+            json,
+            allow_rollback,
+        }) => trust::verify(&home, &file, json, allow_rollback),
+        Command::Key(cmd) => keys::run(&home, cmd),
+        Command::Trust(cmd) => trust::run(&home, cmd),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",

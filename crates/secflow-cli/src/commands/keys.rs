@@ -1,0 +1,43 @@
+//! `secflow key generate|list|export`.
+
+use crate::cli::KeyCommand;
+use crate::exit::{Exit, fail};
+use crate::home::Home;
+use secflow_trust::KeyDir;
+
+pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
+    let keys = KeyDir::new(home.keys());
+    let usage = |e: secflow_trust::TrustError| fail(Exit::Usage, e.to_string());
+    match cmd {
+        KeyCommand::Generate { name } => {
+            let public = keys.generate(&name).map_err(usage)?;
+            println!("Generated key `{name}`");
+            println!("  key id  {}", public.key_id);
+            println!("  public  {}", public.public);
+            println!(
+                "  files   {}",
+                keys.dir.join(format!("{name}.{{key,pub}}")).display()
+            );
+        }
+        KeyCommand::List { json } => {
+            let list = keys.list().map_err(usage)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!(
+                    "No keys under {}; create one with `secflow key generate --name NAME`",
+                    keys.dir.display()
+                );
+            } else {
+                for k in list {
+                    println!("{:<20} {}", k.name, k.key_id);
+                }
+            }
+        }
+        KeyCommand::Export { name } => {
+            let public = keys.public(&name).map_err(usage)?;
+            println!("{}", serde_json::to_string_pretty(&public)?);
+        }
+    }
+    Ok(Exit::Success)
+}
