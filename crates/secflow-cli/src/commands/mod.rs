@@ -99,3 +99,23 @@ pub fn load(
         crate::exit::fail(code, e.to_string())
     })
 }
+
+/// Writes a file through a temporary file and a rename, so a crash never leaves half of it.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| {
+        crate::exit::fail(
+            Exit::Usage,
+            format!("cannot write in {}: {e}", parent.display()),
+        )
+    })?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| {
+        crate::exit::fail(Exit::Usage, format!("cannot write {}: {e}", path.display()))
+    })?;
+    Ok(())
+}

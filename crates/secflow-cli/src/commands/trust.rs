@@ -28,19 +28,6 @@ fn resolve_public(home: &Home, key: &str) -> anyhow::Result<PublicKeyFile> {
     KeyDir::new(home.keys()).public(key).map_err(usage)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| fail(Exit::Usage, format!("cannot write {}: {e}", path.display())))?;
-    Ok(())
-}
-
 pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
     let mut store = load_store(home)?;
     let now = store.observe_time(secflow_trust::now());
@@ -133,7 +120,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 now,
             );
             if let Some(output) = output {
-                write_atomic(&output, serde_json::to_string_pretty(&signed)?.as_bytes())?;
+                super::write_atomic(&output, serde_json::to_string_pretty(&signed)?.as_bytes())?;
             }
             store
                 .import_revocations(&signed)
@@ -175,7 +162,7 @@ pub fn sign(
     let signed =
         secflow_trust::add_signature(&bytes, &signing, now, expires, &PackageLimits::default())
             .map_err(usage)?;
-    write_atomic(file, &signed)?;
+    super::write_atomic(file, &signed)?;
     println!(
         "Signed {} with {key} ({})",
         file.display(),

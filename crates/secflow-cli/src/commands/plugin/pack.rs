@@ -12,24 +12,7 @@ pub fn run(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<Exit> {
         secflow_package::Envelope::split(&package, &secflow_package::PackageLimits::default())
             .map_err(|e| fail(Exit::Usage, e.to_string()))?;
     let digest = envelope.digest();
-    // Write beside the target and rename, so a crash never leaves half a package.
-    let parent = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| {
-        fail(
-            Exit::Usage,
-            format!("cannot write in {}: {e}", parent.display()),
-        )
-    })?;
-    std::io::Write::write_all(&mut tmp, &package)?;
-    tmp.persist(&output).map_err(|e| {
-        fail(
-            Exit::Usage,
-            format!("cannot write {}: {e}", output.display()),
-        )
-    })?;
+    super::super::write_atomic(&output, &package)?;
     println!(
         "Packed {} {} -> {} ({} bytes, sha256 {digest})",
         manifest.id,
