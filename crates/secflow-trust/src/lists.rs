@@ -2,7 +2,7 @@
 
 use crate::TrustError;
 use crate::keys::{PublicKeyFile, key_id, parse_public};
-use crate::store::{Revocation, Role, TrustStore, TrustedKey};
+use crate::store::{Revocation, Role, SigOutcome, TrustStore, TrustedKey};
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use serde::{Deserialize, Serialize};
 
@@ -57,15 +57,15 @@ fn open<'s>(store: &'s TrustStore, signed: &Signed) -> Result<&'s TrustedKey, Tr
     let key = store.key(&signed.key_id).ok_or_else(|| {
         TrustError::Refused(format!("key {} is not in the trust store", signed.key_id))
     })?;
-    let public = parse_public(&key.public)?;
-    let signature = hex::decode(&signed.signature)
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or_else(|| TrustError::Malformed("malformed signature".into()))?;
-    public
-        .verify_strict(signed.body.as_bytes(), &signature)
-        .map_err(|_| TrustError::Refused("the signature does not verify".into()))?;
+    match key.check_signature(signed.body.as_bytes(), &signed.signature)? {
+        SigOutcome::Verified => {}
+        SigOutcome::Malformed => {
+            return Err(TrustError::Malformed("malformed signature".into()));
+        }
+        SigOutcome::Invalid => {
+            return Err(TrustError::Refused("the signature does not verify".into()));
+        }
+    }
     Ok(key)
 }
 

@@ -62,6 +62,40 @@ pub struct TrustedKey {
     pub rotated_from: Option<String>,
 }
 
+/// The outcome of checking one signature against a trusted key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SigOutcome {
+    Verified,
+    /// The signature is not 64 bytes of hex.
+    Malformed,
+    /// `verify_strict` rejected it: the bytes or the signature were changed.
+    Invalid,
+}
+
+impl TrustedKey {
+    /// Checks an Ed25519 signature (hex) over `body` with this key, strictly. The one place
+    /// SecFlow verifies signatures, for package statements and trust-store updates alike.
+    /// Errs only when the stored public key itself is unusable.
+    pub(crate) fn check_signature(
+        &self,
+        body: &[u8],
+        signature_hex: &str,
+    ) -> Result<SigOutcome, TrustError> {
+        let public = parse_public(&self.public)?;
+        let Some(signature) = hex::decode(signature_hex)
+            .ok()
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+        else {
+            return Ok(SigOutcome::Malformed);
+        };
+        Ok(match public.verify_strict(body, &signature) {
+            Ok(()) => SigOutcome::Verified,
+            Err(_) => SigOutcome::Invalid,
+        })
+    }
+}
+
 /// What a revocation applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]

@@ -1,10 +1,8 @@
 //! Verifying a package against the trust store, on raw bytes, before the payload is parsed.
 
 use crate::TrustError;
-use crate::keys::parse_public;
 use crate::signature::{STATEMENT_TYPE, SignatureBlock, Statement, capabilities_digest};
-use crate::store::{RevokedItem, Role, TrustStore, scope_matches};
-use ed25519_dalek::Signature;
+use crate::store::{RevokedItem, Role, SigOutcome, TrustStore, scope_matches};
 use secflow_package::{Envelope, Package, PackageLimits, read_payload};
 use serde::Serialize;
 
@@ -226,21 +224,12 @@ fn check_entry(
     let Some(key) = store.key(&entry.key_id) else {
         return (SignatureStatus::Untrusted, None);
     };
-    let Ok(public) = parse_public(&key.public) else {
-        return (SignatureStatus::Untrusted, None);
-    };
-    let Some(signature) = hex::decode(&entry.signature)
-        .ok()
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-    else {
-        return (SignatureStatus::BadSignature, None);
-    };
-    if public
-        .verify_strict(entry.statement.as_bytes(), &signature)
-        .is_err()
-    {
-        return (SignatureStatus::BadSignature, None);
+    match key.check_signature(entry.statement.as_bytes(), &entry.signature) {
+        Err(_) => return (SignatureStatus::Untrusted, None),
+        Ok(SigOutcome::Malformed | SigOutcome::Invalid) => {
+            return (SignatureStatus::BadSignature, None);
+        }
+        Ok(SigOutcome::Verified) => {}
     }
     // The statement is authentic from here on; now it may be parsed.
     let statement: Statement = match serde_json::from_str(&entry.statement) {
