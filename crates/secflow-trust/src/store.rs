@@ -153,6 +153,13 @@ pub fn scope_matches(scope: &str, plugin_id: &str) -> bool {
     glob::Pattern::new(scope).is_ok_and(|p| p.matches(plugin_id))
 }
 
+/// Refuses a scope that is not a valid glob, naming it.
+fn check_scope(scope: &str) -> Result<(), TrustError> {
+    glob::Pattern::new(scope)
+        .map(drop)
+        .map_err(|e| TrustError::BadKey(format!("scope `{scope}` is not a valid glob: {e}")))
+}
+
 impl TrustStore {
     /// The store file under a home directory.
     pub fn path(home: &Path) -> PathBuf {
@@ -193,9 +200,7 @@ impl TrustStore {
     ) -> Result<(), TrustError> {
         parse_public(&public.public)?;
         for scope in &scopes {
-            glob::Pattern::new(scope).map_err(|e| {
-                TrustError::BadKey(format!("scope `{scope}` is not a valid glob: {e}"))
-            })?;
+            check_scope(scope)?;
         }
         if scopes.is_empty() {
             return Err(TrustError::BadKey(
@@ -240,8 +245,7 @@ impl TrustStore {
     }
 
     pub fn set_threshold(&mut self, scope: &str, required: usize) -> Result<(), TrustError> {
-        glob::Pattern::new(scope)
-            .map_err(|e| TrustError::BadKey(format!("scope `{scope}` is not a valid glob: {e}")))?;
+        check_scope(scope)?;
         self.thresholds.retain(|t| t.scope != scope);
         self.thresholds.push(Threshold {
             scope: scope.to_string(),
