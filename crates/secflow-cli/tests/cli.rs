@@ -439,12 +439,7 @@ fn plugin_pack_is_reproducible() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert_eq!(res.status.code(), Some(2));
-    assert!(
-        text(&res.stderr).contains("secflow plugin build"),
-        "{}",
-        text(&res.stderr)
-    );
+    assert_fails(&res, 2, "secflow plugin build");
 }
 
 #[test]
