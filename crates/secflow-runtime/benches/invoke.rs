@@ -27,7 +27,7 @@ fn load(rt: &Runtime, artifact: artifacts::Artifact, limits: impl FnOnce(&mut Li
     let text = std::fs::read_to_string(PathBuf::from(artifact.dir).join("plugin.toml")).unwrap();
     let mut m = Manifest::parse(text.as_bytes(), Format::Toml, "bench").unwrap();
     limits(&mut m.limits);
-    let grants = Grants::all_declared(&m, &[]);
+    let grants = Grants::all_declared(&m, &[]).expect("no mounts");
     rt.load(m, &artifact.bytes(), grants).unwrap()
 }
 

@@ -36,25 +36,38 @@ pub struct FsGrant {
 impl Grants {
     /// Grants everything the manifest declares, binding each filesystem path to the same
     /// path on the host unless `mounts` maps it elsewhere (`guest -> host`). Used by
-    /// `secflow run --dev`, where the developer is the one approving.
-    pub fn all_declared(manifest: &Manifest, mounts: &[(String, PathBuf)]) -> Grants {
+    /// `secflow run --dev`, where the developer is the one approving. A mount for a path the
+    /// manifest does not declare is an error, never a silent extra grant or a silent no-op.
+    pub fn all_declared(
+        manifest: &Manifest,
+        mounts: &[(String, PathBuf)],
+    ) -> Result<Grants, String> {
         let caps = &manifest.capabilities;
-        Grants {
+        let mut bound = vec![None; caps.filesystem.len()];
+        for (guest, host) in mounts {
+            let normalized = secflow_manifest::normalize_guest_path(guest).ok();
+            let index = caps
+                .filesystem
+                .iter()
+                .position(|fs| normalized.as_deref() == Some(fs.guest_path().as_str()))
+                .ok_or_else(|| {
+                    format!(
+                        "--mount {guest}: the manifest declares no filesystem capability for that \
+                         path; add a [[capabilities.filesystem]] entry with a reason"
+                    )
+                })?;
+            bound[index] = Some(host.clone());
+        }
+        Ok(Grants {
             filesystem: caps
                 .filesystem
                 .iter()
-                .map(|fs| {
+                .zip(bound)
+                .map(|(fs, host)| {
                     let guest = fs.guest_path();
-                    let host = mounts
-                        .iter()
-                        .find(|(g, _)| {
-                            secflow_manifest::normalize_guest_path(g).ok().as_deref()
-                                == Some(guest.as_str())
-                        })
-                        .map_or_else(|| PathBuf::from(&guest), |(_, h)| h.clone());
                     FsGrant {
+                        host: host.unwrap_or_else(|| PathBuf::from(&guest)),
                         guest,
-                        host,
                         write: fs.access == Access::Write,
                     }
                 })
@@ -64,7 +77,7 @@ impl Grants {
                 kv.max_kib
                     .map_or(crate::kv::DEFAULT_QUOTA_BYTES, |k| k << 10)
             }),
-        }
+        })
     }
 
     /// Grants nothing, whatever the manifest asks.

@@ -14,25 +14,10 @@ pub fn run(home: &Home, args: RunArgs) -> anyhow::Result<Exit> {
     let (manifest, wasm) = super::read_plugin_dir(&args.dev)?;
     let config = parse_config(&args.config)?;
     let mounts = parse_mounts(&args.mounts)?;
-    for (guest, _) in &mounts {
-        let declared =
-            manifest.capabilities.filesystem.iter().any(|fs| {
-                secflow_manifest::normalize_guest_path(guest).ok() == Some(fs.guest_path())
-            });
-        if !declared {
-            return Err(fail(
-                Exit::Usage,
-                format!(
-                    "--mount {guest}: the manifest declares no filesystem capability for that path; \
-                     add a [[capabilities.filesystem]] entry with a reason"
-                ),
-            ));
-        }
-    }
     let input = read_input(args.input.as_deref())?;
     let call = build_call(manifest.kind, &args, input, &config)?;
     let runtime = super::runtime(home)?;
-    let grants = Grants::all_declared(&manifest, &mounts);
+    let grants = Grants::all_declared(&manifest, &mounts).map_err(|e| fail(Exit::Usage, e))?;
     let plugin = super::load(&runtime, manifest, &wasm, grants)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()

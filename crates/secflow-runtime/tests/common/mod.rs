@@ -48,14 +48,14 @@ log-kib = 16
 
 pub fn load_hostile(rt: &Runtime, extra: &str) -> Plugin {
     let m = hostile_manifest(extra);
-    let grants = Grants::all_declared(&m, &[]);
+    let grants = Grants::all_declared(&m, &[]).expect("no mounts");
     rt.load(m, &artifacts::TEST_HOSTILE.bytes(), grants)
         .expect("hostile plugin loads")
 }
 
 pub fn load_hostile_with(rt: &Runtime, extra: &str, mounts: &[(String, PathBuf)]) -> Plugin {
     let m = hostile_manifest(extra);
-    let grants = Grants::all_declared(&m, mounts);
+    let grants = Grants::all_declared(&m, mounts).expect("mounts are declared");
     rt.load(m, &artifacts::TEST_HOSTILE.bytes(), grants)
         .expect("hostile plugin loads")
 }
