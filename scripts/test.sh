@@ -21,5 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== lint (guest plugins and SDK, wasm32-wasip2)"
 (cd plugins && cargo clippy --workspace --target wasm32-wasip2 --locked -- -D warnings)
 
-echo "== test"
+echo "== test (host)"
 cargo test --workspace --locked
+
+echo "== test (plugin logic, natively)"
+(cd plugins && cargo test --locked --target-dir "$CARGO_TARGET_DIR/plugins-native" \
+    -p cvss-enricher -p summary-analytics -p data-processor)

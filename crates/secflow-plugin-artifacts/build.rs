@@ -2,6 +2,7 @@
 //! `cargo build` / `cargo test` of the host need no separate step, the way wasmtime's
 //! test-programs crate does it. Plugins are always built from source; no binary is committed.
 
+use sha2::{Digest, Sha256};
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
@@ -110,6 +111,37 @@ fn main() {
     }
     code.push_str("];\n");
     code.push_str(&consts);
+
+    // The official plugins shipped inside the binary: bytes embedded, digest pinned.
+    let bundled_list = plugins.join("BUNDLED");
+    println!("cargo:rerun-if-changed={}", bundled_list.display());
+    code.push_str("/// The official plugins shipped inside the `secflow` binary, in pipeline order.\npub const BUNDLED: &[Bundled] = &[\n");
+    for name in fs::read_to_string(&bundled_list)
+        .expect("plugins/BUNDLED")
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+    {
+        let dir = plugins.join(name);
+        assert!(
+            members.contains(&dir),
+            "plugins/BUNDLED names `{name}`, which is not a plugin directory"
+        );
+        let wasm = release.join(format!("{}.wasm", crate_name(&dir).replace('-', "_")));
+        let bytes = fs::read(&wasm).unwrap();
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        writeln!(
+            code,
+            "    Bundled {{ name: {name:?}, manifest: include_str!({:?}), component: include_bytes!({:?}), sha256: {digest:?} }},",
+            dir.join("plugin.toml").display().to_string(),
+            wasm.display().to_string()
+        )
+        .unwrap();
+    }
+    code.push_str("];\n");
     fs::write(out_dir.join("artifacts.rs"), code).unwrap();
 }
 

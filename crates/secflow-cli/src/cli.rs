@@ -20,6 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Scan a directory or file with the plugin pipeline and report findings
+    Scan(ScanArgs),
     /// Run a plugin once in the sandbox and print its result
     Run(RunArgs),
     /// Create, build and inspect plugins
@@ -135,6 +137,90 @@ pub struct RunArgs {
     /// Also print the resource report (wall time, fuel, peak memory, bytes, HTTP, denials)
     #[arg(long)]
     pub report: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Directory or file to scan
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+
+    /// Report format
+    #[arg(long, short, default_value = "table", value_parser = ["table", "json", "sarif", "html"])]
+    pub format: String,
+
+    /// Write the report to FILE instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Exit 1 when a finding has at least this severity (critical, high, medium, low, info)
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<secflow_scan::Severity>,
+
+    /// Run only these plugins (repeatable; ids)
+    #[arg(long = "plugin", value_name = "ID")]
+    pub plugins: Vec<String>,
+
+    /// Leave these plugins out (repeatable; ids)
+    #[arg(long = "exclude-plugin", value_name = "ID")]
+    pub exclude_plugins: Vec<String>,
+
+    /// Also run the plugin in DIR (manifest + built component), e.g. one you are writing
+    #[arg(long = "dev", value_name = "DIR")]
+    pub dev: Vec<PathBuf>,
+
+    /// Plugin configuration (repeatable); VALUE is parsed as JSON, else taken as a string
+    #[arg(long = "config", short = 'c', value_name = "PLUGIN.KEY=VALUE")]
+    pub config: Vec<String>,
+
+    /// Extra code-pattern rule files (*.yaml, *.yml) for the code-patterns detector
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+
+    /// Parallel scan jobs [default: number of cores]
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Skip files larger than this (bytes; K, M, G suffixes)
+    #[arg(long, default_value = "10M", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    /// Do not report findings recorded in this baseline file
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Record every current finding in FILE as the new baseline
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
+
+    /// Show secrets in snippets and messages instead of redacting them
+    #[arg(long)]
+    pub no_redact: bool,
+
+    /// No progress bar (it is drawn only on a terminal anyway)
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_severity(s: &str) -> Result<secflow_scan::Severity, String> {
+    s.parse()
+}
+
+/// `10M`, `512K`, `1G` or a number of bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{s}` is not a size; use bytes or a K, M or G suffix, e.g. 10M"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,10 @@ use wasmtime_wasi_http::WasiHttpCtx;
 pub enum Call {
     Health,
     Detect(b::FileInput),
+    /// Runs `detect` on each file in turn, in one instance initialized once: a scan job pays
+    /// the plugin's `init` (compiling its rules) once per batch instead of once per file.
+    /// Files of one batch always belong to one scan, so no state crosses scans.
+    DetectBatch(Arc<Vec<b::FileInput>>),
     Enrich(Vec<b::Finding>),
     Analyze(Vec<b::Finding>),
     OnRequest(b::HttpRequest),
@@ -46,6 +50,7 @@ impl Call {
         match self {
             Call::Health => "health",
             Call::Detect(_) => "detect",
+            Call::DetectBatch(_) => "detect-batch",
             Call::Enrich(_) => "enrich",
             Call::Analyze(_) => "analyze",
             Call::OnRequest(_) => "on-request",
@@ -61,6 +66,10 @@ impl Call {
     fn input_bytes(&self) -> u64 {
         match self {
             Call::Detect(f) => (f.path.len() + f.content.len()) as u64,
+            Call::DetectBatch(files) => files
+                .iter()
+                .map(|f| (f.path.len() + f.content.len()) as u64)
+                .sum(),
             Call::Execute { action, params } => (action.len() + params.len()) as u64,
             Call::RunTests { config, .. } => config.len() as u64,
             other => json_size(&CallPayload(other)),
@@ -108,6 +117,8 @@ impl Serialize for CallPayload<'_> {
 pub enum Output {
     Health(b::Health),
     Findings(Vec<b::Finding>),
+    /// Per file of a [`Call::DetectBatch`], in input order.
+    BatchFindings(Vec<Result<Vec<b::Finding>, PluginError>>),
     Report(b::Report),
     RequestVerdict(b::RequestVerdict),
     ResponseVerdict(b::ResponseVerdict),
@@ -169,7 +180,7 @@ fn supports(kind: secflow_manifest::PluginKind, call: &Call) -> bool {
     matches!(
         (kind, call),
         (_, Call::Health)
-            | (K::Detector, Call::Detect(_))
+            | (K::Detector, Call::Detect(_) | Call::DetectBatch(_))
             | (K::Enricher, Call::Enrich(_))
             | (K::Analytics, Call::Analyze(_))
             | (K::ProxyFilter, Call::OnRequest(_) | Call::OnResponse(..))
@@ -521,14 +532,22 @@ async fn run(pre: &KindPre, store: &mut Store<HostState>, config: &str, call: Ca
             let p = pre.instantiate_async(&mut *store).await?;
             init_or_return!(p, store, config);
             health!(p);
-            let Call::Detect(file) = call else {
-                unreachable!("checked by supports()")
-            };
-            Ok(p.secflow_plugin_detector()
-                .call_detect(&mut *store, &file)
-                .await?
-                .map(Output::Findings)
-                .map_err(plugin_err))
+            let api = p.secflow_plugin_detector();
+            match call {
+                Call::Detect(file) => Ok(api
+                    .call_detect(&mut *store, &file)
+                    .await?
+                    .map(Output::Findings)
+                    .map_err(plugin_err)),
+                Call::DetectBatch(files) => {
+                    let mut results = Vec::with_capacity(files.len());
+                    for file in files.iter() {
+                        results.push(api.call_detect(&mut *store, file).await?);
+                    }
+                    Ok(Ok(Output::BatchFindings(results)))
+                }
+                _ => unreachable!("checked by supports()"),
+            }
         }
         KindPre::Enricher(pre) => {
             let p = pre.instantiate_async(&mut *store).await?;

@@ -125,6 +125,14 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+impl Plugin {
+    /// Checks a configuration against the manifest's `config-schema` without running
+    /// anything, so a caller can report a bad `--config` before a long job starts.
+    pub fn check_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
+        self.config.validate(config)
+    }
+}
+
 /// Decides whether a component may import `name`, given what the manifest declares.
 /// Returns the reason for a refusal.
 pub fn check_import(manifest: &Manifest, name: &str) -> Result<(), String> {

@@ -3,6 +3,7 @@
 mod keys;
 mod plugin;
 mod run;
+mod scan;
 mod trust;
 
 use crate::cli::{Cli, Command, PluginCommand};
@@ -12,6 +13,7 @@ use crate::home::Home;
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let home = Home::resolve(cli.home.as_deref());
     match cli.command {
+        Command::Scan(args) => scan::run(&home, args),
         Command::Run(args) => run::run(&home, args),
         Command::Plugin(PluginCommand::New(args)) => plugin::new::run(&home, args),
         Command::Plugin(PluginCommand::Build(args)) => plugin::build::run(&home, args),

@@ -1,0 +1,375 @@
+//! `secflow scan PATH`: the bundled plugins (and any `--dev` ones) over a target, in the
+//! sandbox, reported as a table, JSON, SARIF or HTML.
+//!
+//! Exit codes: 0 clean (or below `--fail-on`), 1 findings at or above `--fail-on`, 2 usage
+//! error, 4 partial scan (a plugin failed or hit a limit; it wins over 1 because a CI gate
+//! must not pass on results it does not have).
+
+use crate::cli::ScanArgs;
+use crate::exit::{Exit, fail};
+use crate::home::Home;
+use secflow_scan::output::{self, Format};
+use secflow_scan::{Baseline, ScanOptions, ScanPlugin};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The plugin that takes `--rules` files.
+const RULES_PLUGIN: &str = "code-patterns";
+
+pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
+    let format: Format = args
+        .format
+        .parse()
+        .map_err(|e: String| fail(Exit::Usage, e))?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .clamp(1, 256);
+    if !args.path.exists() {
+        return Err(fail(
+            Exit::Usage,
+            format!("{}: no such file or directory", args.path.display()),
+        ));
+    }
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(Baseline::read)
+        .transpose()
+        .map_err(|e| fail(Exit::Usage, e))?;
+
+    let runtime = super::runtime(home)?;
+    let plugins = select_plugins(&runtime, &args)?;
+    if plugins.is_empty() {
+        return Err(fail(
+            Exit::Usage,
+            "no plugins left to run; check --plugin and --exclude-plugin",
+        ));
+    }
+
+    let opts = ScanOptions {
+        jobs,
+        max_file_size: args.max_file_size,
+        baseline,
+        redact: !args.no_redact,
+        ..ScanOptions::default()
+    };
+    let progress = Progress::new(!args.no_progress && std::io::stderr().is_terminal());
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs)
+        .enable_all()
+        .build()?;
+    tokio.block_on(check_health(&runtime, &plugins))?;
+    let report = tokio
+        .block_on(secflow_scan::scan(
+            &runtime,
+            &args.path,
+            &plugins,
+            &opts,
+            progress.clone(),
+        ))
+        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    progress.finish();
+
+    if let Some(path) = &args.write_baseline {
+        let baseline = Baseline::from_findings(&report.findings);
+        super::write_atomic(path, baseline.to_json().as_bytes())?;
+        eprintln!(
+            "wrote a baseline of {} finding(s) to {}",
+            baseline.findings.len(),
+            path.display()
+        );
+    }
+
+    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let color = to_terminal && std::env::var_os("NO_COLOR").is_none();
+    let rendered = output::render(&report, format, color);
+    match &args.output {
+        Some(path) => {
+            super::write_atomic(path, rendered.as_bytes())?;
+            eprintln!(
+                "wrote {} report to {}: {} finding(s){}",
+                args.format,
+                path.display(),
+                report.findings.len(),
+                if report.partial { ", partial scan" } else { "" }
+            );
+        }
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth a message.
+            if let Err(e) = out.write_all(rendered.as_bytes()).and_then(|_| out.flush())
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e.into());
+            }
+        }
+    }
+
+    if report.partial {
+        return Ok(Exit::PluginFailed);
+    }
+    Ok(match args.fail_on {
+        Some(threshold) if report.count_at_least(threshold) > 0 => Exit::Findings,
+        _ => Exit::Success,
+    })
+}
+
+/// The bundled plugins minus exclusions, plus `--dev` ones, each loaded with its config.
+fn select_plugins(
+    runtime: &secflow_runtime::Runtime,
+    args: &ScanArgs,
+) -> anyhow::Result<Vec<ScanPlugin>> {
+    // (manifest, component, origin, pinned digest)
+    let mut candidates: Vec<(
+        secflow_manifest::Manifest,
+        Vec<u8>,
+        &'static str,
+        Option<&str>,
+    )> = Vec::new();
+    for b in secflow_plugin_artifacts::BUNDLED {
+        let manifest = secflow_manifest::Manifest::parse(
+            b.manifest.as_bytes(),
+            secflow_manifest::Format::Toml,
+            &format!("bundled plugin {}", b.name),
+        )
+        .map_err(|e| fail(Exit::Usage, format!("bundled plugin {}: {e}", b.name)))?;
+        candidates.push((manifest, b.component.to_vec(), "bundled", Some(b.sha256)));
+    }
+    for dir in &args.dev {
+        let (manifest, wasm) = super::read_plugin_dir(dir)?;
+        candidates.push((manifest, wasm, "dev", None));
+    }
+    let known: Vec<String> = candidates.iter().map(|c| c.0.id.to_string()).collect();
+    let unknown = |what: &str, id: &str| {
+        fail(
+            Exit::Usage,
+            format!(
+                "{what} names plugin `{id}`, which is not available; available: {}",
+                known.join(", ")
+            ),
+        )
+    };
+    for id in args.plugins.iter().chain(&args.exclude_plugins) {
+        if !known.contains(id) {
+            return Err(unknown("--plugin/--exclude-plugin", id));
+        }
+    }
+    let mut configs = parse_plugin_config(&args.config)?;
+    for id in configs.keys() {
+        if !known.contains(id) {
+            return Err(unknown("--config", id));
+        }
+    }
+    if !args.rules.is_empty() {
+        let files = read_rule_files(&args.rules)?;
+        configs
+            .entry(RULES_PLUGIN.to_string())
+            .or_default()
+            .insert("extra-rules".into(), files);
+    }
+
+    let mut plugins = Vec::new();
+    for (manifest, wasm, origin, pinned) in candidates {
+        let id = manifest.id.to_string();
+        let wanted = (args.plugins.is_empty() || args.plugins.contains(&id) || origin == "dev")
+            && !args.exclude_plugins.contains(&id);
+        if !wanted {
+            if configs.contains_key(&id) && id == RULES_PLUGIN && !args.rules.is_empty() {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--rules needs the `{RULES_PLUGIN}` plugin, which is excluded"),
+                ));
+            }
+            continue;
+        }
+        if let Some(pinned) = pinned {
+            // The embedded bytes must be the build the binary pinned.
+            if secflow_runtime::cache::digest(&wasm) != pinned {
+                return Err(fail(
+                    Exit::Refused,
+                    format!(
+                        "bundled plugin {id} does not match its pinned digest; reinstall secflow"
+                    ),
+                ));
+            }
+        }
+        let grants = secflow_runtime::Grants::all_declared(&manifest, &[])
+            .map_err(|e| fail(Exit::Usage, e))?;
+        let plugin = super::load(runtime, manifest, &wasm, grants)?;
+        let config = serde_json::Value::Object(configs.remove(&id).unwrap_or_default());
+        plugin.check_config(&config).map_err(|errors| {
+            fail(
+                Exit::Usage,
+                format!("--config for {id}: {}", errors.join("; ")),
+            )
+        })?;
+        plugins.push(ScanPlugin {
+            plugin: Arc::new(plugin),
+            config,
+            origin: origin.to_string(),
+        });
+    }
+    Ok(plugins)
+}
+
+type PluginConfigs = std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+
+/// Initializes every plugin once with its configuration before the scan starts, so a bad
+/// `--config` or `--rules` file is one clear error instead of a failure per batch.
+async fn check_health(
+    runtime: &secflow_runtime::Runtime,
+    plugins: &[ScanPlugin],
+) -> anyhow::Result<()> {
+    use secflow_runtime::bindings::{HealthStatus, PluginError};
+    use secflow_runtime::{Call, InvokeError, Output};
+    // Concurrently: each check compiles the plugin's rules once.
+    let mut checks = tokio::task::JoinSet::new();
+    for (i, p) in plugins.iter().enumerate() {
+        let (runtime, plugin, config) = (runtime.clone(), p.plugin.clone(), p.config.clone());
+        checks.spawn(async move { (i, runtime.invoke(&plugin, Call::Health, &config).await) });
+    }
+    let mut results = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        results.push(done?);
+    }
+    results.sort_by_key(|(i, _)| *i);
+    for (p, (_, inv)) in plugins.iter().zip(results) {
+        let id = &p.plugin.manifest.id;
+        match inv.outcome {
+            Ok(Output::Health(h)) if h.status != HealthStatus::Unhealthy => {}
+            Ok(Output::Health(h)) => {
+                return Err(fail(
+                    Exit::PluginFailed,
+                    format!("plugin {id} is unhealthy: {}", h.message),
+                ));
+            }
+            Err(InvokeError::Plugin {
+                error: PluginError::InvalidConfig(message),
+            }) => {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("plugin {id} rejected its configuration: {message}"),
+                ));
+            }
+            Err(e) => {
+                return Err(fail(
+                    Exit::PluginFailed,
+                    format!("plugin {id} failed to start: {e}"),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `PLUGIN.KEY=VALUE` pairs, grouped by plugin.
+fn parse_plugin_config(pairs: &[String]) -> anyhow::Result<PluginConfigs> {
+    let mut out = PluginConfigs::new();
+    for pair in pairs {
+        let bad = || {
+            fail(
+                Exit::Usage,
+                format!(
+                    "--config `{pair}` is not PLUGIN.KEY=VALUE (e.g. secrets-detector.disabled-rules='[\"jwt\"]')"
+                ),
+            )
+        };
+        let (target, value) = pair.split_once('=').ok_or_else(bad)?;
+        let (plugin, key) = target.split_once('.').ok_or_else(bad)?;
+        if plugin.is_empty() || key.is_empty() {
+            return Err(bad());
+        }
+        let value = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        out.entry(plugin.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Rule files of `--rules` directories, as `[{"file": name, "text": yaml}]`.
+fn read_rule_files(dirs: &[std::path::PathBuf]) -> anyhow::Result<serde_json::Value> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!(
+                    "--rules {}: {e}; pass a directory of *.yaml rule files",
+                    dir.display()
+                ),
+            )
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(fail(
+                Exit::Usage,
+                format!("--rules {}: no *.yaml or *.yml files in it", dir.display()),
+            ));
+        }
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                fail(
+                    Exit::Usage,
+                    format!("cannot read rule file {}: {e}", path.display()),
+                )
+            })?;
+            files.push(serde_json::json!({
+                "file": display_name(&path),
+                "text": text,
+            }));
+        }
+    }
+    Ok(serde_json::Value::Array(files))
+}
+
+fn display_name(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The progress bar: files, bytes and files/s, on stderr, only on a terminal.
+#[derive(Debug)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Arc<Progress> {
+        let bar = enabled.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} scanning: {pos} files, {msg} ({per_sec}) {elapsed}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        Arc::new(Progress { bar })
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl secflow_scan::Progress for Progress {
+    fn scanned(&self, files: u64, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(files);
+            bar.set_message(secflow_scan::output::table::human_bytes(bytes));
+        }
+    }
+}

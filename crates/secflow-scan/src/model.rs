@@ -1,0 +1,286 @@
+//! The findings model of a scan, as every output format sees it.
+//!
+//! Plugins speak the WIT types of `secflow:plugin@0.1.0`; the host converts them once into
+//! these types, which carry what only the host knows (the plugin that reported a finding, its
+//! stable fingerprint) and serialize to the documented JSON schema (`docs/scan-json.md`).
+
+use secflow_runtime::bindings as b;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// Finding properties with these keys describe the rule, not the finding: the host moves
+/// them into the run's rule table (SARIF `rules[]`, the HTML rule help) so every finding of a
+/// rule does not repeat them.
+pub const PROP_RULE_DESCRIPTION: &str = "secflow.rule-description";
+pub const PROP_RULE_HELP: &str = "secflow.rule-help";
+
+/// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// A CVSS-like score for the severity, used when a finding carries no CVSS vector
+    /// (SARIF `security-severity` needs a number).
+    pub fn default_score(self) -> f64 {
+        match self {
+            Severity::Info => 0.0,
+            Severity::Low => 3.0,
+            Severity::Medium => 5.5,
+            Severity::High => 8.0,
+            Severity::Critical => 9.5,
+        }
+    }
+
+    fn from_wit(s: b::Severity) -> Severity {
+        match s {
+            b::Severity::Info => Severity::Info,
+            b::Severity::Low => Severity::Low,
+            b::Severity::Medium => Severity::Medium,
+            b::Severity::High => Severity::High,
+            b::Severity::Critical => Severity::Critical,
+        }
+    }
+
+    fn to_wit(self) -> b::Severity {
+        match self {
+            Severity::Info => b::Severity::Info,
+            Severity::Low => b::Severity::Low,
+            Severity::Medium => b::Severity::Medium,
+            Severity::High => b::Severity::High,
+            Severity::Critical => b::Severity::Critical,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Severity, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!("unknown severity `{s}`; use one of critical, high, medium, low, info")
+            })
+    }
+}
+
+/// How sure the plugin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// Where a finding is. Lines and columns are 1-based; 0 means unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Location {
+    /// Relative to the scan root, `/`-separated.
+    pub path: String,
+    pub start_line: u32,
+    pub start_column: u32,
+    pub end_line: u32,
+    pub end_column: u32,
+    /// The offending source text, with secrets redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snippet: Option<String>,
+}
+
+/// One finding, as reported in every output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule_id: String,
+    pub title: String,
+    pub message: String,
+    pub severity: Severity,
+    pub confidence: Confidence,
+    #[serde(default)]
+    pub cwe_ids: Vec<u32>,
+    #[serde(default)]
+    pub cve_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvss_vector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Stable identity: rule id, normalized path, normalized snippet and occurrence index.
+    pub fingerprint: String,
+    /// Id of the plugin that reported it.
+    pub plugin: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// What a run knows about one rule: taken from the first finding of the rule that carried
+/// the `secflow.rule-*` properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RuleInfo {
+    pub id: String,
+    pub title: String,
+    /// Longer explanation; falls back to the title.
+    pub description: String,
+    /// How to fix it; may be empty.
+    pub help: String,
+    pub plugin: String,
+    pub severity: Severity,
+    pub cwe_ids: Vec<u32>,
+}
+
+impl Finding {
+    /// Converts a plugin's finding, splitting off the rule metadata it carried.
+    pub fn from_wit(f: b::Finding, plugin: &str) -> (Finding, RuleInfo) {
+        let mut properties: BTreeMap<String, String> = f.properties.into_iter().collect();
+        let description = properties.remove(PROP_RULE_DESCRIPTION);
+        let help = properties.remove(PROP_RULE_HELP);
+        let finding = Finding {
+            rule_id: f.rule_id,
+            title: f.title,
+            message: f.message,
+            severity: Severity::from_wit(f.severity),
+            confidence: match f.confidence {
+                b::Confidence::Low => Confidence::Low,
+                b::Confidence::Medium => Confidence::Medium,
+                b::Confidence::High => Confidence::High,
+            },
+            cwe_ids: f.cwe_ids,
+            cve_ids: f.cve_ids,
+            cvss_vector: f.cvss_vector,
+            location: f.location.map(|l| Location {
+                path: l.path,
+                start_line: l.start_line,
+                start_column: l.start_column,
+                end_line: l.end_line,
+                end_column: l.end_column,
+                snippet: l.snippet,
+            }),
+            fingerprint: f.fingerprint.unwrap_or_default(),
+            plugin: plugin.to_string(),
+            tags: f.tags,
+            properties,
+        };
+        let rule = RuleInfo {
+            id: finding.rule_id.clone(),
+            title: finding.title.clone(),
+            description: description.unwrap_or_default(),
+            help: help.unwrap_or_default(),
+            plugin: plugin.to_string(),
+            severity: finding.severity,
+            cwe_ids: finding.cwe_ids.clone(),
+        };
+        (finding, rule)
+    }
+
+    /// The WIT form handed to enrichers and analytics (the fingerprint travels with it so
+    /// the host can recognise the finding when it comes back).
+    pub fn to_wit(&self) -> b::Finding {
+        b::Finding {
+            rule_id: self.rule_id.clone(),
+            title: self.title.clone(),
+            message: self.message.clone(),
+            severity: self.severity.to_wit(),
+            confidence: match self.confidence {
+                Confidence::Low => b::Confidence::Low,
+                Confidence::Medium => b::Confidence::Medium,
+                Confidence::High => b::Confidence::High,
+            },
+            cwe_ids: self.cwe_ids.clone(),
+            cve_ids: self.cve_ids.clone(),
+            cvss_vector: self.cvss_vector.clone(),
+            location: self.location.as_ref().map(|l| b::Location {
+                path: l.path.clone(),
+                start_line: l.start_line,
+                start_column: l.start_column,
+                end_line: l.end_line,
+                end_column: l.end_column,
+                snippet: l.snippet.clone(),
+            }),
+            fingerprint: Some(self.fingerprint.clone()),
+            tags: self.tags.clone(),
+            properties: self
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The path of the finding, or `""` for findings about the whole target.
+    pub fn path(&self) -> &str {
+        self.location.as_ref().map_or("", |l| l.path.as_str())
+    }
+
+    pub fn line(&self) -> u32 {
+        self.location.as_ref().map_or(0, |l| l.start_line)
+    }
+
+    /// The score SARIF's `security-severity` and the HTML report use: from the CVSS
+    /// enricher's `cvss.score` property when present, else from the severity.
+    pub fn score(&self) -> f64 {
+        self.properties
+            .get("cvss.score")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| (0.0..=10.0).contains(s))
+            .unwrap_or_else(|| self.severity.default_score())
+    }
+}
+
+/// Sort order of every output: worst first, then by file and position.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.path().cmp(b.path()))
+            .then_with(|| a.line().cmp(&b.line()))
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+}

@@ -1,0 +1,737 @@
+//! The scan pipeline: walk → detectors and log analyzers (parallel, bounded memory) →
+//! fingerprints, inline suppressions, dedup, baseline → enrichers in order → analytics.
+//!
+//! Every plugin runs in the sandbox. Detectors get files in batches: one fresh instance per
+//! batch (initialized once, so rule compilation is paid per batch, not per file), and every
+//! batch holds files of this scan only. A plugin that fails does not fail the scan: a failed
+//! batch is retried file by file so only the file that broke it loses that plugin's results,
+//! the failure is reported, the scan is marked partial, and a plugin that keeps failing is
+//! stopped for the rest of the scan.
+
+use crate::baseline::Baseline;
+use crate::fingerprint::{self, normalize_snippet};
+use crate::model::{Finding, RuleInfo, Severity, sort_findings};
+use crate::redact;
+use crate::report::*;
+use crate::suppress::is_suppressed;
+use crate::walk::{self, Walked};
+use secflow_manifest::PluginKind;
+use secflow_runtime::bindings as b;
+use secflow_runtime::{Call, Invocation, Output, Plugin, Runtime};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A plugin taking part in a scan, with its configuration.
+#[derive(Debug, Clone)]
+pub struct ScanPlugin {
+    pub plugin: Arc<Plugin>,
+    /// Validated against the manifest's `config-schema` before the plugin runs.
+    pub config: serde_json::Value,
+    /// `bundled`, `installed` or `dev`, shown in the statistics.
+    pub origin: String,
+}
+
+/// How a scan runs.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Batches processed at once (each batch runs its detectors one after another).
+    pub jobs: usize,
+    pub max_file_size: u64,
+    /// A batch closes when it holds this many bytes...
+    pub batch_bytes: usize,
+    /// ...or this many files.
+    pub batch_files: usize,
+    pub baseline: Option<Baseline>,
+    /// Redact secrets in snippets and messages (on by default; `--no-redact` turns it off).
+    pub redact: bool,
+    /// Failed invocations after which a plugin is stopped for the rest of the scan.
+    pub max_plugin_failures: u64,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_file_size: 10 << 20,
+            batch_bytes: 2 << 20,
+            batch_files: 256,
+            baseline: None,
+            redact: true,
+            max_plugin_failures: 8,
+        }
+    }
+}
+
+/// Receives progress while files are scanned (the CLI draws a progress bar).
+pub trait Progress: Send + Sync {
+    fn scanned(&self, files: u64, bytes: u64);
+}
+
+/// A progress sink that ignores everything.
+#[derive(Debug)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn scanned(&self, _files: u64, _bytes: u64) {}
+}
+
+/// Why a scan could not run at all (plugin failures never end up here).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("cannot scan {path}: {message}")]
+    Target { path: PathBuf, message: String },
+    #[error("plugin {plugin} cannot take part in a scan: {message}")]
+    Plugin { plugin: String, message: String },
+}
+
+/// A file of a batch; log files also go to log analyzers.
+struct Batch {
+    files: Arc<Vec<b::FileInput>>,
+    logs: Vec<usize>,
+}
+
+/// Results gathered by the workers.
+#[derive(Default)]
+struct Collected {
+    findings: Vec<(Finding, String)>,
+    rules: BTreeMap<String, RuleInfo>,
+    errors: Vec<PluginFailure>,
+    suppressed_inline: usize,
+}
+
+struct PluginSlot {
+    sp: ScanPlugin,
+    stats: Mutex<PluginStats>,
+    failures: AtomicU64,
+}
+
+impl PluginSlot {
+    fn new(sp: &ScanPlugin) -> PluginSlot {
+        let m = &sp.plugin.manifest;
+        PluginSlot {
+            stats: Mutex::new(PluginStats {
+                id: m.id.to_string(),
+                version: m.version.to_string(),
+                kind: m.kind.to_string(),
+                digest: sp.plugin.digest.clone(),
+                origin: sp.origin.clone(),
+                ..PluginStats::default()
+            }),
+            sp: sp.clone(),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    fn id(&self) -> String {
+        self.sp.plugin.manifest.id.to_string()
+    }
+
+    fn stopped(&self, max: u64) -> bool {
+        self.failures.load(Ordering::Relaxed) >= max
+    }
+
+    fn account(&self, inv: &Invocation, files: u64) {
+        let mut s = self.stats.lock().unwrap();
+        s.invocations += 1;
+        s.files += files;
+        s.time_ms += inv.report.wall_time_us as f64 / 1000.0;
+        s.peak_memory_bytes = s.peak_memory_bytes.max(inv.report.peak_memory_bytes);
+    }
+
+    /// Records a failure; returns the failure to report.
+    fn fail(&self, file: Option<&str>, kind: &str, message: String, max: u64) -> PluginFailure {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut s = self.stats.lock().unwrap();
+        s.errors += 1;
+        if n == max {
+            s.stopped = Some(format!("stopped after {max} failed invocations"));
+        }
+        PluginFailure {
+            plugin: self.id(),
+            file: file.map(str::to_string),
+            kind: kind.to_string(),
+            message,
+        }
+    }
+}
+
+/// Runs the whole pipeline over `root`.
+pub async fn scan(
+    runtime: &Runtime,
+    root: &Path,
+    plugins: &[ScanPlugin],
+    opts: &ScanOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ScanReport, ScanError> {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let meta = std::fs::metadata(root).map_err(|e| ScanError::Target {
+        path: root.to_path_buf(),
+        message: format!("{e}; check the path"),
+    })?;
+    if !meta.is_dir() && !meta.is_file() {
+        return Err(ScanError::Target {
+            path: root.to_path_buf(),
+            message: "not a file or directory".into(),
+        });
+    }
+    let slots: Vec<Arc<PluginSlot>> = plugins
+        .iter()
+        .map(|p| Arc::new(PluginSlot::new(p)))
+        .collect();
+    let of_kind = |kind: PluginKind| -> Vec<Arc<PluginSlot>> {
+        slots
+            .iter()
+            .filter(|s| s.sp.plugin.manifest.kind == kind)
+            .cloned()
+            .collect()
+    };
+    let detectors = Arc::new(of_kind(PluginKind::Detector));
+    let log_analyzers = Arc::new(of_kind(PluginKind::LogAnalyzer));
+    let enrichers = of_kind(PluginKind::Enricher);
+    let analytics = of_kind(PluginKind::Analytics);
+
+    // The walker reads files on its own thread and hands batches over a bounded channel, so
+    // at most `2 * jobs` batches wait in memory besides the `jobs` being scanned.
+    let jobs = opts.jobs.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(jobs * 2);
+    let skipped: Arc<Mutex<Vec<SkippedFile>>> = Arc::default();
+    let skipped_counts: Arc<Mutex<BTreeMap<walk::SkipReason, u64>>> = Arc::default();
+    let walker = {
+        let root = root.to_path_buf();
+        let walk_opts = walk::WalkOptions {
+            max_file_size: opts.max_file_size,
+        };
+        let (batch_bytes, batch_files) = (opts.batch_bytes, opts.batch_files);
+        let skipped = skipped.clone();
+        let skipped_counts = skipped_counts.clone();
+        std::thread::spawn(move || {
+            let mut files = Vec::new();
+            let mut logs = Vec::new();
+            let mut bytes = 0usize;
+            let send = |files: &mut Vec<b::FileInput>, logs: &mut Vec<usize>| {
+                let batch = Batch {
+                    files: Arc::new(std::mem::take(files)),
+                    logs: std::mem::take(logs),
+                };
+                tx.blocking_send(batch).is_ok()
+            };
+            let mut open = true;
+            walk::walk(&root, &walk_opts, |item| {
+                match item {
+                    Walked::Skipped {
+                        path,
+                        reason,
+                        detail,
+                    } => {
+                        *skipped_counts.lock().unwrap().entry(reason).or_default() += 1;
+                        let mut list = skipped.lock().unwrap();
+                        if list.len() < MAX_SKIPPED_LISTED {
+                            list.push(SkippedFile {
+                                path,
+                                reason,
+                                detail,
+                            });
+                        }
+                    }
+                    Walked::File { path, content } => {
+                        if walk::is_log_file(&path) {
+                            logs.push(files.len());
+                        }
+                        bytes += content.len();
+                        files.push(b::FileInput { path, content });
+                        if bytes >= batch_bytes || files.len() >= batch_files {
+                            open = send(&mut files, &mut logs);
+                            bytes = 0;
+                        }
+                    }
+                }
+                open
+            });
+            if open && !files.is_empty() {
+                send(&mut files, &mut logs);
+            }
+        })
+    };
+
+    let collected: Arc<Mutex<Collected>> = Arc::default();
+    let scanned = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..jobs {
+        let rx = rx.clone();
+        let runtime = runtime.clone();
+        let detectors = detectors.clone();
+        let log_analyzers = log_analyzers.clone();
+        let collected = collected.clone();
+        let scanned = scanned.clone();
+        let progress = progress.clone();
+        let max_failures = opts.max_plugin_failures;
+        workers.spawn(async move {
+            loop {
+                let Some(batch) = rx.lock().await.recv().await else {
+                    break;
+                };
+                let mut local = Collected::default();
+                for det in detectors.iter() {
+                    if det.stopped(max_failures) {
+                        continue;
+                    }
+                    run_detector(&runtime, det, &batch.files, max_failures, &mut local).await;
+                }
+                for &i in &batch.logs {
+                    let file = &batch.files[i];
+                    for la in log_analyzers.iter() {
+                        if la.stopped(max_failures) {
+                            continue;
+                        }
+                        run_log_analyzer(&runtime, la, file, max_failures, &mut local).await;
+                    }
+                }
+                let bytes: u64 = batch.files.iter().map(|f| f.content.len() as u64).sum();
+                let files = scanned
+                    .0
+                    .fetch_add(batch.files.len() as u64, Ordering::Relaxed)
+                    + batch.files.len() as u64;
+                let total = scanned.1.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                progress.scanned(files, total);
+                let mut all = collected.lock().unwrap();
+                all.findings.append(&mut local.findings);
+                all.errors.append(&mut local.errors);
+                all.suppressed_inline += local.suppressed_inline;
+                for (id, rule) in local.rules {
+                    all.rules.entry(id).or_insert(rule);
+                }
+            }
+        });
+    }
+    while let Some(joined) = workers.join_next().await {
+        if let Err(e) = joined {
+            // A worker panicking is a host bug; report it rather than hide it.
+            collected.lock().unwrap().errors.push(PluginFailure {
+                plugin: "secflow".into(),
+                file: None,
+                kind: "host".into(),
+                message: format!("scan worker failed: {e}"),
+            });
+        }
+    }
+    walker.join().ok();
+
+    let mut collected = std::mem::take(&mut *collected.lock().unwrap());
+    let mut findings = fingerprint::assign_and_dedup(std::mem::take(&mut collected.findings));
+
+    // Baseline: known findings are not reported (nor enriched, nor counted by analytics).
+    let mut suppressed_baseline = 0;
+    if let Some(baseline) = &opts.baseline {
+        let known = baseline.fingerprints();
+        findings.retain(|f| {
+            let keep = !known.contains(f.fingerprint.as_str());
+            suppressed_baseline += usize::from(!keep);
+            keep
+        });
+    }
+
+    for enricher in &enrichers {
+        findings = run_enricher(runtime, enricher, findings, &mut collected).await;
+    }
+    let mut analytics_results = Vec::new();
+    for a in &analytics {
+        if let Some(result) = run_analytics(runtime, a, &findings, &mut collected).await {
+            analytics_results.push(result);
+        }
+    }
+
+    if opts.redact {
+        let redactor = redact::Redactor::new();
+        for f in &mut findings {
+            redactor.redact_finding(f);
+        }
+    }
+    sort_findings(&mut findings);
+
+    let mut by_severity: BTreeMap<Severity, usize> =
+        Severity::ALL.iter().map(|s| (*s, 0)).collect();
+    for f in &findings {
+        *by_severity.entry(f.severity).or_default() += 1;
+    }
+    let mut rules: Vec<RuleInfo> = collected
+        .rules
+        .into_values()
+        .filter(|r| findings.iter().any(|f| f.rule_id == r.id))
+        .collect();
+    // Rules only an enricher introduced still get an entry.
+    for f in &findings {
+        if !rules.iter().any(|r| r.id == f.rule_id) {
+            let (_, rule) = Finding::from_wit(f.to_wit(), &f.plugin);
+            rules.push(rule);
+        }
+    }
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    let plugin_stats: Vec<PluginStats> = slots
+        .iter()
+        .map(|s| {
+            let mut st = s.stats.lock().unwrap().clone();
+            st.findings = findings.iter().filter(|f| f.plugin == st.id).count() as u64;
+            st
+        })
+        .collect();
+    let partial = !collected.errors.is_empty();
+    let summary = Summary {
+        findings: findings.len(),
+        by_severity,
+        files_scanned: scanned.0.load(Ordering::Relaxed),
+        bytes_scanned: scanned.1.load(Ordering::Relaxed),
+        files_skipped: std::mem::take(&mut *skipped_counts.lock().unwrap()),
+        suppressed_inline: collected.suppressed_inline,
+        suppressed_baseline,
+    };
+    Ok(ScanReport {
+        schema_version: REPORT_SCHEMA_VERSION,
+        tool: ToolInfo {
+            name: "secflow",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        target: root.display().to_string(),
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        partial,
+        summary,
+        findings,
+        rules,
+        plugins: plugin_stats,
+        errors: collected.errors,
+        skipped: std::mem::take(&mut *skipped.lock().unwrap()),
+        analytics: analytics_results,
+    })
+}
+
+/// Runs one detector over a batch; on an invocation failure retries file by file so only
+/// the offending file loses this plugin's results.
+async fn run_detector(
+    runtime: &Runtime,
+    det: &PluginSlot,
+    files: &Arc<Vec<b::FileInput>>,
+    max_failures: u64,
+    out: &mut Collected,
+) {
+    let inv = runtime
+        .invoke(
+            &det.sp.plugin,
+            Call::DetectBatch(files.clone()),
+            &det.sp.config,
+        )
+        .await;
+    det.account(&inv, files.len() as u64);
+    match inv.outcome {
+        Ok(Output::BatchFindings(results)) => {
+            for (file, result) in files.iter().zip(results) {
+                match result {
+                    Ok(found) => accept_findings(det, file, found, out),
+                    Err(e) => out.errors.push(det.fail(
+                        Some(&file.path),
+                        "plugin-error",
+                        plugin_error_text(&e),
+                        max_failures,
+                    )),
+                }
+            }
+        }
+        Ok(_) => out.errors.push(det.fail(
+            None,
+            "invalid-output",
+            "the detector returned something other than findings".into(),
+            max_failures,
+        )),
+        Err(e) if files.len() == 1 => {
+            out.errors
+                .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
+        }
+        Err(_) => {
+            for file in files.iter() {
+                if det.stopped(max_failures) {
+                    break;
+                }
+                let one = Arc::new(vec![file.clone()]);
+                Box::pin(run_detector(runtime, det, &one, max_failures, out)).await;
+            }
+        }
+    }
+}
+
+fn plugin_error_text(e: &b::PluginError) -> String {
+    match e {
+        b::PluginError::InvalidInput(m) => format!("invalid input: {m}"),
+        b::PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
+        b::PluginError::Denied(m) => format!("denied: {m}"),
+        b::PluginError::Failed(m) => m.clone(),
+    }
+}
+
+/// Binds findings to the file they came from, applies inline suppressions and keeps the
+/// normalized source text that identifies them.
+fn accept_findings(
+    slot: &PluginSlot,
+    file: &b::FileInput,
+    found: Vec<b::Finding>,
+    out: &mut Collected,
+) {
+    let plugin = slot.id();
+    let lines: Vec<&[u8]> = file.content.split(|&c| c == b'\n').collect();
+    for wit in found {
+        let (mut finding, rule) = Finding::from_wit(wit, &plugin);
+        // A detector reports on the file it was given, never on another path.
+        let loc = finding.location.get_or_insert_with(Default::default);
+        loc.path = file.path.clone();
+        let line_text = (loc.start_line as usize)
+            .checked_sub(1)
+            .and_then(|i| lines.get(i))
+            .map(|l| String::from_utf8_lossy(l).trim().to_string());
+        if is_suppressed(&file.content, loc.start_line, &finding.rule_id) {
+            out.suppressed_inline += 1;
+            continue;
+        }
+        if loc.snippet.is_none() {
+            loc.snippet = line_text.as_ref().map(|t| truncate_chars(t, 200));
+        }
+        let identity = normalize_snippet(
+            loc.snippet
+                .as_deref()
+                .or(line_text.as_deref())
+                .unwrap_or(""),
+        );
+        out.rules.entry(rule.id.clone()).or_insert(rule);
+        out.findings.push((finding, identity));
+    }
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Parses a log file into entries: 1-based line numbers and, when the line starts with a
+/// syslog (`Nov 21 03:14:07`) or ISO 8601 timestamp, that timestamp.
+pub fn parse_log(content: &[u8]) -> Vec<b::LogEntry> {
+    content
+        .split(|&c| c == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, raw)| {
+            let text = String::from_utf8_lossy(raw);
+            let text = text.trim_end_matches('\r');
+            let (timestamp, message) = split_timestamp(text);
+            b::LogEntry {
+                line: i as u64 + 1,
+                timestamp: timestamp.map(str::to_string),
+                message: message.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn split_timestamp(line: &str) -> (Option<&str>, &str) {
+    let bytes = line.as_bytes();
+    // Syslog: "Mmm dd hh:mm:ss ".
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    if bytes.len() > 16
+        && MONTHS.iter().any(|m| line.starts_with(m))
+        && bytes[3] == b' '
+        && bytes[9] == b':'
+        && bytes[12] == b':'
+        && bytes[15] == b' '
+    {
+        return (Some(&line[..15]), &line[16..]);
+    }
+    // ISO 8601: "YYYY-MM-DD[T ]hh:mm:ss..." up to the first space after the time.
+    if bytes.len() > 19
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && (bytes[10] == b'T' || bytes[10] == b' ')
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+    {
+        let end = line[11..].find(' ').map_or(line.len(), |i| i + 11);
+        return (Some(&line[..end]), line[end..].trim_start());
+    }
+    (None, line)
+}
+
+async fn run_log_analyzer(
+    runtime: &Runtime,
+    la: &PluginSlot,
+    file: &b::FileInput,
+    max_failures: u64,
+    out: &mut Collected,
+) {
+    let entries = parse_log(&file.content);
+    let inv = runtime
+        .invoke(
+            &la.sp.plugin,
+            Call::AnalyzeLogs {
+                source: file.path.clone(),
+                entries,
+            },
+            &la.sp.config,
+        )
+        .await;
+    la.account(&inv, 1);
+    match inv.outcome {
+        Ok(Output::Findings(found)) => accept_findings(la, file, found, out),
+        Ok(_) => out.errors.push(la.fail(
+            Some(&file.path),
+            "invalid-output",
+            "the log analyzer returned something other than findings".into(),
+            max_failures,
+        )),
+        Err(e) => out
+            .errors
+            .push(la.fail(Some(&file.path), e.kind(), e.to_string(), max_failures)),
+    }
+}
+
+/// Findings per enricher call, so a large scan stays under the plugin's output limit.
+const ENRICH_CHUNK: usize = 500;
+
+/// Runs an enricher; on failure the findings pass through unchanged.
+async fn run_enricher(
+    runtime: &Runtime,
+    slot: &PluginSlot,
+    findings: Vec<Finding>,
+    out: &mut Collected,
+) -> Vec<Finding> {
+    let plugin = slot.id();
+    let mut result = Vec::with_capacity(findings.len());
+    for chunk in findings.chunks(ENRICH_CHUNK) {
+        let by_fp: HashMap<&str, &Finding> =
+            chunk.iter().map(|f| (f.fingerprint.as_str(), f)).collect();
+        let inv = runtime
+            .invoke(
+                &slot.sp.plugin,
+                Call::Enrich(chunk.iter().map(Finding::to_wit).collect()),
+                &slot.sp.config,
+            )
+            .await;
+        slot.account(&inv, 0);
+        match inv.outcome {
+            Ok(Output::Findings(enriched)) => {
+                for wit in enriched {
+                    let (mut f, rule) = Finding::from_wit(wit, &plugin);
+                    match by_fp.get(f.fingerprint.as_str()) {
+                        // An enricher refines a finding; it cannot take credit for it or
+                        // move it to another file.
+                        Some(original) => {
+                            f.plugin = original.plugin.clone();
+                            f.location = original.location.clone();
+                        }
+                        None => {
+                            let snippet = f
+                                .location
+                                .as_ref()
+                                .and_then(|l| l.snippet.clone())
+                                .unwrap_or_default();
+                            f.fingerprint = fingerprint::fingerprint(
+                                &f.rule_id,
+                                &fingerprint::normalize_path(f.path()),
+                                &normalize_snippet(&snippet),
+                                0,
+                            );
+                            out.rules.entry(rule.id.clone()).or_insert(rule);
+                        }
+                    }
+                    result.push(f);
+                }
+            }
+            Ok(_) => {
+                out.errors.push(slot.fail(
+                    None,
+                    "invalid-output",
+                    "the enricher returned something other than findings".into(),
+                    u64::MAX,
+                ));
+                result.extend_from_slice(chunk);
+            }
+            Err(e) => {
+                out.errors
+                    .push(slot.fail(None, e.kind(), e.to_string(), u64::MAX));
+                result.extend_from_slice(chunk);
+            }
+        }
+    }
+    result
+}
+
+async fn run_analytics(
+    runtime: &Runtime,
+    slot: &PluginSlot,
+    findings: &[Finding],
+    out: &mut Collected,
+) -> Option<AnalyticsResult> {
+    let inv = runtime
+        .invoke(
+            &slot.sp.plugin,
+            Call::Analyze(findings.iter().map(Finding::to_wit).collect()),
+            &slot.sp.config,
+        )
+        .await;
+    slot.account(&inv, 0);
+    match inv.outcome {
+        Ok(Output::Report(report)) => Some(AnalyticsResult {
+            plugin: slot.id(),
+            summary_markdown: report.summary_markdown,
+            metrics: report
+                .metrics
+                .into_iter()
+                .map(|m| MetricValue {
+                    name: m.name,
+                    value: m.value,
+                    labels: m.labels.into_iter().collect(),
+                })
+                .collect(),
+        }),
+        Ok(_) => {
+            out.errors.push(slot.fail(
+                None,
+                "invalid-output",
+                "the analytics plugin returned something other than a report".into(),
+                u64::MAX,
+            ));
+            None
+        }
+        Err(e) => {
+            out.errors
+                .push(slot.fail(None, e.kind(), e.to_string(), u64::MAX));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_timestamps() {
+        let entries = parse_log(
+            b"Nov 21 03:14:07 gw sshd[1]: Failed password\n\n2026-11-21T03:14:07Z host app: x\nplain\r\n",
+        );
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].line, 1);
+        assert_eq!(entries[0].timestamp.as_deref(), Some("Nov 21 03:14:07"));
+        assert_eq!(entries[0].message, "gw sshd[1]: Failed password");
+        assert_eq!(entries[1].line, 3);
+        assert_eq!(
+            entries[1].timestamp.as_deref(),
+            Some("2026-11-21T03:14:07Z")
+        );
+        assert_eq!(entries[1].message, "host app: x");
+        assert_eq!(entries[2].timestamp, None);
+        assert_eq!(entries[2].message, "plain");
+    }
+}

@@ -1,0 +1,147 @@
+//! Secret redaction for every output. Plugins are asked to redact their snippets, but a
+//! report must not depend on every third-party plugin doing so: the host runs the bundled
+//! secret rules natively over each snippet and message and masks what they find, and masks
+//! quoted literals in findings about hard-coded credentials.
+
+use crate::model::Finding;
+use std::sync::OnceLock;
+
+/// CWE ids of credential weaknesses: the quoted literal on such a line is the credential.
+const CREDENTIAL_CWES: [u32; 5] = [259, 321, 522, 547, 798];
+
+/// What a masked secret keeps: enough to recognise it, not enough to use it.
+const KEEP: usize = 4;
+const MASK: &str = "*****";
+
+/// Masks secrets in text.
+#[derive(Debug)]
+pub struct Redactor {
+    scanner: &'static secflow_secrets::Scanner,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::new()
+    }
+}
+
+impl Redactor {
+    pub fn new() -> Redactor {
+        static SCANNER: OnceLock<secflow_secrets::Scanner> = OnceLock::new();
+        Redactor {
+            scanner: SCANNER.get_or_init(secflow_secrets::Scanner::builtin),
+        }
+    }
+
+    /// Masks what the secret rules find in `text`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = Vec::new();
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push("\n".to_string());
+            }
+            out.push(self.redact_line(line));
+        }
+        out.concat()
+    }
+
+    fn redact_line(&self, line: &str) -> String {
+        let matches = self.scanner.scan("", line.as_bytes());
+        if matches.is_empty() {
+            return line.to_string();
+        }
+        let chars: Vec<char> = line.chars().collect();
+        let mut masked = vec![false; chars.len()];
+        for m in matches {
+            let start = (m.column as usize).saturating_sub(1);
+            let end = (m.end_column as usize).min(chars.len());
+            if m.line == 1 && m.end_line == 1 && start < end {
+                for flag in &mut masked[(start + KEEP).min(end)..end] {
+                    *flag = true;
+                }
+            }
+        }
+        mask_runs(&chars, &masked)
+    }
+
+    /// Redacts a finding's snippet and message in place.
+    pub fn redact_finding(&self, f: &mut Finding) {
+        let credential = f.cwe_ids.iter().any(|c| CREDENTIAL_CWES.contains(c));
+        if let Some(snippet) = f.location.as_mut().and_then(|l| l.snippet.as_mut()) {
+            let mut text = self.redact(snippet);
+            // A snippet the plugin already redacted keeps its other literals readable.
+            if credential && !text.contains(MASK) {
+                text = mask_quoted(&text);
+            }
+            *snippet = text;
+        }
+        f.message = self.redact(&f.message);
+    }
+}
+
+/// Replaces every run of masked characters with one `*****`.
+fn mask_runs(chars: &[char], masked: &[bool]) -> String {
+    let mut out = String::with_capacity(chars.len());
+    let mut in_mask = false;
+    for (c, m) in chars.iter().zip(masked) {
+        if *m {
+            if !in_mask {
+                out.push_str(MASK);
+            }
+            in_mask = true;
+        } else {
+            out.push(*c);
+            in_mask = false;
+        }
+    }
+    out
+}
+
+/// Masks the content of quoted string literals of 4 or more characters entirely: a short
+/// password's first characters are a large part of it.
+fn mask_quoted(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut masked = vec![false; chars.len()];
+    let mut i = 0;
+    while i < chars.len() {
+        let q = chars[i];
+        if q == '"' || q == '\'' || q == '`' {
+            if let Some(len) = chars[i + 1..].iter().position(|&c| c == q) {
+                if len >= 4
+                    && !chars[i + 1..i + 1 + len].contains(&MASK.chars().next().unwrap_or('*'))
+                {
+                    for flag in &mut masked[i + 1..i + 1 + len] {
+                        *flag = true;
+                    }
+                }
+                i += len + 2;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    mask_runs(&chars, &masked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_credentials_are_masked_whole() {
+        assert_eq!(
+            mask_quoted(r#"conn("admin", "hunter22") + ''"#),
+            r#"conn("*****", "*****") + ''"#
+        );
+        assert_eq!(mask_quoted("x = 'ab'"), "x = 'ab'");
+    }
+
+    #[test]
+    fn provider_tokens_are_masked() {
+        let token = format!("ghp_{}", "Zx7Qk2Lm9Np4Rt6Vw8Yb1Cd3Fg5Hj0Ks2Mn4P");
+        let line = format!("token = \"{token}\"");
+        let out = Redactor::new().redact(&line);
+        assert!(!out.contains(&token), "{out}");
+        assert!(out.contains("ghp_"), "{out}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The result of a scan: findings, per-plugin statistics, errors and skipped files. This is
+//! the versioned JSON document (`--format json`) and the input of every other format.
+
+use crate::model::{Finding, RuleInfo, Severity};
+use crate::walk::SkipReason;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the JSON report schema (`docs/scan-json.md`). Adding fields is a minor bump;
+/// removing or changing one is a major bump.
+pub const REPORT_SCHEMA_VERSION: &str = "1.0";
+
+/// Everything a scan produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanReport {
+    pub schema_version: &'static str,
+    pub tool: ToolInfo,
+    /// The target as the user named it.
+    pub target: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// True when a plugin failed or hit a limit: some files or stages have no results.
+    pub partial: bool,
+    pub summary: Summary,
+    pub findings: Vec<Finding>,
+    /// Every rule that has a finding, with its description and help.
+    pub rules: Vec<RuleInfo>,
+    pub plugins: Vec<PluginStats>,
+    pub errors: Vec<PluginFailure>,
+    /// Files not scanned and why (at most [`MAX_SKIPPED_LISTED`]; counts are in the summary).
+    pub skipped: Vec<SkippedFile>,
+    pub analytics: Vec<AnalyticsResult>,
+}
+
+/// How many skipped files are listed by name.
+pub const MAX_SKIPPED_LISTED: usize = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolInfo {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Summary {
+    pub findings: usize,
+    /// Every severity, worst first, including zero counts.
+    pub by_severity: BTreeMap<Severity, usize>,
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    pub files_skipped: BTreeMap<SkipReason, u64>,
+    /// Findings silenced by a `secflow:ignore` comment.
+    pub suppressed_inline: usize,
+    /// Findings silenced because the baseline already knows them.
+    pub suppressed_baseline: usize,
+}
+
+/// What one plugin did during the scan.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PluginStats {
+    pub id: String,
+    pub version: String,
+    pub kind: String,
+    /// SHA-256 of the component that ran.
+    pub digest: String,
+    /// `bundled`, `installed` or `dev`.
+    pub origin: String,
+    pub invocations: u64,
+    pub files: u64,
+    pub findings: u64,
+    pub errors: u64,
+    /// Sum of invocation wall times (can exceed the scan's duration with several jobs).
+    pub time_ms: f64,
+    pub peak_memory_bytes: u64,
+    /// Set when the plugin was stopped for the rest of the scan after repeated failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+/// A plugin failure the scan survived.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PluginFailure {
+    pub plugin: String,
+    /// The file being scanned, when the failure is about one file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The runtime's error kind (`timeout`, `memory-limit`, `trap`, `plugin-error`, ...).
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedFile {
+    pub path: String,
+    pub reason: SkipReason,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The report of one analytics plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalyticsResult {
+    pub plugin: String,
+    pub summary_markdown: String,
+    pub metrics: Vec<MetricValue>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricValue {
+    pub name: String,
+    pub value: f64,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ScanReport {
+    /// Findings at or above `threshold`.
+    pub fn count_at_least(&self, threshold: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity >= threshold)
+            .count()
+    }
+}
