@@ -20,6 +20,13 @@ fn main() {
         "wit",
         "crates/secflow-pdk/src",
         "crates/secflow-pdk/Cargo.toml",
+        // Engines the official plugins share with native benchmarks.
+        "crates/secflow-secrets/src",
+        "crates/secflow-secrets/rules",
+        "crates/secflow-secrets/Cargo.toml",
+        "crates/secflow-patterns/src",
+        "crates/secflow-patterns/rules",
+        "crates/secflow-patterns/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -29,6 +36,8 @@ fn main() {
     let members = plugin_dirs(&plugins);
     for dir in &members {
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
+        // Embedded data (e.g. the CWE catalog) changes the component too.
+        println!("cargo:rerun-if-changed={}", dir.join("data").display());
         println!(
             "cargo:rerun-if-changed={}",
             dir.join("Cargo.toml").display()

@@ -169,6 +169,15 @@ pub struct ScanArgs {
     #[arg(long = "dev", value_name = "DIR")]
     pub dev: Vec<PathBuf>,
 
+    /// Also run an opt-in bundled plugin that uses the network (e.g. nvd-enricher)
+    #[arg(long = "with", value_name = "ID")]
+    pub with: Vec<String>,
+
+    /// Grant a plugin's declared directory, e.g. kev-epss-enricher:/feeds=./feeds (repeatable).
+    /// Bundled plugins that read files run only when their directories are mounted
+    #[arg(long = "mount", value_name = "PLUGIN:GUEST=HOST")]
+    pub mounts: Vec<String>,
+
     /// Plugin configuration (repeatable); VALUE is parsed as JSON, else taken as a string
     #[arg(long = "config", short = 'c', value_name = "PLUGIN.KEY=VALUE")]
     pub config: Vec<String>,

@@ -10,7 +10,9 @@
 //!    over the keywords of the language's rules, ASCII case-insensitive, over the raw bytes)
 //!    and the path globs evaluated, once per file, to decide which rules are eligible.
 //! 3. On a candidate line each eligible rule runs its patterns and, if one matches, its
-//!    `pattern-not` regexes, all on the line alone. Scanning resumes at the next line.
+//!    `pattern-not` regexes, all on the line alone; a rule with `context` then looks for one of
+//!    its context regexes on that line and the few lines above it (see [`context_matches`]).
+//!    Scanning resumes at the next line.
 //!
 //! Regexes run over bytes in ASCII mode (see [`crate::format::build_regex`]), which keeps the
 //! lazy DFA usable on any input. Everything is compiled on first use and cached.
@@ -43,6 +45,11 @@ pub(crate) struct RuleRegexes {
     patterns: Vec<PatternRegex>,
     /// `pattern-not` regexes (kept apart too: they also run on candidate lines only).
     not: Vec<Regex>,
+    /// `context.patterns` regexes (none without `context`); they run on the lines of the
+    /// context window of a line that has matched and was not dropped by `pattern-not`.
+    context: Vec<Regex>,
+    /// `context.lines-before`.
+    lines_before: usize,
 }
 
 #[derive(Debug)]
@@ -143,7 +150,23 @@ pub(crate) fn compile_rule(def: &RuleDef) -> Result<RuleRegexes, regex::Error> {
         .iter()
         .map(|p| build_regex(p))
         .collect::<Result<Vec<_>, regex::Error>>()?;
-    Ok(RuleRegexes { patterns, not })
+    let (context, lines_before) = match &def.context {
+        None => (Vec::new(), 0),
+        Some(context) => (
+            context
+                .patterns
+                .iter()
+                .map(|p| build_regex(p))
+                .collect::<Result<Vec<_>, regex::Error>>()?,
+            context.lines_before,
+        ),
+    };
+    Ok(RuleRegexes {
+        patterns,
+        not,
+        context,
+        lines_before,
+    })
 }
 
 /// The rules that apply to files of one language.
@@ -327,6 +350,10 @@ impl RuleSet {
         let mut eligible: Option<Vec<bool>> = None;
         let mut hits = Vec::new();
         for scanner in &prepared.scanners {
+            // Per rule (position in `scanner.rules`): where the lines known to have no context end
+            // (see `context_matches`). Candidate lines come in file order, so each line is checked
+            // for context about once, however dense the candidates and wide the windows.
+            let mut no_context_before: Vec<usize> = Vec::new();
             let mut pos = 0;
             while pos <= text.len() {
                 let Some(m) = scanner.regex.find_at(text, pos) else {
@@ -340,7 +367,7 @@ impl RuleSet {
                 }
                 let (line_start, line_end, next_line) = line_around(text, m.start());
                 let line = &text[line_start..line_end];
-                for &p in &scanner.rules {
+                for (i, &p) in scanner.rules.iter().enumerate() {
                     if !eligible[p] {
                         continue;
                     }
@@ -351,6 +378,20 @@ impl RuleSet {
                     };
                     if regexes.not.iter().any(|not| not.is_match(line)) {
                         continue;
+                    }
+                    if !regexes.context.is_empty() {
+                        if no_context_before.is_empty() {
+                            no_context_before = vec![0; scanner.rules.len()];
+                        }
+                        let window = Window {
+                            line_start,
+                            line_end,
+                            lines_before: regexes.lines_before,
+                        };
+                        let known = &mut no_context_before[i];
+                        if !context_matches(&regexes.context, text, window, known) {
+                            continue;
+                        }
                     }
                     hits.push(Hit {
                         rule,
@@ -439,6 +480,57 @@ fn line_around(text: &[u8], at: usize) -> (usize, usize, usize) {
     (start, end, newline + 1)
 }
 
+/// The context window of a matched line: the line `text[line_start..line_end]` and the
+/// `lines_before` lines above it.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    line_start: usize,
+    line_end: usize,
+    lines_before: usize,
+}
+
+/// Whether one of the `context` regexes matches a line of the window (fewer lines at the start of
+/// the file). Each line is matched on its own, without its line end, like the rule's patterns;
+/// the nearest lines are tried first.
+///
+/// `no_context_before` is where the earlier windows of the same rule that had no context end
+/// (0 at first); windows must come in file order. The lines of this window that start before it
+/// have no context: they belong to such an earlier window, since an earlier window starts no
+/// lower. Reaching one ends the search. A window without context moves it to its own end.
+fn context_matches(
+    context: &[Regex],
+    text: &[u8],
+    window: Window,
+    no_context_before: &mut usize,
+) -> bool {
+    let (mut start, mut end) = (window.line_start, window.line_end);
+    for _ in 0..=window.lines_before {
+        if start < *no_context_before {
+            break;
+        }
+        let line = &text[start..end];
+        if context.iter().any(|re| re.is_match(line)) {
+            return true;
+        }
+        if start == 0 {
+            break;
+        }
+        // `start - 1` is the `\n` that ends the line above; drop its `\r` too.
+        let newline = start - 1;
+        end = if newline > 0 && text[newline - 1] == b'\r' {
+            newline - 1
+        } else {
+            newline
+        };
+        start = text[..newline]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+    }
+    *no_context_before = window.line_end;
+    false
+}
+
 /// Characters in UTF-8 text: bytes that do not continue a multi-byte sequence. For invalid
 /// UTF-8 each stray byte that is not a continuation byte counts as one character, close to what
 /// a lossy decoder shows, and an offset inside a character never splits it.
@@ -521,6 +613,79 @@ mod tests {
         assert_eq!(without_focus("a(b)c"), "a(b)c");
         // An escaped parenthesis followed by `?P<focus>` text is not a group: unchanged.
         assert_eq!(without_focus(r"\(?P<focus>"), r"\(?P<focus>");
+    }
+
+    /// `context_matches` for the line of `text` that contains byte `at`, with nothing known.
+    fn has_context(pattern: &str, text: &[u8], at: usize, lines_before: usize) -> bool {
+        let (line_start, line_end, _) = line_around(text, at);
+        let window = Window {
+            line_start,
+            line_end,
+            lines_before,
+        };
+        let regexes = [build_regex(pattern).unwrap()];
+        context_matches(&regexes, text, window, &mut 0)
+    }
+
+    #[test]
+    fn context_window_covers_the_line_and_the_lines_above() {
+        let text = b"token\r\n\nb\r\nc\nx = call()\n";
+        let at = text.len() - 3;
+        // The matched line itself is always part of the window.
+        assert!(has_context("call", text, at, 0));
+        assert!(!has_context("token", text, at, 3));
+        assert!(has_context("token", text, at, 4));
+        // Lines are matched without their line ends (`$` before `\r\n`), one at a time.
+        assert!(has_context("^b$", text, at, 2));
+        assert!(has_context("^$", text, at, 3));
+        assert!(!has_context(r"c\s+x", text, at, 4));
+        // More lines than the file has above the line: the window stops at the first line.
+        assert!(!has_context("nothing", text, at, 20));
+        assert!(has_context("^token$", text, at, 20));
+        // The first line of a file.
+        assert!(has_context("tok", text, 0, 5));
+    }
+
+    /// Known context-free lines are skipped, and the answers stay those of a fresh search,
+    /// whichever lines are candidates.
+    #[test]
+    fn context_free_lines_are_remembered() {
+        let text = b"a\nctx\nb\nc\nd\ne\nf\nctx\ng\n";
+        let regexes = [build_regex("ctx").unwrap()];
+        let lines: Vec<(usize, usize)> = {
+            let mut v = Vec::new();
+            let mut at = 0;
+            while at < text.len() {
+                let (s, e, next) = line_around(text, at);
+                v.push((s, e));
+                at = next;
+            }
+            v
+        };
+        // Every subset of the lines as candidate lines, in file order.
+        for (mask, lines_before) in
+            (0..1u32 << lines.len()).flat_map(|m| (0..4).map(move |b| (m, b)))
+        {
+            let mut known = 0;
+            for (i, &(line_start, line_end)) in lines.iter().enumerate() {
+                if mask & (1 << i) == 0 {
+                    continue;
+                }
+                let window = Window {
+                    line_start,
+                    line_end,
+                    lines_before,
+                };
+                let fresh = lines[i.saturating_sub(lines_before)..=i]
+                    .iter()
+                    .any(|&(s, e)| &text[s..e] == b"ctx");
+                assert_eq!(
+                    context_matches(&regexes, text, window, &mut known),
+                    fresh,
+                    "line {i}, lines_before {lines_before}, candidates {mask:b}"
+                );
+            }
+        }
     }
 
     #[test]

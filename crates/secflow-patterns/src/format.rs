@@ -26,6 +26,7 @@ const RULE_FIELDS: &[&str] = &[
     "languages",
     "patterns",
     "pattern-not",
+    "context",
     "keywords",
     "paths",
     "tests",
@@ -33,7 +34,11 @@ const RULE_FIELDS: &[&str] = &[
 const REQUIRED_FIELDS: &[&str] = &["id", "message", "severity", "languages", "patterns"];
 const PATHS_FIELDS: &[&str] = &["include", "exclude"];
 const TESTS_FIELDS: &[&str] = &["match", "no-match"];
+const CONTEXT_FIELDS: &[&str] = &["patterns", "lines-before"];
 const MAX_ID_LEN: usize = 100;
+/// The largest `context.lines-before`: the context window stays small, so checking it on a
+/// candidate line stays cheap, and a word further away is rarely about the matched line.
+const MAX_CONTEXT_LINES: u32 = 20;
 
 /// An error in a rules file. Its `Display` names the file, the rule (by id, or by position when
 /// it has none), the field, what is wrong and what to do about it.
@@ -152,6 +157,8 @@ struct RawRule {
     #[serde(default)]
     pattern_not: Vec<String>,
     #[serde(default)]
+    context: Option<RawContext>,
+    #[serde(default)]
     keywords: Vec<String>,
     #[serde(default)]
     paths: Option<RawPaths>,
@@ -166,6 +173,18 @@ struct RawPaths {
     include: Vec<String>,
     #[serde(default)]
     exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a mapping `{ patterns: [...], lines-before: N }`"
+)]
+struct RawContext {
+    patterns: Vec<String>,
+    #[serde(default)]
+    lines_before: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +211,14 @@ impl PathFilter {
     }
 }
 
+/// `context:` of a rule: a candidate line is only reported if one of `patterns` matches that
+/// line or one of the `lines_before` lines above it.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) patterns: Vec<String>,
+    pub(crate) lines_before: usize,
+}
+
 /// `tests:` of a rule.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RuleTests {
@@ -205,6 +232,7 @@ pub(crate) struct RuleDef {
     pub(crate) info: RuleInfo,
     pub(crate) patterns: Vec<String>,
     pub(crate) pattern_not: Vec<String>,
+    pub(crate) context: Option<Context>,
     pub(crate) keywords: Vec<String>,
     pub(crate) paths: Option<PathFilter>,
     pub(crate) tests: RuleTests,
@@ -335,15 +363,45 @@ fn validate_rule(
             "give at least one regex; a line matches if any of them matches",
         ));
     }
+    let no_context = Vec::new();
+    let context_patterns = raw.context.as_ref().map_or(&no_context, |c| &c.patterns);
+    if raw.context.is_some() && context_patterns.is_empty() {
+        return Err(err(
+            "context.patterns",
+            "the list is empty".to_string(),
+            "give at least one regex that must match the matched line or a line above it, or \
+             remove `context`",
+        ));
+    }
+    if let Some(lines) = raw.context.as_ref().map(|c| c.lines_before)
+        && lines > MAX_CONTEXT_LINES
+    {
+        return Err(err(
+            "context.lines-before",
+            format!("{lines} lines is more than the maximum of {MAX_CONTEXT_LINES}"),
+            &format!(
+                "use a number from 0 (the matched line only) to {MAX_CONTEXT_LINES}; context \
+                 far from the matched line is rarely about it"
+            ),
+        ));
+    }
     for (field, list) in [
         ("patterns", &raw.patterns),
         ("pattern-not", &raw.pattern_not),
+        ("context.patterns", context_patterns),
     ] {
+        // `pattern-not` may match an empty line (it only drops lines); the others may not.
+        let must_not_match_empty = field != "pattern-not";
         for (i, pattern) in list.iter().enumerate() {
             if pattern.is_empty() {
+                let effect = if field == "context.patterns" {
+                    "every line would have the context"
+                } else {
+                    "would match every line"
+                };
                 return Err(err(
                     &format!("{field}[{i}]"),
-                    "the regex is empty and would match every line".to_string(),
+                    format!("the regex is empty and {effect}"),
                     "remove it or write the regex",
                 ));
             }
@@ -352,12 +410,15 @@ fn validate_rule(
             }
             match build_regex(pattern) {
                 Ok(re) => {
-                    if field == "patterns" && re.is_match(b"") {
+                    if must_not_match_empty && re.is_match(b"") {
+                        let effect = if field == "patterns" {
+                            "it would flag every line"
+                        } else {
+                            "every line would have the context"
+                        };
                         return Err(err(
                             &format!("{field}[{i}]"),
-                            format!(
-                                "`{pattern}` matches an empty line, so it would flag every line"
-                            ),
+                            format!("`{pattern}` matches an empty line, so {effect}"),
                             "make the regex require at least one character, e.g. replace `x*` by `x+`",
                         ));
                     }
@@ -430,6 +491,10 @@ fn validate_rule(
         },
         patterns: raw.patterns,
         pattern_not: raw.pattern_not,
+        context: raw.context.map(|c| Context {
+            patterns: c.patterns,
+            lines_before: c.lines_before as usize,
+        }),
         keywords: raw.keywords,
         paths,
         tests,
@@ -512,6 +577,9 @@ fn explain_parse_error(file: &str, text: &str, err: &serde_yaml_ng::Error) -> Ru
             "write a list of strings, e.g. `[python]` or `['regex']`"
         }
         Some("paths") => "write `paths: { include: ['glob', ...], exclude: ['glob', ...] }`",
+        Some("context") => {
+            "write `context: { patterns: ['regex', ...], lines-before: N }` with N from 0 to 20"
+        }
         Some("tests") => "write `tests: { match: ['line', ...], no-match: ['line', ...] }`",
         _ => "see docs/code-pattern-rules.md for the rule format",
     };
@@ -601,7 +669,11 @@ fn check_structure(file: &str, doc: &Value) -> Option<RuleError> {
                 );
             }
         }
-        for (field, known) in [("paths", PATHS_FIELDS), ("tests", TESTS_FIELDS)] {
+        for (field, known) in [
+            ("paths", PATHS_FIELDS),
+            ("tests", TESTS_FIELDS),
+            ("context", CONTEXT_FIELDS),
+        ] {
             if let Some(sub) = map.get(field).and_then(Value::as_mapping) {
                 for key in sub.keys() {
                     let name = key_name(key);
@@ -614,6 +686,20 @@ fn check_structure(file: &str, doc: &Value) -> Option<RuleError> {
                     }
                 }
             }
+        }
+        if let Some(context) = map.get("context").and_then(Value::as_mapping)
+            && !context.contains_key("patterns")
+        {
+            return Some(
+                RuleError::new(
+                    file,
+                    "the required field `context.patterns` is missing",
+                    "add `patterns:` to `context` (the regexes of which one must match the \
+                     matched line or a line above it), or remove `context`",
+                )
+                .rule(index, id)
+                .field("context.patterns"),
+            );
         }
     }
     None

@@ -23,6 +23,34 @@
 //! assert_eq!(found[0].rule_id, "python.sql-concat");
 //! assert_eq!(found[0].line, 1);
 //! ```
+//!
+//! A rule matches lines, but may require evidence on the lines above the match with `context`:
+//! the line is reported only if one of the context regexes matches it or one of the
+//! `lines-before` (at most 20) lines above it. The context is only checked on lines the rule
+//! already matched, so it costs nothing elsewhere. The bundled `insecure-random` rules use it
+//! to see that a weak generator makes a secret from the name of the enclosing function:
+//!
+//! ```
+//! use secflow_patterns::RuleSet;
+//!
+//! let yaml = r#"
+//! rules:
+//!   - id: acme.javascript.weak-token
+//!     message: "Math.random() makes a token; it is predictable."
+//!     severity: medium
+//!     languages: [javascript]
+//!     patterns: ['\bMath\.random\s*\(']
+//!     context:
+//!       patterns: ['(?i)token|session_?id|secret']
+//!       lines-before: 3
+//! "#;
+//! let rules = RuleSet::from_yaml_files(&[("acme.yaml".into(), yaml.into())], false)?;
+//! let js = b"function newSessionId() {\n  return Math.random().toString(36);\n}\n\n\
+//!            function shuffle(items) {\n  return items.sort(() => Math.random() - 0.5);\n}\n";
+//! let found = rules.scan("server.js", js);
+//! assert_eq!((found.len(), found[0].line), (1, 2));
+//! # Ok::<(), secflow_patterns::RuleError>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]

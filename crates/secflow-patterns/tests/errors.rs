@@ -47,7 +47,7 @@ fn unknown_field() {
         "rules file `custom.yaml`, rule `acme.python.todo`, field `patern`: unknown field \
          `patern`. Fix: did you mean `patterns`? remove or rename it; known fields: id, message, \
          description, help, severity, confidence, cwe, languages, patterns, pattern-not, \
-         keywords, paths, tests"
+         context, keywords, paths, tests"
     );
 }
 
@@ -225,6 +225,103 @@ fn semantic_checks() {
 
     let e = error(&with(r"patterns: ['#\s*TODO\b']", "patterns: []"));
     assert_eq!(e.field_name(), Some("patterns"));
+}
+
+/// `GOOD` plus a `context:` block (given as the YAML flow mapping after `context: `).
+fn with_context(context: &str) -> String {
+    format!("{GOOD}    context: {context}\n")
+}
+
+#[test]
+fn a_valid_context_loads() {
+    let set = load(&with_context(
+        "{ patterns: ['(?i)security'], lines-before: 20 }",
+    ))
+    .unwrap();
+    assert_eq!(
+        set.scan("a.py", b"# security\nx = 1\n# TODO check\n").len(),
+        1
+    );
+    let set = load(&with_context("{ patterns: ['(?i)security'] }")).unwrap();
+    assert!(set.scan("a.py", b"# security\n# TODO check\n").is_empty());
+}
+
+#[test]
+fn invalid_context() {
+    // The window is limited.
+    let e = error(&with_context("{ patterns: ['x'], lines-before: 21 }"));
+    assert_eq!(e.rule_id(), Some("acme.python.todo"));
+    assert_eq!(e.field_name(), Some("context.lines-before"));
+    assert_eq!(
+        e.to_string(),
+        "rules file `custom.yaml`, rule `acme.python.todo`, field `context.lines-before`: 21 \
+         lines is more than the maximum of 20. Fix: use a number from 0 (the matched line only) \
+         to 20; context far from the matched line is rarely about it"
+    );
+    // Not a number of lines.
+    for bad in ["-1", "three", "2.5"] {
+        let e = error(&with_context(&format!(
+            "{{ patterns: ['x'], lines-before: {bad} }}"
+        )));
+        assert_eq!(e.field_name(), Some("context.lines-before"), "{bad}: {e}");
+        assert!(
+            e.to_string()
+                .ends_with("Fix: write `context: { patterns: ['regex', ...], lines-before: N }` with N from 0 to 20"),
+            "{bad}: {e}"
+        );
+    }
+
+    // Patterns are required, not empty, valid and do not match an empty line.
+    let e = error(&with_context("{ lines-before: 3 }"));
+    assert_eq!(e.field_name(), Some("context.patterns"));
+    assert!(
+        e.to_string()
+            .contains("the required field `context.patterns` is missing"),
+        "{e}"
+    );
+    let e = error(&with_context("{ patterns: [], lines-before: 3 }"));
+    assert_eq!(e.field_name(), Some("context.patterns"));
+    assert!(e.to_string().contains("the list is empty"), "{e}");
+    let e = error(&with_context("{ patterns: ['ok', 'tok('] }"));
+    assert_eq!(e.field_name(), Some("context.patterns[1]"));
+    assert!(e.to_string().contains("invalid regex"), "{e}");
+    let e = error(&with_context("{ patterns: ['\\s*'] }"));
+    assert_eq!(e.field_name(), Some("context.patterns[0]"));
+    assert!(
+        e.to_string()
+            .contains("matches an empty line, so every line would have the context"),
+        "{e}"
+    );
+    let e = error(&with_context("{ patterns: [''] }"));
+    assert_eq!(e.field_name(), Some("context.patterns[0]"));
+    assert!(
+        e.to_string()
+            .contains("the regex is empty and every line would have the context"),
+        "{e}"
+    );
+    let e = error(&with_context("{ patterns: 'token' }"));
+    assert_eq!(e.field_name(), Some("context.patterns"), "{e}");
+
+    // Typos and a wrong shape.
+    let e = error(&with_context("{ pattern: ['x'] }"));
+    assert_eq!(e.field_name(), Some("context.pattern"));
+    assert!(e.to_string().contains("did you mean `patterns`?"), "{e}");
+    let e = error(&with_context("{ patterns: ['x'], lines-above: 2 }"));
+    assert_eq!(e.field_name(), Some("context.lines-above"));
+    assert!(
+        e.to_string().contains("did you mean `lines-before`?"),
+        "{e}"
+    );
+    let e = error(&with_context("token"));
+    assert_eq!(e.field_name(), Some("context"));
+    assert!(
+        e.to_string().contains(
+            "invalid type: string \"token\", expected a mapping `{ patterns: [...], \
+             lines-before: N }`"
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("Fix: write `context: {"), "{e}");
 }
 
 #[test]

@@ -274,6 +274,89 @@ obj.run(2)
 }
 
 #[test]
+fn context_on_the_line_or_the_lines_above() {
+    let set = custom(
+        r#"
+rules:
+  - id: t.weak-rng
+    message: "A weak RNG makes a secret."
+    severity: medium
+    languages: [generic]
+    patterns: ['\bweak_rng\(\)']
+    pattern-not: ['^\s*#', 'jitter']
+    context:
+      patterns: ['(?i)token', 'secret']
+      lines-before: 2
+    tests:
+      match:
+        - 'token = weak_rng()'
+        - |
+          def new_token():
+              return weak_rng()
+      no-match:
+        - 'n = weak_rng()'
+        - |
+          # token
+
+          x = 1
+          return weak_rng()
+"#,
+    );
+    assert!(set.self_test().is_empty(), "{:?}", set.self_test());
+    let text = "\
+# Session TOKEN helpers                    1
+x = weak_rng()                           # 2: context 1 line above
+y = weak_rng()                           # 3: context 2 lines above
+z = weak_rng()                           # 4: context 3 lines above, too far
+secret = weak_rng()                      # 5: context on the line itself
+a = 1                                    # 6
+b = 2                                    # 7
+c = weak_rng()                           # 8: line 5 is 3 lines above
+d = weak_rng() # token, but jitter       # 9: pattern-not wins over context
+# token = weak_rng()                     # 10: a comment, excluded (but is context)
+e = weak_rng()                           # 11: context from the comment above
+";
+    let lines: Vec<u32> = set
+        .scan("x.txt", text.as_bytes())
+        .iter()
+        .map(|m| m.line)
+        .collect();
+    assert_eq!(lines, [2, 3, 5, 11]);
+    // A line that only has the context is not a finding; the first line has no lines above.
+    assert!(set.scan("x.txt", b"token\n").is_empty());
+    assert_eq!(set.scan("x.txt", b"weak_rng() token").len(), 1);
+    // CRLF files: `$` in a context pattern matches before `\r\n`, and empty lines count.
+    let crlf = custom(
+        r#"
+rules:
+  - id: t.crlf
+    message: "A call after a line ending in a colon."
+    severity: low
+    languages: [generic]
+    patterns: ['call\(']
+    context: { patterns: [':$'], lines-before: 2 }
+"#,
+    );
+    let found = crlf.scan("x.txt", b"setup:\r\n\r\ncall()\r\nx\r\n\r\n\r\ncall()\r\n");
+    let lines: Vec<u32> = found.iter().map(|m| m.line).collect();
+    assert_eq!(lines, [3]);
+    // Without `lines-before` the context must be on the matched line.
+    let same_line = custom(
+        r#"
+rules:
+  - id: t.same-line
+    message: "A call with a token on the same line."
+    severity: low
+    languages: [generic]
+    patterns: ['call\(']
+    context: { patterns: ['token'] }
+"#,
+    );
+    assert!(same_line.scan("x.txt", b"token\ncall()\n").is_empty());
+    assert_eq!(same_line.scan("x.txt", b"call(token)\n").len(), 1);
+}
+
+#[test]
 fn a_match_running_across_lines_is_confirmed_on_its_own_line() {
     // `\s*` may cross a newline in a whole-file search; a rule still only matches within a line.
     let set = custom(

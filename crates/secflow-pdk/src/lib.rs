@@ -350,6 +350,9 @@ macro_rules! define_export {
         #[macro_export]
         macro_rules! $name {
             ($t:ty) => {
+                // Only components export: a native build (the plugin's unit tests) has no
+                // component model, and native linkers reject the `:` in export names.
+                #[cfg(target_arch = "wasm32")]
                 const _: () = {
                     type __SecflowPluginImpl = $crate::adapter::Adapter<$t>;
                     $crate::bindings::$world::$inner!(__SecflowPluginImpl with_types_in $crate::bindings::$world);

@@ -243,7 +243,10 @@ impl Runtime {
         };
         let started = Instant::now();
         let net_log = Arc::new(Mutex::new(NetLog::default()));
-        let mut store = match self.new_store(plugin, config, net_log.clone()) {
+        let deadline = Arc::new(Mutex::new(
+            Instant::now() + Duration::from_millis(plugin.limits.timeout_ms),
+        ));
+        let mut store = match self.new_store(plugin, config, net_log.clone(), deadline) {
             Ok(store) => store,
             Err(e) => return fail(report, e),
         };
@@ -327,6 +330,7 @@ impl Runtime {
         plugin: &Plugin,
         config: &serde_json::Value,
         net_log: Arc<Mutex<NetLog>>,
+        deadline: Deadline,
     ) -> Result<Store<HostState>, InvokeError> {
         let limits = plugin.limits;
         let set = self
@@ -403,9 +407,8 @@ impl Runtime {
                     message: e.to_string(),
                 })?;
         }
-        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
+            Ok(if Instant::now() >= *deadline.lock().unwrap() {
                 UpdateDeadline::Interrupt
             } else {
                 // Yield so other invocations on this thread get their turn.
@@ -486,6 +489,232 @@ fn panic_message(state: &HostState) -> String {
 }
 
 type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
+
+/// When the running call must stop; shared with the store's epoch callback so a session can
+/// give each call its own deadline.
+type Deadline = Arc<Mutex<Instant>>;
+
+/// A detector instance kept for several batches of one scan job, so the plugin's `init`
+/// (compiling its rules) runs once per job instead of once per batch.
+///
+/// Isolation holds because a session belongs to one scan and is dropped with it; a call
+/// that fails (trap, limit, timeout) poisons the session, and the caller opens a new one.
+/// Every call gets its own deadline, fuel budget and report; memory and log limits apply to
+/// the session as a whole.
+pub struct DetectSession {
+    plugin: Arc<Plugin>,
+    store: Store<HostState>,
+    bindings: crate::bindings::detector::DetectorPlugin,
+    deadline: Deadline,
+    net_log: Arc<Mutex<NetLog>>,
+    /// Log lines and pipe bytes already handed out by earlier calls.
+    seen_logs: usize,
+    seen_pipes: [usize; 2],
+    poisoned: bool,
+    _slots: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl std::fmt::Debug for DetectSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectSession")
+            .field("plugin", &self.plugin.manifest.id)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Instantiates a detector and runs its `init` once; the session then scans batches
+    /// with [`DetectSession::detect`]. On failure returns the invocation that failed.
+    pub async fn detect_session(
+        &self,
+        plugin: Arc<Plugin>,
+        config: &serde_json::Value,
+    ) -> Result<DetectSession, Box<Invocation>> {
+        let mut report = Report {
+            plugin: plugin.manifest.id.to_string(),
+            version: plugin.manifest.version.to_string(),
+            call: "init".into(),
+            ..Report::default()
+        };
+        let fail = |report: Report, e: InvokeError| {
+            Box::new(Invocation {
+                outcome: Err(e),
+                report,
+                logs: Vec::new(),
+                metrics: Vec::new(),
+            })
+        };
+        let KindPre::Detector(pre) = &plugin.pre else {
+            let message = format!("a {} plugin is not a detector", plugin.manifest.kind);
+            return Err(fail(report, InvokeError::Unsupported { message }));
+        };
+        if let Err(errors) = plugin.config.validate(config) {
+            return Err(fail(report, InvokeError::InvalidConfig { errors }));
+        }
+        let shut = || InvokeError::Host {
+            message: "runtime shut down".into(),
+        };
+        let Ok(plugin_slot) = plugin.slots.clone().acquire_owned().await else {
+            return Err(fail(report, shut()));
+        };
+        let Ok(slot) = self.inner.slots.clone().acquire_owned().await else {
+            return Err(fail(report, shut()));
+        };
+        let started = Instant::now();
+        let timeout = Duration::from_millis(plugin.limits.timeout_ms);
+        let deadline = Arc::new(Mutex::new(started + timeout));
+        let net_log = Arc::new(Mutex::new(NetLog::default()));
+        let mut store = match self.new_store(&plugin, config, net_log.clone(), deadline.clone()) {
+            Ok(store) => store,
+            Err(e) => return Err(fail(report, e)),
+        };
+        let config_json = config.to_string();
+        let opened = tokio::time::timeout(timeout + Duration::from_millis(50), async {
+            let p = pre.instantiate_async(&mut store).await?;
+            let init = p.call_init(&mut store, &config_json).await?;
+            wasmtime::Result::Ok((p, init))
+        })
+        .await;
+        report.wall_time_us = started.elapsed().as_micros() as u64;
+        let limits = plugin.limits;
+        let error = match opened {
+            Ok(Ok((bindings, Ok(())))) => {
+                return Ok(DetectSession {
+                    plugin,
+                    store,
+                    bindings,
+                    deadline,
+                    net_log,
+                    seen_logs: 0,
+                    seen_pipes: [0, 0],
+                    poisoned: false,
+                    _slots: (plugin_slot, slot),
+                });
+            }
+            Ok(Ok((_, Err(e)))) => plugin_err(e),
+            Ok(Err(trap)) => classify(trap, store.data_mut(), &limits),
+            Err(_) => InvokeError::Timeout {
+                limit_ms: limits.timeout_ms,
+            },
+        };
+        report.peak_memory_bytes = store.data().limiter.peak as u64;
+        Err(fail(report, error))
+    }
+}
+
+impl DetectSession {
+    /// False once a call failed: the instance may be in any state and must not run again.
+    pub fn usable(&self) -> bool {
+        !self.poisoned
+    }
+
+    /// Runs `detect` on each file, with a fresh deadline and fuel budget for this call.
+    pub async fn detect(&mut self, files: Arc<Vec<b::FileInput>>) -> Invocation {
+        let plugin = self.plugin.clone();
+        let limits = plugin.limits;
+        let call = Call::DetectBatch(files.clone());
+        let mut report = Report {
+            plugin: plugin.manifest.id.to_string(),
+            version: plugin.manifest.version.to_string(),
+            call: call.name().to_string(),
+            bytes_in: call.input_bytes(),
+            ..Report::default()
+        };
+        if self.poisoned {
+            return Invocation {
+                outcome: Err(InvokeError::Host {
+                    message: "this session failed earlier; open a new one".into(),
+                }),
+                report,
+                logs: Vec::new(),
+                metrics: Vec::new(),
+            };
+        }
+        let started = Instant::now();
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        *self.deadline.lock().unwrap() = started + timeout;
+        if let (Some(fuel), true) = (limits.fuel, plugin.metered) {
+            let _ = self.store.set_fuel(fuel);
+        }
+        let store = &mut self.store;
+        let api = self.bindings.secflow_plugin_detector();
+        let result = tokio::time::timeout(timeout + Duration::from_millis(50), async {
+            let mut results = Vec::with_capacity(files.len());
+            for file in files.iter() {
+                results.push(api.call_detect(&mut *store, file).await?);
+            }
+            wasmtime::Result::Ok(results)
+        })
+        .await;
+        report.wall_time_us = started.elapsed().as_micros() as u64;
+        let state = self.store.data_mut();
+        let mut outcome = match result {
+            Err(_elapsed) => Err(InvokeError::Timeout {
+                limit_ms: limits.timeout_ms,
+            }),
+            Ok(Ok(results)) => Ok(Output::BatchFindings(results)),
+            Ok(Err(trap)) => Err(classify(trap, state, &limits)),
+        };
+        report.peak_memory_bytes = state.limiter.peak as u64;
+        let mut logs: Vec<LogLine> = state.logs[self.seen_logs.min(state.logs.len())..].to_vec();
+        self.seen_logs = state.logs.len();
+        report.log_lines = logs.len();
+        let metrics = std::mem::take(&mut state.metrics);
+        for (i, (stream, pipe)) in [("stdout", &state.stdout), ("stderr", &state.stderr)]
+            .into_iter()
+            .enumerate()
+        {
+            let contents = pipe.contents();
+            let new = &contents[self.seen_pipes[i].min(contents.len())..];
+            self.seen_pipes[i] = contents.len();
+            let text = String::from_utf8_lossy(new);
+            logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+                level: stream.to_string(),
+                message: l.to_string(),
+                fields: Vec::new(),
+            }));
+        }
+        if let (Some(budget), true) = (limits.fuel, plugin.metered) {
+            report.fuel_used = self
+                .store
+                .get_fuel()
+                .ok()
+                .map(|left| budget.saturating_sub(left));
+        }
+        let net = std::mem::take(&mut *self.net_log.lock().unwrap());
+        report.http_requests = net.requests;
+        report.http_response_bytes = net.response_bytes;
+        report.denials = net.denials.iter().map(ToString::to_string).collect();
+        if let Ok(output) = &outcome {
+            let size = json_size(output);
+            report.bytes_out = size;
+            if size > limits.output_bytes {
+                outcome = Err(InvokeError::OutputTooLarge {
+                    what: "the returned value".into(),
+                    limit: limits.output_bytes,
+                });
+            }
+        }
+        if let Some(first) = net.denials.first()
+            && !matches!(outcome, Err(ref e) if e.is_violation())
+        {
+            outcome = Err(InvokeError::CapabilityDenied {
+                capability: "network".into(),
+                reason: first.to_string(),
+            });
+        }
+        if outcome.is_err() {
+            self.poisoned = true;
+        }
+        Invocation {
+            outcome,
+            report,
+            logs,
+            metrics,
+        }
+    }
+}
 
 fn plugin_err(error: PluginError) -> InvokeError {
     InvokeError::Plugin { error }

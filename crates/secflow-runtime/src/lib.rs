@@ -27,5 +27,5 @@ pub use cache::CacheOutcome;
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{InvokeError, LoadError};
 pub use host::{LogLine, MetricSample};
-pub use invoke::{Call, Invocation, Output, Report};
+pub use invoke::{Call, DetectSession, Invocation, Output, Report};
 pub use plugin::{FsGrant, Grants, Plugin, check_import};

@@ -1,9 +1,10 @@
 //! The scan pipeline: walk → detectors and log analyzers (parallel, bounded memory) →
 //! fingerprints, inline suppressions, dedup, baseline → enrichers in order → analytics.
 //!
-//! Every plugin runs in the sandbox. Detectors get files in batches: one fresh instance per
-//! batch (initialized once, so rule compilation is paid per batch, not per file), and every
-//! batch holds files of this scan only. A plugin that fails does not fail the scan: a failed
+//! Every plugin runs in the sandbox. Detectors get files in batches; each worker keeps one
+//! instance per detector for the batches it takes in this scan (a [`DetectSession`]), so a
+//! plugin's `init` (compiling its rules) runs once per worker, not once per file or batch.
+//! Instances never outlive the scan, so no state crosses scans. A plugin that fails does not fail the scan: a failed
 //! batch is retried file by file so only the file that broke it loses that plugin's results,
 //! the failure is reported, the scan is marked partial, and a plugin that keeps failing is
 //! stopped for the rest of the scan.
@@ -17,7 +18,7 @@ use crate::suppress::is_suppressed;
 use crate::walk::{self, Walked};
 use secflow_manifest::PluginKind;
 use secflow_runtime::bindings as b;
-use secflow_runtime::{Call, Invocation, Output, Plugin, Runtime};
+use secflow_runtime::{Call, DetectSession, Invocation, Output, Plugin, Runtime};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,16 +272,27 @@ pub async fn scan(
         let progress = progress.clone();
         let max_failures = opts.max_plugin_failures;
         workers.spawn(async move {
+            // One detector instance per plugin for this worker's batches of this scan.
+            let mut sessions: Vec<Option<DetectSession>> =
+                detectors.iter().map(|_| None).collect();
             loop {
                 let Some(batch) = rx.lock().await.recv().await else {
                     break;
                 };
                 let mut local = Collected::default();
-                for det in detectors.iter() {
+                for (det, session) in detectors.iter().zip(sessions.iter_mut()) {
                     if det.stopped(max_failures) {
                         continue;
                     }
-                    run_detector(&runtime, det, &batch.files, max_failures, &mut local).await;
+                    run_detector_session(
+                        &runtime,
+                        det,
+                        session,
+                        &batch.files,
+                        max_failures,
+                        &mut local,
+                    )
+                    .await;
                 }
                 for &i in &batch.logs {
                     let file = &batch.files[i];
@@ -409,8 +421,98 @@ pub async fn scan(
     })
 }
 
-/// Runs one detector over a batch; on an invocation failure retries file by file so only
-/// the offending file loses this plugin's results.
+/// Runs one detector over a batch in this worker's session (opened on first use); when the
+/// call fails the session is dropped and the batch retried file by file in fresh instances.
+async fn run_detector_session(
+    runtime: &Runtime,
+    det: &PluginSlot,
+    session: &mut Option<DetectSession>,
+    files: &Arc<Vec<b::FileInput>>,
+    max_failures: u64,
+    out: &mut Collected,
+) {
+    if session.is_none() {
+        match runtime
+            .detect_session(det.sp.plugin.clone(), &det.sp.config)
+            .await
+        {
+            Ok(s) => *session = Some(s),
+            Err(inv) => {
+                det.account(&inv, 0);
+                let e = inv.outcome.err().map_or_else(
+                    || ("host".to_string(), "the plugin could not start".to_string()),
+                    |e| (e.kind().to_string(), e.to_string()),
+                );
+                out.errors
+                    .push(det.fail(None, &e.0, format!("init: {}", e.1), max_failures));
+                return;
+            }
+        }
+    }
+    let Some(open) = session.as_mut() else {
+        return;
+    };
+    let inv = open.detect(files.clone()).await;
+    if !open.usable() {
+        *session = None;
+    }
+    det.account(&inv, files.len() as u64);
+    match inv.outcome {
+        Ok(Output::BatchFindings(results)) => collect_batch(det, files, results, max_failures, out),
+        Ok(_) => out.errors.push(det.fail(
+            None,
+            "invalid-output",
+            "the detector returned something other than findings".into(),
+            max_failures,
+        )),
+        Err(e) if files.len() == 1 => out.errors.push(det.fail(
+            Some(&files[0].path),
+            e.kind(),
+            e.to_string(),
+            max_failures,
+        )),
+        Err(_) => retry_each(runtime, det, files, max_failures, out).await,
+    }
+}
+
+fn collect_batch(
+    det: &PluginSlot,
+    files: &[b::FileInput],
+    results: Vec<Result<Vec<b::Finding>, b::PluginError>>,
+    max_failures: u64,
+    out: &mut Collected,
+) {
+    for (file, result) in files.iter().zip(results) {
+        match result {
+            Ok(found) => accept_findings(det, file, found, out),
+            Err(e) => out.errors.push(det.fail(
+                Some(&file.path),
+                "plugin-error",
+                plugin_error_text(&e),
+                max_failures,
+            )),
+        }
+    }
+}
+
+async fn retry_each(
+    runtime: &Runtime,
+    det: &PluginSlot,
+    files: &Arc<Vec<b::FileInput>>,
+    max_failures: u64,
+    out: &mut Collected,
+) {
+    for file in files.iter() {
+        if det.stopped(max_failures) {
+            break;
+        }
+        let one = Arc::new(vec![file.clone()]);
+        Box::pin(run_detector(runtime, det, &one, max_failures, out)).await;
+    }
+}
+
+/// Runs one detector over a batch in a fresh instance; on an invocation failure retries file
+/// by file so only the offending file loses this plugin's results.
 async fn run_detector(
     runtime: &Runtime,
     det: &PluginSlot,
@@ -427,19 +529,7 @@ async fn run_detector(
         .await;
     det.account(&inv, files.len() as u64);
     match inv.outcome {
-        Ok(Output::BatchFindings(results)) => {
-            for (file, result) in files.iter().zip(results) {
-                match result {
-                    Ok(found) => accept_findings(det, file, found, out),
-                    Err(e) => out.errors.push(det.fail(
-                        Some(&file.path),
-                        "plugin-error",
-                        plugin_error_text(&e),
-                        max_failures,
-                    )),
-                }
-            }
-        }
+        Ok(Output::BatchFindings(results)) => collect_batch(det, files, results, max_failures, out),
         Ok(_) => out.errors.push(det.fail(
             None,
             "invalid-output",
@@ -450,15 +540,7 @@ async fn run_detector(
             out.errors
                 .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
         }
-        Err(_) => {
-            for file in files.iter() {
-                if det.stopped(max_failures) {
-                    break;
-                }
-                let one = Arc::new(vec![file.clone()]);
-                Box::pin(run_detector(runtime, det, &one, max_failures, out)).await;
-            }
-        }
+        Err(_) => retry_each(runtime, det, files, max_failures, out).await,
     }
 }
 

@@ -143,6 +143,7 @@ fn select_plugins(
         candidates.push((manifest, wasm, "dev", None));
     }
     let known: Vec<String> = candidates.iter().map(|c| c.0.id.to_string()).collect();
+    let mut mounts = parse_mounts(&args.mounts)?;
     let unknown = |what: &str, id: &str| {
         fail(
             Exit::Usage,
@@ -152,7 +153,13 @@ fn select_plugins(
             ),
         )
     };
-    for id in args.plugins.iter().chain(&args.exclude_plugins) {
+    for id in args
+        .plugins
+        .iter()
+        .chain(&args.exclude_plugins)
+        .chain(&args.with)
+        .chain(mounts.keys())
+    {
         if !known.contains(id) {
             return Err(unknown("--plugin/--exclude-plugin", id));
         }
@@ -174,7 +181,27 @@ fn select_plugins(
     let mut plugins = Vec::new();
     for (manifest, wasm, origin, pinned) in candidates {
         let id = manifest.id.to_string();
-        let wanted = (args.plugins.is_empty() || args.plugins.contains(&id) || origin == "dev")
+        let plugin_mounts = mounts.remove(&id).unwrap_or_default();
+        // Bundled plugins that need something from the user run only when given it: network
+        // access (`--with`, or naming it in `--plugin`) or their directories (`--mount`).
+        let caps = &manifest.capabilities;
+        let opted_in = args.with.contains(&id) || args.plugins.contains(&id);
+        let available = origin != "bundled"
+            || ((caps.network.is_empty() || opted_in)
+                && caps.filesystem.len() <= plugin_mounts.len());
+        if origin == "bundled" && !caps.filesystem.is_empty() && !plugin_mounts.is_empty()
+            && caps.filesystem.len() > plugin_mounts.len()
+        {
+            return Err(fail(
+                Exit::Usage,
+                format!("{id} needs every declared directory mounted; see `secflow scan --help`"),
+            ));
+        }
+        let wanted = available
+            && (args.plugins.is_empty()
+                || args.plugins.contains(&id)
+                || args.with.contains(&id)
+                || origin == "dev")
             && !args.exclude_plugins.contains(&id);
         if !wanted {
             if configs.contains_key(&id) && id == RULES_PLUGIN && !args.rules.is_empty() {
@@ -196,8 +223,8 @@ fn select_plugins(
                 ));
             }
         }
-        let grants = secflow_runtime::Grants::all_declared(&manifest, &[])
-            .map_err(|e| fail(Exit::Usage, e))?;
+        let grants = secflow_runtime::Grants::all_declared(&manifest, &plugin_mounts)
+            .map_err(|e| fail(Exit::Usage, format!("{id}: {e}")))?;
         let plugin = super::load(runtime, manifest, &wasm, grants)?;
         let config = serde_json::Value::Object(configs.remove(&id).unwrap_or_default());
         plugin.check_config(&config).map_err(|errors| {
@@ -213,6 +240,35 @@ fn select_plugins(
         });
     }
     Ok(plugins)
+}
+
+/// `PLUGIN:GUEST=HOST` pairs, grouped by plugin; the host directory must exist.
+fn parse_mounts(
+    pairs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<(String, std::path::PathBuf)>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<(String, std::path::PathBuf)>> =
+        Default::default();
+    for pair in pairs {
+        let bad = || {
+            fail(
+                Exit::Usage,
+                format!("--mount `{pair}` is not PLUGIN:GUEST=HOST (e.g. kev-epss-enricher:/feeds=./feeds)"),
+            )
+        };
+        let (plugin, rest) = pair.split_once(':').ok_or_else(bad)?;
+        let (guest, host) = rest.split_once('=').ok_or_else(bad)?;
+        let host = std::path::PathBuf::from(host);
+        if !host.is_dir() {
+            return Err(fail(
+                Exit::Usage,
+                format!("--mount {pair}: {} is not a directory", host.display()),
+            ));
+        }
+        out.entry(plugin.to_string())
+            .or_default()
+            .push((guest.to_string(), host));
+    }
+    Ok(out)
 }
 
 type PluginConfigs = std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>;

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Regenerates `cwe.tsv`, the CWE catalog embedded by the cwe-enricher plugin.
+
+Source
+    npm package `cwe-sdk` 1.1.19 (OWASP CWE toolkit, Apache-2.0 for the package itself),
+    tarball https://registry.npmjs.org/cwe-sdk/-/cwe-sdk-1.1.19.tgz
+    (npm dist.integrity sha512-pCmiSmBV2/QOPh3I12VnNZXbTZTdCk2H2oW05phN7APXHvyA7hF7qifzBp7RFVEaBJcOjlfsgcUZz7jSzDStGA==),
+    file `package/raw/cwe-archive.xml`: MITRE's CWE List version 4.15 (2024-07-16), the
+    unmodified `cwec_v4.15.xml`. The catalog content is MITRE's, under the CWE Terms of Use:
+    see NOTICE next to this file.
+
+Rerun (Python 3.8+, standard library only; the plugin build never runs this script)
+    python3 plugins/cwe-enricher/data/generate.py                # downloads the tarball above
+    python3 plugins/cwe-enricher/data/generate.py cwe-sdk-1.1.19.tgz
+    python3 plugins/cwe-enricher/data/generate.py cwec_v4.16.xml # any MITRE cwec_v*.xml
+    (a .zip from https://cwe.mitre.org/data/downloads.html works too)
+
+    The tarball is checked against the pinned SHA-512 when it is the cwe-sdk one. With a
+    newer catalog, update NOTICE's year if MITRE's copyright designation changed.
+
+Output: `cwe.tsv` next to this script, UTF-8, one entry per line, sorted by numeric id:
+    <id> TAB <name> TAB <description>
+Weaknesses, categories and views are all included (deprecated entries too: their names start
+with "DEPRECATED:"). The description is the weakness's Description, the category's Summary or
+the view's Objective, whitespace-collapsed and cut at a word boundary to at most
+MAX_DESCRIPTION characters (an ellipsis marks a cut). Lines starting with '#' are comments.
+"""
+
+import base64
+import hashlib
+import io
+import os
+import sys
+import tarfile
+import urllib.request
+import xml.etree.ElementTree as ET
+import zipfile
+
+PACKAGE = "cwe-sdk"
+VERSION = "1.1.19"
+URL = f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz"
+INTEGRITY = "sha512-pCmiSmBV2/QOPh3I12VnNZXbTZTdCk2H2oW05phN7APXHvyA7hF7qifzBp7RFVEaBJcOjlfsgcUZz7jSzDStGA=="
+XML_MEMBER = "package/raw/cwe-archive.xml"
+MAX_DESCRIPTION = 300
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cwe.tsv")
+
+# (element, text child) per entry kind, in the cwe-7 schema.
+KINDS = {"Weakness": "Description", "Category": "Summary", "View": "Objective"}
+
+
+def integrity(data: bytes) -> str:
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def load_xml(arg):
+    """Returns (catalog XML bytes, human-readable source)."""
+    if arg is None:
+        print(f"downloading {URL}", file=sys.stderr)
+        with urllib.request.urlopen(URL) as r:
+            data = r.read()
+        source = f"npm {PACKAGE} {VERSION} ({URL})"
+    else:
+        with open(arg, "rb") as f:
+            data = f.read()
+        source = os.path.basename(arg)
+    if data[:2] == b"\x1f\x8b":  # npm tarball
+        if os.path.basename(arg or URL) == f"{PACKAGE}-{VERSION}.tgz":
+            if integrity(data) != INTEGRITY:
+                sys.exit(f"{arg or URL}: SHA-512 does not match the pinned npm integrity")
+            source = f"npm {PACKAGE} {VERSION} ({URL})"
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            return t.extractfile(XML_MEMBER).read(), source
+    if data[:2] == b"PK":  # MITRE's cwec_latest.xml.zip
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            name = next(n for n in z.namelist() if n.endswith(".xml"))
+            return z.read(name), f"{source}:{name}"
+    return data, source
+
+
+def clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def shorten(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "\u2026"
+
+
+def main():
+    xml, source = load_xml(sys.argv[1] if len(sys.argv) > 1 else None)
+    root = ET.fromstring(xml)
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    entries = {}
+    for kind, text_child in KINDS.items():
+        for el in root.iter(ns + kind):
+            cwe_id = int(el.get("ID"))
+            name = clean(el.get("Name", ""))
+            child = el.find(ns + text_child)
+            desc = shorten(clean("".join(child.itertext()))) if child is not None else ""
+            if cwe_id in entries:
+                sys.exit(f"duplicate CWE id {cwe_id}")
+            if not name:
+                sys.exit(f"CWE-{cwe_id} has no name")
+            entries[cwe_id] = (name, desc)
+    if len(entries) < 900:
+        sys.exit(f"only {len(entries)} entries: wrong input?")
+    with open(OUT, "w", encoding="utf-8", newline="\n") as out:
+        out.write(
+            f"# CWE List {root.get('Version')} ({root.get('Date')}), {len(entries)} entries,"
+            f" from {source}\n"
+        )
+        out.write("# Generated by generate.py; CWE content (c) The MITRE Corporation, see NOTICE.\n")
+        out.write("# id\tname\tdescription (at most 300 characters)\n")
+        for cwe_id in sorted(entries):
+            name, desc = entries[cwe_id]
+            out.write(f"{cwe_id}\t{name}\t{desc}\n")
+    print(f"wrote {len(entries)} entries to {OUT} ({os.path.getsize(OUT)} bytes)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
