@@ -26,4 +26,5 @@ cargo test --workspace --locked
 
 echo "== test (plugin logic, natively)"
 (cd plugins && cargo test --locked --target-dir "$CARGO_TARGET_DIR/plugins-native" \
-    -p cvss-enricher -p summary-analytics -p data-processor)
+    -p cvss-enricher -p cwe-enricher -p data-processor -p kev-epss-enricher \
+    -p nvd-enricher -p ssh-log-analyzer -p summary-analytics)

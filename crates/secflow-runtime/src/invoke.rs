@@ -511,7 +511,10 @@ pub struct DetectSession {
     seen_logs: usize,
     seen_pipes: [usize; 2],
     poisoned: bool,
-    _slots: (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit),
+    _slots: (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 }
 
 impl std::fmt::Debug for DetectSession {

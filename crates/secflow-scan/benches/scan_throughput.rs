@@ -98,7 +98,9 @@ fn lines(ext: &str) -> (&'static [&'static str], &'static [&'static str]) {
                 "    Ok(summary)",
                 "}",
             ],
-            &["    let status = Command::new(\"sh\").arg(\"-c\").arg(format!(\"tar czf {} {}\", out, dir)).status()?;"],
+            &[
+                "    let status = Command::new(\"sh\").arg(\"-c\").arg(format!(\"tar czf {} {}\", out, dir)).status()?;",
+            ],
         ),
     }
 }
@@ -122,12 +124,12 @@ fn corpus(dir: &Path, mb: usize) -> u64 {
             if roll == 0 {
                 text.push_str(risky[rng.below(risky.len())]);
             } else if roll == 1 {
-                text.push_str(&format!(
-                    "GITHUB_TOKEN = \"ghp_{}\"",
-                    rng.token(36, ALNUM)
-                ));
+                text.push_str(&format!("GITHUB_TOKEN = \"ghp_{}\"", rng.token(36, ALNUM)));
             } else if roll == 2 {
-                text.push_str(&format!("aws_key = \"AKIA{}\"", rng.token(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")));
+                text.push_str(&format!(
+                    "aws_key = \"AKIA{}\"",
+                    rng.token(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+                ));
             } else {
                 text.push_str(&normal[rng.below(normal.len())].replace("{n}", &n.to_string()));
             }
@@ -221,13 +223,22 @@ fn sandboxed(rt: &Runtime, plugins: &[ScanPlugin], dir: &Path, jobs: usize) -> (
         jobs,
         ..ScanOptions::default()
     };
-    if let Some(mb) = std::env::var("SECFLOW_BENCH_BATCH_MB").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(mb) = std::env::var("SECFLOW_BENCH_BATCH_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         opts.batch_bytes = mb << 20;
         opts.batch_files = usize::MAX;
     }
     let started = Instant::now();
     let report = tokio
-        .block_on(secflow_scan::scan(rt, dir, plugins, &opts, Arc::new(NoProgress)))
+        .block_on(secflow_scan::scan(
+            rt,
+            dir,
+            plugins,
+            &opts,
+            Arc::new(NoProgress),
+        ))
         .unwrap();
     assert!(!report.partial, "{:?}", report.errors);
     (started.elapsed(), report.findings.len())
@@ -294,7 +305,10 @@ fn main() {
         startup = startup.min(t.elapsed());
     }
 
-    println!("\nscan throughput, {:.0} MB in {files} files, {jobs} jobs (best of 3)\n", bytes as f64 / 1e6);
+    println!(
+        "\nscan throughput, {:.0} MB in {files} files, {jobs} jobs (best of 3)\n",
+        bytes as f64 / 1e6
+    );
     println!("| run | time | throughput | findings |");
     println!("|---|---|---|---|");
     println!(

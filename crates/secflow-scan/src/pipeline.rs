@@ -14,7 +14,7 @@ use crate::fingerprint::{self, normalize_snippet};
 use crate::model::{Finding, RuleInfo, Severity, sort_findings};
 use crate::redact;
 use crate::report::*;
-use crate::suppress::is_suppressed;
+use crate::suppress::is_suppressed_in;
 use crate::walk::{self, Walked};
 use secflow_manifest::PluginKind;
 use secflow_runtime::bindings as b;
@@ -273,8 +273,7 @@ pub async fn scan(
         let max_failures = opts.max_plugin_failures;
         workers.spawn(async move {
             // One detector instance per plugin for this worker's batches of this scan.
-            let mut sessions: Vec<Option<DetectSession>> =
-                detectors.iter().map(|_| None).collect();
+            let mut sessions: Vec<Option<DetectSession>> = detectors.iter().map(|_| None).collect();
             loop {
                 let Some(batch) = rx.lock().await.recv().await else {
                     break;
@@ -465,12 +464,10 @@ async fn run_detector_session(
             "the detector returned something other than findings".into(),
             max_failures,
         )),
-        Err(e) if files.len() == 1 => out.errors.push(det.fail(
-            Some(&files[0].path),
-            e.kind(),
-            e.to_string(),
-            max_failures,
-        )),
+        Err(e) if files.len() == 1 => {
+            out.errors
+                .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
+        }
         Err(_) => retry_each(runtime, det, files, max_failures, out).await,
     }
 }
@@ -561,6 +558,9 @@ fn accept_findings(
     found: Vec<b::Finding>,
     out: &mut Collected,
 ) {
+    if found.is_empty() {
+        return;
+    }
     let plugin = slot.id();
     let lines: Vec<&[u8]> = file.content.split(|&c| c == b'\n').collect();
     for wit in found {
@@ -572,7 +572,7 @@ fn accept_findings(
             .checked_sub(1)
             .and_then(|i| lines.get(i))
             .map(|l| String::from_utf8_lossy(l).trim().to_string());
-        if is_suppressed(&file.content, loc.start_line, &finding.rule_id) {
+        if is_suppressed_in(&lines, loc.start_line, &finding.rule_id) {
             out.suppressed_inline += 1;
             continue;
         }

@@ -105,18 +105,17 @@ fn mask_quoted(text: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let q = chars[i];
-        if q == '"' || q == '\'' || q == '`' {
-            if let Some(len) = chars[i + 1..].iter().position(|&c| c == q) {
-                if len >= 4
-                    && !chars[i + 1..i + 1 + len].contains(&MASK.chars().next().unwrap_or('*'))
-                {
-                    for flag in &mut masked[i + 1..i + 1 + len] {
-                        *flag = true;
-                    }
+        let closing = matches!(q, '"' | '\'' | '`')
+            .then(|| chars[i + 1..].iter().position(|&c| c == q))
+            .flatten();
+        if let Some(len) = closing {
+            if len >= 4 {
+                for flag in &mut masked[i + 1..i + 1 + len] {
+                    *flag = true;
                 }
-                i += len + 2;
-                continue;
             }
+            i += len + 2;
+            continue;
         }
         i += 1;
     }

@@ -6,17 +6,18 @@
 /// A rule matches by its full id (`code/python.eval`) or by the part after the plugin
 /// namespace (`python.eval`), so a comment stays valid if a plugin is renamed.
 pub fn is_suppressed(content: &[u8], line: u32, rule_id: &str) -> bool {
+    let lines: Vec<&[u8]> = content.split(|&b| b == b'\n').collect();
+    is_suppressed_in(&lines, line, rule_id)
+}
+
+/// [`is_suppressed`] over a file already split into lines (`\n`), for many findings.
+pub fn is_suppressed_in(lines: &[&[u8]], line: u32, rule_id: &str) -> bool {
     if line == 0 {
         return false;
     }
-    let mut lines = content.split(|&b| b == b'\n');
     let index = line as usize - 1;
-    let previous = if index > 0 {
-        lines.nth(index - 1)
-    } else {
-        None
-    };
-    let current = lines.next();
+    let previous = index.checked_sub(1).and_then(|i| lines.get(i)).copied();
+    let current = lines.get(index).copied();
     if current.is_some_and(|l| names_rule(l, rule_id)) {
         return true;
     }

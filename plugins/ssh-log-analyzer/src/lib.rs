@@ -102,11 +102,22 @@ pub fn seconds(timestamp: &str) -> Option<i64> {
     Some(((year * 12 + month) * 31 + day) * 86_400 + hms(t.get(11..)?)?)
 }
 
-struct Config {
-    brute_threshold: usize,
-    brute_window: i64,
-    success_threshold: usize,
-    success_window: i64,
+/// Thresholds of the rules (see the config schema in plugin.toml).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub brute_threshold: usize,
+    pub brute_window: i64,
+    pub success_threshold: usize,
+    pub success_window: i64,
+}
+
+/// What is fixed about a rule.
+struct Rule {
+    id: &'static str,
+    title: &'static str,
+    severity: Severity,
+    cwe: u32,
+    help: &'static str,
 }
 
 fn setting(key: &str, default: u64) -> u64 {
@@ -114,29 +125,28 @@ fn setting(key: &str, default: u64) -> u64 {
 }
 
 fn finding(
-    rule: &str,
-    title: &str,
-    message: String,
-    severity: Severity,
-    cwe: u32,
+    rule: &Rule,
     source: &str,
     line: u64,
     snippet: &str,
+    message: String,
     extra: Vec<(String, String)>,
-    help: &str,
 ) -> Finding {
     let mut properties = vec![
-        ("secflow.rule-description".to_string(), title.to_string()),
-        ("secflow.rule-help".to_string(), help.to_string()),
+        (
+            "secflow.rule-description".to_string(),
+            rule.title.to_string(),
+        ),
+        ("secflow.rule-help".to_string(), rule.help.to_string()),
     ];
     properties.extend(extra);
     Finding {
-        rule_id: format!("ssh/{rule}"),
-        title: title.into(),
+        rule_id: format!("ssh/{}", rule.id),
+        title: rule.title.into(),
         message,
-        severity,
+        severity: rule.severity,
         confidence: Confidence::High,
-        cwe_ids: vec![cwe],
+        cwe_ids: vec![rule.cwe],
         cve_ids: Vec::new(),
         cvss_vector: None,
         location: Some(Location {
@@ -153,10 +163,34 @@ fn finding(
     }
 }
 
-const HELP_BRUTE: &str = "Block the address (fail2ban, firewall), disable password authentication (`PasswordAuthentication no`) and allow only keys; rate-limit SSH with `MaxStartups` and `MaxAuthTries`.";
-const HELP_INVALID: &str = "Someone is probing for account names. Block the address, and make sure default and service accounts cannot log in over SSH (`AllowUsers`/`AllowGroups`).";
-const HELP_ROOT: &str = "Set `PermitRootLogin no` in sshd_config, log in as a named user and use sudo; block addresses that keep trying.";
-const HELP_SUCCESS: &str = "Treat the account as possibly compromised: check the session's activity, rotate its credentials and keys, and disable password authentication.";
+const BRUTE_FORCE: Rule = Rule {
+    id: "brute-force",
+    title: "SSH brute-force attack",
+    severity: Severity::High,
+    cwe: 307,
+    help: "Block the address (fail2ban, firewall), disable password authentication (`PasswordAuthentication no`) and allow only keys; rate-limit SSH with `MaxStartups` and `MaxAuthTries`.",
+};
+const INVALID_USER: Rule = Rule {
+    id: "invalid-user",
+    title: "SSH logins for non-existent users",
+    severity: Severity::Medium,
+    cwe: 204,
+    help: "Someone is probing for account names. Block the address, and make sure default and service accounts cannot log in over SSH (`AllowUsers`/`AllowGroups`).",
+};
+const ROOT_LOGIN: Rule = Rule {
+    id: "root-login-attempt",
+    title: "SSH login attempts as root",
+    severity: Severity::Medium,
+    cwe: 250,
+    help: "Set `PermitRootLogin no` in sshd_config, log in as a named user and use sudo; block addresses that keep trying.",
+};
+const SUCCESS_AFTER_FAILURES: Rule = Rule {
+    id: "success-after-failures",
+    title: "SSH login succeeded after many failures",
+    severity: Severity::Critical,
+    cwe: 307,
+    help: "Treat the account as possibly compromised: check the session's activity, rotate its credentials and keys, and disable password authentication.",
+};
 
 /// Analyzes the entries of one log source.
 pub fn analyze(source: &str, entries: &[LogEntry], cfg: &Config) -> Vec<Finding> {
@@ -215,24 +249,20 @@ pub fn analyze(source: &str, entries: &[LogEntry], cfg: &Config) -> Vec<Finding>
                     _ => String::new(),
                 };
                 out.push(finding(
-                    "brute-force",
-                    "SSH brute-force attack",
+                    &BRUTE_FORCE,
+                    source,
+                    fails[i].line,
+                    fails[i].text,
                     format!(
                         "{count} failed SSH logins from {ip}{span} (users: {}), lines {}-{}",
                         users.join(", "),
                         fails[i].line,
                         fails[j].line
                     ),
-                    Severity::High,
-                    307,
-                    source,
-                    fails[i].line,
-                    fails[i].text,
                     vec![
                         ("source.ip".into(), ip.to_string()),
                         ("attempts".into(), count.to_string()),
                     ],
-                    HELP_BRUTE,
                 ));
                 i = j + 1;
             } else {
@@ -265,37 +295,29 @@ pub fn analyze(source: &str, entries: &[LogEntry], cfg: &Config) -> Vec<Finding>
     }
     for (ip, (line, text, users)) in invalid {
         out.push(finding(
-            "invalid-user",
-            "SSH logins for non-existent users",
+            &INVALID_USER,
+            source,
+            line,
+            text,
             format!(
                 "{ip} tried {} non-existent account(s): {}",
                 users.len(),
                 users.join(", ")
             ),
-            Severity::Medium,
-            204,
-            source,
-            line,
-            text,
             vec![("source.ip".into(), ip.to_string())],
-            HELP_INVALID,
         ));
     }
     for (ip, (line, text, count)) in root {
         out.push(finding(
-            "root-login-attempt",
-            "SSH login attempts as root",
-            format!("{count} failed login(s) as root from {ip}"),
-            Severity::Medium,
-            250,
+            &ROOT_LOGIN,
             source,
             line,
             text,
+            format!("{count} failed login(s) as root from {ip}"),
             vec![
                 ("source.ip".into(), ip.to_string()),
                 ("attempts".into(), count.to_string()),
             ],
-            HELP_ROOT,
         ));
     }
 
@@ -313,24 +335,20 @@ pub fn analyze(source: &str, entries: &[LogEntry], cfg: &Config) -> Vec<Finding>
             .collect();
         if before.len() >= cfg.success_threshold {
             out.push(finding(
-                "success-after-failures",
-                "SSH login succeeded after many failures",
+                &SUCCESS_AFTER_FAILURES,
+                source,
+                before[0].line,
+                before[0].text,
                 format!(
                     "{user} logged in from {ip} (line {}) after {} failed attempts",
                     s.line,
                     before.len()
                 ),
-                Severity::Critical,
-                307,
-                source,
-                before[0].line,
-                before[0].text,
                 vec![
                     ("source.ip".into(), ip.to_string()),
                     ("user".into(), user.to_string()),
                     ("success.line".into(), s.line.to_string()),
                 ],
-                HELP_SUCCESS,
             ));
         }
     }

@@ -1,4 +1,5 @@
-//! Test detector for the scan pipeline: one finding per `TEST-FINDING[:severity]` marker,
+//! Test detector for the scan pipeline: one finding per `TEST-FINDING[:severity]` marker
+//! (with the CVE ids of any `TEST-CVE:CVE-...` markers on the line),
 //! and, to prove a failing plugin cannot fail a scan, a trap on `TRAP-NOW`, an endless loop
 //! on `LOOP-NOW` and unbounded allocation on `ALLOC-NOW`.
 
@@ -50,7 +51,13 @@ impl Detector for TestDetector {
                 severity,
                 confidence: Confidence::High,
                 cwe_ids: vec![79],
-                cve_ids: Vec::new(),
+                // `TEST-CVE:CVE-...` markers on the line become CVE ids (for enricher tests).
+                cve_ids: line
+                    .split("TEST-CVE:")
+                    .skip(1)
+                    .filter_map(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+                    .collect(),
                 cvss_vector: None,
                 location: Some(Location {
                     path: file.path.clone(),

@@ -189,7 +189,9 @@ fn select_plugins(
         let available = origin != "bundled"
             || ((caps.network.is_empty() || opted_in)
                 && caps.filesystem.len() <= plugin_mounts.len());
-        if origin == "bundled" && !caps.filesystem.is_empty() && !plugin_mounts.is_empty()
+        if origin == "bundled"
+            && !caps.filesystem.is_empty()
+            && !plugin_mounts.is_empty()
             && caps.filesystem.len() > plugin_mounts.len()
         {
             return Err(fail(
@@ -252,7 +254,9 @@ fn parse_mounts(
         let bad = || {
             fail(
                 Exit::Usage,
-                format!("--mount `{pair}` is not PLUGIN:GUEST=HOST (e.g. kev-epss-enricher:/feeds=./feeds)"),
+                format!(
+                    "--mount `{pair}` is not PLUGIN:GUEST=HOST (e.g. kev-epss-enricher:/feeds=./feeds)"
+                ),
             )
         };
         let (plugin, rest) = pair.split_once(':').ok_or_else(bad)?;
