@@ -42,13 +42,20 @@ async fn a_session_serves_many_batches_each_with_its_own_deadline_until_one_fail
             tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         }
         let inv = session
-            .detect(batch(&[("a.txt", "TEST-FINDING\n"), ("b.txt", "x\nTEST-FINDING\n")]))
+            .detect(batch(&[
+                ("a.txt", "TEST-FINDING\n"),
+                ("b.txt", "x\nTEST-FINDING\n"),
+            ]))
             .await;
         assert_eq!(findings(inv.outcome.as_ref().unwrap()), 2);
         assert!(session.usable());
     }
     let inv = session.detect(batch(&[("loop.txt", "LOOP-NOW")])).await;
-    assert!(matches!(inv.outcome, Err(InvokeError::Timeout { .. })), "{:?}", inv.outcome);
+    assert!(
+        matches!(inv.outcome, Err(InvokeError::Timeout { .. })),
+        "{:?}",
+        inv.outcome
+    );
     assert!(!session.usable(), "a failed call poisons the session");
     let inv = session.detect(batch(&[("a.txt", "TEST-FINDING\n")])).await;
     assert!(inv.outcome.is_err(), "a poisoned session refuses to run");
