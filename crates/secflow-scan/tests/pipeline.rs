@@ -326,6 +326,12 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
         "notes.txt",
         "<script>alert(1)</script> TEST-FINDING:low\n",
     );
+    // A terminal escape sequence in a scanned file must not reach the terminal.
+    write(
+        dir.path(),
+        "esc.txt",
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J TEST-FINDING:info\n",
+    );
     let report = scan(dir.path());
 
     let sarif = output::sarif::to_value(&report);
@@ -369,7 +375,12 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
     assert_eq!(json["schema_version"], "1.0");
     assert_eq!(json["partial"], true);
     assert_eq!(json["plugins"][0]["id"], "test-detector");
-    assert_eq!(json["findings"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json["findings"].as_array().unwrap().len(),
+        3,
+        "{:#}",
+        json["summary"]
+    );
 
     let html = output::render(&report, Format::Html, false);
     assert!(html.contains("default-src 'none'"));
@@ -383,6 +394,10 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
         table.contains("HIGH (1)") && table.contains("src/a b.py"),
         "{table}"
     );
-    assert!(!table.contains('\u{1b}'), "no colors unless asked");
+    assert!(
+        !table.contains('\u{1b}'),
+        "no colors unless asked, no escapes from files"
+    );
+    assert!(table.contains("\\u{1b}]0;pwned"), "{table}");
     assert!(output::render(&report, Format::Table, true).contains('\u{1b}'));
 }

@@ -64,7 +64,7 @@ pub fn render(report: &ScanReport, color: bool) -> String {
                 } else {
                     f.path()
                 };
-                let _ = writeln!(out, "  {}", p.bold(path));
+                let _ = writeln!(out, "  {}", p.bold(&safe(path)));
             }
             let position = f
                 .location
@@ -81,17 +81,17 @@ pub fn render(report: &ScanReport, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "    {position:<8} {}  {}{}",
-                p.paint(severity_style(severity), &f.rule_id),
-                f.title,
+                p.paint(severity_style(severity), &safe(&f.rule_id)),
+                safe(&f.title),
                 p.dim(&cwe)
             );
             if !f.message.is_empty() && f.message != f.title {
-                let _ = writeln!(out, "             {}", f.message);
+                let _ = writeln!(out, "             {}", safe(&f.message));
             }
             if let Some(snippet) = f.location.as_ref().and_then(|l| l.snippet.as_deref()) {
                 let first = snippet.lines().next().unwrap_or("").trim();
                 if !first.is_empty() {
-                    let _ = writeln!(out, "             {} {}", p.dim("│"), p.dim(first));
+                    let _ = writeln!(out, "             {} {}", p.dim("│"), p.dim(&safe(first)));
                 }
             }
         }
@@ -142,8 +142,8 @@ pub fn render(report: &ScanReport, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {:<width$}  {:<8} {:<13} {:>6} files {:>5} findings {:>3} errors {:>9.1} ms{}",
-                st.id,
-                st.version,
+                safe(&st.id),
+                safe(&st.version),
                 st.kind,
                 st.files,
                 st.findings,
@@ -158,8 +158,8 @@ pub fn render(report: &ScanReport, color: bool) -> String {
     }
     for a in &report.analytics {
         if !a.summary_markdown.trim().is_empty() {
-            let _ = writeln!(out, "\n{} {}", p.bold("Analytics:"), a.plugin);
-            for line in a.summary_markdown.lines() {
+            let _ = writeln!(out, "\n{} {}", p.bold("Analytics:"), safe(&a.plugin));
+            for line in markdown_to_text(&a.summary_markdown).lines() {
                 let _ = writeln!(out, "  {line}");
             }
         }
@@ -180,13 +180,13 @@ pub fn render(report: &ScanReport, color: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {} {}{}: {}",
-                e.plugin,
+                safe(&e.plugin),
                 e.kind,
                 e.file
                     .as_deref()
-                    .map(|f| format!(" on {f}"))
+                    .map(|f| format!(" on {}", safe(f)))
                     .unwrap_or_default(),
-                e.message
+                safe(&e.message)
             );
         }
         if report.errors.len() > 20 {
@@ -200,12 +200,129 @@ pub fn render(report: &ScanReport, color: bool) -> String {
     out
 }
 
+/// Text from plugins and scanned files, made safe for a terminal: control characters
+/// (escape sequences could rewrite the screen or the title) are shown as `\u{..}` escapes.
+pub fn safe(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Plain-text rendering of the small markdown analytics plugins write: emphasis and code
+/// marks dropped, tables aligned, separator rows removed. Plugin text never carries escape
+/// sequences to the terminal.
+pub fn markdown_to_text(markdown: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.replace("**", "")
+            .replace('`', "")
+            .replace("\\|", "|")
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect()
+    };
+    let mut out = String::new();
+    let lines: Vec<&str> = markdown.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].trim_start().starts_with('|') {
+            out.push_str(clean(lines[i]).trim_end());
+            out.push('\n');
+            i += 1;
+            continue;
+        }
+        // A table: collect its rows, then pad every column to its widest cell.
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        while i < lines.len() && lines[i].trim_start().starts_with('|') {
+            let cells: Vec<String> = split_cells(lines[i])
+                .iter()
+                .map(|c| clean(c.trim()))
+                .collect();
+            let separator = cells
+                .iter()
+                .all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':')));
+            if !separator {
+                rows.push(cells);
+            }
+            i += 1;
+        }
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                rows.iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Cells of a markdown table row; `\\|` is a literal bar inside a cell.
+fn split_cells(row: &str) -> Vec<String> {
+    let row = row.trim();
+    let row = row.strip_prefix('|').unwrap_or(row);
+    let row = row
+        .strip_suffix('|')
+        .filter(|r| !r.ends_with('\\'))
+        .unwrap_or(row);
+    let mut cells = vec![String::new()];
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                chars.next();
+                cells.last_mut().unwrap().push_str("\\|");
+            }
+            '|' => cells.push(String::new()),
+            other => cells.last_mut().unwrap().push(other),
+        }
+    }
+    cells
+}
+
 fn suppressed_note(inline: usize, baseline: usize) -> String {
     match (inline, baseline) {
         (0, 0) => String::new(),
         (i, 0) => format!("; {i} suppressed inline"),
         (0, b) => format!("; {b} in baseline"),
         (i, b) => format!("; {i} suppressed inline, {b} in baseline"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_tables_become_aligned_text() {
+        let md = "**Risk: 9/100**\n\n| CWE | Name | N |\n|---|---|---:|\n| CWE-79 | XSS \\| web | 3 |\n| CWE-1 | `x` | 10 |\n";
+        let text = markdown_to_text(md);
+        assert_eq!(
+            text,
+            "Risk: 9/100\n\nCWE     Name       N\nCWE-79  XSS | web  3\nCWE-1   x          10\n"
+        );
+        assert!(!markdown_to_text("a\u{1b}[31mred").contains('\u{1b}'));
+        assert_eq!(safe("ok\u{1b}]0;pwned\u{7}"), "ok\\u{1b}]0;pwned\\u{7}");
     }
 }
 
