@@ -309,6 +309,22 @@ fn suppressed_note(inline: usize, baseline: usize) -> String {
     }
 }
 
+/// `1.5 MB` style sizes (decimal units, as throughput figures are quoted).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,21 +339,5 @@ mod tests {
         );
         assert!(!markdown_to_text("a\u{1b}[31mred").contains('\u{1b}'));
         assert_eq!(safe("ok\u{1b}]0;pwned\u{7}"), "ok\\u{1b}]0;pwned\\u{7}");
-    }
-}
-
-/// `1.5 MB` style sizes (decimal units, as throughput figures are quoted).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
