@@ -263,7 +263,7 @@ impl Runtime {
         report.wall_time_us = started.elapsed().as_micros() as u64;
 
         let state = store.data_mut();
-        let mut outcome = match result {
+        let outcome = match result {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit_ms: limits.timeout_ms,
             }),
@@ -271,18 +271,9 @@ impl Runtime {
             Ok(Err(trap)) => Err(classify(trap, state, &limits)),
         };
         report.peak_memory_bytes = state.limiter.peak as u64;
-        report.log_lines = state.logs.len();
         report.metrics_dropped = state.metrics_dropped;
-        let mut logs = std::mem::take(&mut state.logs);
-        let metrics = std::mem::take(&mut state.metrics);
-        for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
-            logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
-                level: stream.to_string(),
-                message: l.to_string(),
-                fields: Vec::new(),
-            }));
-        }
+        let (logs, metrics) = drain_output(state, &mut Drained::default());
+        report.log_lines = logs.len();
         if let (Some(budget), true) = (limits.fuel, plugin.metered) {
             report.fuel_used = store
                 .get_fuel()
@@ -291,32 +282,8 @@ impl Runtime {
         }
         drop(store); // never reused: a trapped instance is poisoned, and state must not leak
 
-        let net = net_log.lock().unwrap().clone();
-        report.http_requests = net.requests;
-        report.http_response_bytes = net.response_bytes;
-        report.denials = net.denials.iter().map(ToString::to_string).collect();
-        if let Ok(output) = &outcome {
-            let size = json_size(output);
-            report.bytes_out = size;
-            if size > limits.output_bytes {
-                outcome = Err(InvokeError::OutputTooLarge {
-                    what: "the returned value".into(),
-                    limit: limits.output_bytes,
-                });
-            }
-        }
-        // A refused request is a violation even if the plugin swallowed the error.
-        if let Some(first) = net.denials.first()
-            && !matches!(outcome, Err(ref e) if e.is_violation())
-        {
-            outcome = Err(InvokeError::CapabilityDenied {
-                capability: "network".into(),
-                reason: first.to_string(),
-            });
-        }
-        if let Err(e) = &outcome {
-            tracing::info!(plugin = %report.plugin, error = %e, kind = e.kind(), "invocation failed");
-        }
+        let net = std::mem::take(&mut *net_log.lock().unwrap());
+        let outcome = settle(&mut report, outcome, net, &limits);
         Invocation {
             outcome,
             report,
@@ -490,6 +457,72 @@ fn panic_message(state: &HostState) -> String {
 
 type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
 
+/// How much of a store's log and pipes earlier calls already returned.
+#[derive(Debug, Default)]
+struct Drained {
+    logs: usize,
+    pipes: [usize; 2],
+}
+
+/// The log lines (host log, then stdout and stderr as lines) and metrics the plugin produced
+/// since the last drain.
+fn drain_output(state: &mut HostState, drained: &mut Drained) -> (Vec<LogLine>, Vec<MetricSample>) {
+    let mut logs: Vec<LogLine> = state.logs[drained.logs.min(state.logs.len())..].to_vec();
+    drained.logs = state.logs.len();
+    let metrics = std::mem::take(&mut state.metrics);
+    for (i, (stream, pipe)) in [("stdout", &state.stdout), ("stderr", &state.stderr)]
+        .into_iter()
+        .enumerate()
+    {
+        let contents = pipe.contents();
+        let new = &contents[drained.pipes[i].min(contents.len())..];
+        drained.pipes[i] = contents.len();
+        let text = String::from_utf8_lossy(new);
+        logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+            level: stream.to_string(),
+            message: l.to_string(),
+            fields: Vec::new(),
+        }));
+    }
+    (logs, metrics)
+}
+
+/// Fills the report's network figures and applies the host's last word on the outcome: an
+/// oversized return value is an error, and a refused request is a violation even if the
+/// plugin swallowed the error it got.
+fn settle(
+    report: &mut Report,
+    mut outcome: Result<Output, InvokeError>,
+    net: NetLog,
+    limits: &secflow_manifest::ResolvedLimits,
+) -> Result<Output, InvokeError> {
+    report.http_requests = net.requests;
+    report.http_response_bytes = net.response_bytes;
+    report.denials = net.denials.iter().map(ToString::to_string).collect();
+    if let Ok(output) = &outcome {
+        let size = json_size(output);
+        report.bytes_out = size;
+        if size > limits.output_bytes {
+            outcome = Err(InvokeError::OutputTooLarge {
+                what: "the returned value".into(),
+                limit: limits.output_bytes,
+            });
+        }
+    }
+    if let Some(first) = net.denials.first()
+        && !matches!(outcome, Err(ref e) if e.is_violation())
+    {
+        outcome = Err(InvokeError::CapabilityDenied {
+            capability: "network".into(),
+            reason: first.to_string(),
+        });
+    }
+    if let Err(e) = &outcome {
+        tracing::info!(plugin = %report.plugin, error = %e, kind = e.kind(), "invocation failed");
+    }
+    outcome
+}
+
 /// When the running call must stop; shared with the store's epoch callback so a session can
 /// give each call its own deadline.
 type Deadline = Arc<Mutex<Instant>>;
@@ -508,8 +541,7 @@ pub struct DetectSession {
     deadline: Deadline,
     net_log: Arc<Mutex<NetLog>>,
     /// Log lines and pipe bytes already handed out by earlier calls.
-    seen_logs: usize,
-    seen_pipes: [usize; 2],
+    drained: Drained,
     poisoned: bool,
     _slots: (
         tokio::sync::OwnedSemaphorePermit,
@@ -589,8 +621,7 @@ impl Runtime {
                     bindings,
                     deadline,
                     net_log,
-                    seen_logs: 0,
-                    seen_pipes: [0, 0],
+                    drained: Drained::default(),
                     poisoned: false,
                     _slots: (plugin_slot, slot),
                 });
@@ -652,7 +683,7 @@ impl DetectSession {
         .await;
         report.wall_time_us = started.elapsed().as_micros() as u64;
         let state = self.store.data_mut();
-        let mut outcome = match result {
+        let outcome = match result {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit_ms: limits.timeout_ms,
             }),
@@ -660,24 +691,9 @@ impl DetectSession {
             Ok(Err(trap)) => Err(classify(trap, state, &limits)),
         };
         report.peak_memory_bytes = state.limiter.peak as u64;
-        let mut logs: Vec<LogLine> = state.logs[self.seen_logs.min(state.logs.len())..].to_vec();
-        self.seen_logs = state.logs.len();
+        report.metrics_dropped = state.metrics_dropped;
+        let (logs, metrics) = drain_output(state, &mut self.drained);
         report.log_lines = logs.len();
-        let metrics = std::mem::take(&mut state.metrics);
-        for (i, (stream, pipe)) in [("stdout", &state.stdout), ("stderr", &state.stderr)]
-            .into_iter()
-            .enumerate()
-        {
-            let contents = pipe.contents();
-            let new = &contents[self.seen_pipes[i].min(contents.len())..];
-            self.seen_pipes[i] = contents.len();
-            let text = String::from_utf8_lossy(new);
-            logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
-                level: stream.to_string(),
-                message: l.to_string(),
-                fields: Vec::new(),
-            }));
-        }
         if let (Some(budget), true) = (limits.fuel, plugin.metered) {
             report.fuel_used = self
                 .store
@@ -686,27 +702,7 @@ impl DetectSession {
                 .map(|left| budget.saturating_sub(left));
         }
         let net = std::mem::take(&mut *self.net_log.lock().unwrap());
-        report.http_requests = net.requests;
-        report.http_response_bytes = net.response_bytes;
-        report.denials = net.denials.iter().map(ToString::to_string).collect();
-        if let Ok(output) = &outcome {
-            let size = json_size(output);
-            report.bytes_out = size;
-            if size > limits.output_bytes {
-                outcome = Err(InvokeError::OutputTooLarge {
-                    what: "the returned value".into(),
-                    limit: limits.output_bytes,
-                });
-            }
-        }
-        if let Some(first) = net.denials.first()
-            && !matches!(outcome, Err(ref e) if e.is_violation())
-        {
-            outcome = Err(InvokeError::CapabilityDenied {
-                capability: "network".into(),
-                reason: first.to_string(),
-            });
-        }
+        let outcome = settle(&mut report, outcome, net, &limits);
         if outcome.is_err() {
             self.poisoned = true;
         }
