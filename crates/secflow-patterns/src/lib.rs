@@ -62,8 +62,6 @@ mod language;
 
 use std::fmt;
 
-use serde::Deserialize;
-
 pub use format::RuleError;
 pub use language::Language;
 
@@ -84,70 +82,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     ("builtin/c.yaml", include_str!("../rules/c.yaml")),
 ];
 
-/// How severe a weakness is if the finding is real.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Informational; no direct risk.
-    Info,
-    /// Hard to exploit or low impact.
-    Low,
-    /// Exploitable under some conditions.
-    Medium,
-    /// Likely exploitable with significant impact.
-    High,
-    /// Directly exploitable, severe impact.
-    Critical,
-}
-
-impl Severity {
-    /// The rule-file spelling (`info`, `low`, `medium`, `high`, `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How likely a match of the rule is a true positive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Confidence {
-    /// Often a false positive; review needed.
-    Low,
-    /// Usually right, sometimes a false positive (the default).
-    #[default]
-    Medium,
-    /// Rarely a false positive.
-    High,
-}
-
-impl Confidence {
-    /// The rule-file spelling (`low`, `medium`, `high`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Confidence::Low => "low",
-            Confidence::Medium => "medium",
-            Confidence::High => "high",
-        }
-    }
-}
-
-impl fmt::Display for Confidence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// How likely a match of the rule is a true positive (default medium).
+pub use secflow_severity::Confidence;
+/// How severe a weakness is if the finding is real; the scale every SecFlow report shares.
+pub use secflow_severity::Severity;
 
 /// What a rule reports, for finding metadata and SARIF rule descriptors.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,6 @@
 use secflow_runtime::bindings as b;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 /// Finding properties with these keys describe the rule, not the finding: the host moves
 /// them into the run's rule table (SARIF `rules[]`, the HTML rule help) so every finding of a
@@ -16,107 +14,37 @@ use std::str::FromStr;
 pub const PROP_RULE_DESCRIPTION: &str = "secflow.rule-description";
 pub const PROP_RULE_HELP: &str = "secflow.rule-help";
 
-/// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    #[default]
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
+pub use secflow_severity::{Confidence, Severity};
 
-impl Severity {
-    pub const ALL: [Severity; 5] = [
-        Severity::Critical,
-        Severity::High,
-        Severity::Medium,
-        Severity::Low,
-        Severity::Info,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    /// A CVSS-like score for the severity, used when a finding carries no CVSS vector
-    /// (SARIF `security-severity` needs a number).
-    pub fn default_score(self) -> f64 {
-        match self {
-            Severity::Info => 0.0,
-            Severity::Low => 3.0,
-            Severity::Medium => 5.5,
-            Severity::High => 8.0,
-            Severity::Critical => 9.5,
-        }
-    }
-
-    fn from_wit(s: b::Severity) -> Severity {
-        match s {
-            b::Severity::Info => Severity::Info,
-            b::Severity::Low => Severity::Low,
-            b::Severity::Medium => Severity::Medium,
-            b::Severity::High => Severity::High,
-            b::Severity::Critical => Severity::Critical,
-        }
-    }
-
-    fn to_wit(self) -> b::Severity {
-        match self {
-            Severity::Info => b::Severity::Info,
-            Severity::Low => b::Severity::Low,
-            Severity::Medium => b::Severity::Medium,
-            Severity::High => b::Severity::High,
-            Severity::Critical => b::Severity::Critical,
-        }
+/// A CVSS-like score for a severity, used when a finding carries no scored CVSS vector
+/// (SARIF `security-severity` needs a number).
+pub fn default_score(severity: Severity) -> f64 {
+    match severity {
+        Severity::Info => 0.0,
+        Severity::Low => 3.0,
+        Severity::Medium => 5.5,
+        Severity::High => 8.0,
+        Severity::Critical => 9.5,
     }
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+fn severity_from_wit(s: b::Severity) -> Severity {
+    match s {
+        b::Severity::Info => Severity::Info,
+        b::Severity::Low => Severity::Low,
+        b::Severity::Medium => Severity::Medium,
+        b::Severity::High => Severity::High,
+        b::Severity::Critical => Severity::Critical,
     }
 }
 
-impl FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Severity, String> {
-        Severity::ALL
-            .into_iter()
-            .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!("unknown severity `{s}`; use one of critical, high, medium, low, info")
-            })
-    }
-}
-
-/// How sure the plugin is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Confidence {
-    Low,
-    #[default]
-    Medium,
-    High,
-}
-
-impl Confidence {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Confidence::Low => "low",
-            Confidence::Medium => "medium",
-            Confidence::High => "high",
-        }
+fn severity_to_wit(s: Severity) -> b::Severity {
+    match s {
+        Severity::Info => b::Severity::Info,
+        Severity::Low => b::Severity::Low,
+        Severity::Medium => b::Severity::Medium,
+        Severity::High => b::Severity::High,
+        Severity::Critical => b::Severity::Critical,
     }
 }
 
@@ -185,7 +113,7 @@ impl Finding {
             rule_id: f.rule_id,
             title: f.title,
             message: f.message,
-            severity: Severity::from_wit(f.severity),
+            severity: severity_from_wit(f.severity),
             confidence: match f.confidence {
                 b::Confidence::Low => Confidence::Low,
                 b::Confidence::Medium => Confidence::Medium,
@@ -226,7 +154,7 @@ impl Finding {
             rule_id: self.rule_id.clone(),
             title: self.title.clone(),
             message: self.message.clone(),
-            severity: self.severity.to_wit(),
+            severity: severity_to_wit(self.severity),
             confidence: match self.confidence {
                 Confidence::Low => b::Confidence::Low,
                 Confidence::Medium => b::Confidence::Medium,
@@ -269,7 +197,7 @@ impl Finding {
             .get("cvss.score")
             .and_then(|s| s.parse::<f64>().ok())
             .filter(|s| (0.0..=10.0).contains(s))
-            .unwrap_or_else(|| self.severity.default_score())
+            .unwrap_or_else(|| default_score(self.severity))
     }
 }
 

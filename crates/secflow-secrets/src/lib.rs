@@ -63,89 +63,10 @@ use std::fmt;
 
 pub use engine::Scanner;
 
-/// How bad a leak of this kind of secret is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth knowing, not a credential by itself.
-    Info,
-    /// Little harm possible (e.g. keys designed to be public).
-    Low,
-    /// Limited access, short-lived, or needs more than this secret.
-    Medium,
-    /// Access to an account, data or infrastructure.
-    High,
-    /// Broad control: cloud accounts, private keys, package publishing, secret managers.
-    Critical,
-}
-
-impl Severity {
-    /// The lowercase name used in rule files and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Severity> {
-        Some(match s {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// How sure a rule is that its matches are real secrets (decides overlaps between rules).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confidence {
-    /// Heuristic (the generic high-entropy rule).
-    Low,
-    /// A recognisable format that needs context to be sure.
-    Medium,
-    /// A format with a provider-specific prefix or structure.
-    High,
-}
-
-impl Confidence {
-    /// The lowercase name used in rule files and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Confidence::Low => "low",
-            Confidence::Medium => "medium",
-            Confidence::High => "high",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Confidence> {
-        Some(match s {
-            "low" => Confidence::Low,
-            "medium" => Confidence::Medium,
-            "high" => Confidence::High,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Confidence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use secflow_severity::Confidence;
+/// How bad a leak of this kind of secret is; the scale every SecFlow report shares.
+pub use secflow_severity::Severity;
 
 /// What a report needs to know about a rule (SARIF `rules[]`, the host's catalogue).
 #[derive(Debug, Clone, PartialEq, Serialize)]

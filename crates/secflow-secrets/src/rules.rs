@@ -171,7 +171,7 @@ fn parse_rule(t: &Table, index: usize) -> Result<RawRule, RuleError> {
     let help = f.nonempty(required("help")?, "help")?;
     let severity = {
         let s = f.string("severity", required("severity")?)?;
-        Severity::parse(&s).ok_or_else(|| {
+        s.parse::<Severity>().ok().ok_or_else(|| {
             f.err(
                 "severity",
                 format!("`{s}` is not one of info, low, medium, high, critical"),
@@ -180,7 +180,7 @@ fn parse_rule(t: &Table, index: usize) -> Result<RawRule, RuleError> {
     };
     let confidence = {
         let s = f.string("confidence", required("confidence")?)?;
-        Confidence::parse(&s).ok_or_else(|| {
+        s.parse::<Confidence>().ok().ok_or_else(|| {
             f.err(
                 "confidence",
                 format!("`{s}` is not one of low, medium, high"),

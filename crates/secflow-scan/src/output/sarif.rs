@@ -37,7 +37,7 @@ fn rule_descriptor(rule: &RuleInfo, findings: &[&Finding]) -> s::ReportingDescri
     let score = findings
         .iter()
         .map(|f| f.score())
-        .fold(rule.severity.default_score(), f64::max);
+        .fold(crate::model::default_score(rule.severity), f64::max);
     let mut tags = vec!["security".to_string()];
     tags.extend(rule.cwe_ids.iter().map(|c| format!("external/cwe/cwe-{c}")));
     let description = if rule.description.trim().is_empty() {
