@@ -389,3 +389,61 @@ fn baseline_round_trip_and_user_rules() {
         "{err}"
     );
 }
+
+#[test]
+fn granted_feed_directories_enable_the_kev_epss_enricher() {
+    let home = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    std::fs::write(
+        target.path().join("deps.txt"),
+        "log4j-core 2.14.1 TEST-FINDING:low TEST-CVE:CVE-2021-44228\n",
+    )
+    .unwrap();
+    let plugin = tempfile::tempdir().unwrap();
+    let a = secflow_plugin_artifacts::TEST_DETECTOR;
+    std::fs::copy(
+        Path::new(a.dir).join("plugin.toml"),
+        plugin.path().join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(a.component, plugin.path().join("test_detector.wasm")).unwrap();
+    let feeds = repo().join("plugins/kev-epss-enricher/tests/fixtures");
+    let dev = plugin.path().to_str().unwrap();
+
+    // Without the mount the enricher does not run.
+    let (out, report) = scan_json(home.path(), target.path(), &["--dev", dev]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        !report["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "kev-epss-enricher")
+    );
+
+    let mount = format!("kev-epss-enricher:/feeds={}", feeds.display());
+    let (out, report) = scan_json(
+        home.path(),
+        target.path(),
+        &["--dev", dev, "--mount", &mount, "--fail-on", "high"],
+    );
+    // KEV raised the low finding to high: the gate trips.
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let f = &report["findings"][0];
+    assert_eq!(f["properties"]["kev.known-exploited"], "true", "{f:#}");
+    assert_eq!(f["severity"], "high");
+
+    for bad in [
+        "kev-epss-enricher/feeds",
+        "nope:/feeds=/tmp",
+        "kev-epss-enricher:/feeds=/no/such/dir",
+    ] {
+        let out = secflow(home.path())
+            .arg("scan")
+            .arg(target.path())
+            .args(["--mount", bad])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{bad}: {}", text(&out.stderr));
+    }
+}
