@@ -421,7 +421,8 @@ pub async fn scan(
 }
 
 /// Runs one detector over a batch in this worker's session (opened on first use); when the
-/// call fails the session is dropped and the batch retried file by file in fresh instances.
+/// call fails the session is dropped and the batch retried file by file in fresh instances,
+/// so only the file that broke it loses this plugin's results.
 async fn run_detector_session(
     runtime: &Runtime,
     det: &PluginSlot,
@@ -456,77 +457,52 @@ async fn run_detector_session(
         *session = None;
     }
     det.account(&inv, files.len() as u64);
-    match inv.outcome {
-        Ok(Output::BatchFindings(results)) => collect_batch(det, files, results, max_failures, out),
-        Ok(_) => out.errors.push(det.fail(
-            None,
-            "invalid-output",
-            "the detector returned something other than findings".into(),
-            max_failures,
-        )),
-        Err(e) if files.len() == 1 => {
-            out.errors
-                .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
+    match detected(det, files, inv, max_failures, out) {
+        Some(()) => {}
+        // The batch failed as a whole: find the file that broke it, each in a fresh instance.
+        None => {
+            for file in files.iter() {
+                if det.stopped(max_failures) {
+                    break;
+                }
+                let one = Arc::new(vec![file.clone()]);
+                let inv = runtime
+                    .invoke(
+                        &det.sp.plugin,
+                        Call::DetectBatch(one.clone()),
+                        &det.sp.config,
+                    )
+                    .await;
+                det.account(&inv, 1);
+                let _ = detected(det, &one, inv, max_failures, out);
+            }
         }
-        Err(_) => retry_each(runtime, det, files, max_failures, out).await,
     }
 }
 
-fn collect_batch(
+/// Takes the findings of a detector call. A failure of a one-file call is that file's
+/// error; a failure of a larger batch returns `None` for the caller to narrow down.
+fn detected(
     det: &PluginSlot,
     files: &[b::FileInput],
-    results: Vec<Result<Vec<b::Finding>, b::PluginError>>,
+    inv: Invocation,
     max_failures: u64,
     out: &mut Collected,
-) {
-    for (file, result) in files.iter().zip(results) {
-        match result {
-            Ok(found) => accept_findings(det, file, found, out),
-            Err(e) => out.errors.push(det.fail(
-                Some(&file.path),
-                "plugin-error",
-                plugin_error_text(&e),
-                max_failures,
-            )),
-        }
-    }
-}
-
-async fn retry_each(
-    runtime: &Runtime,
-    det: &PluginSlot,
-    files: &Arc<Vec<b::FileInput>>,
-    max_failures: u64,
-    out: &mut Collected,
-) {
-    for file in files.iter() {
-        if det.stopped(max_failures) {
-            break;
-        }
-        let one = Arc::new(vec![file.clone()]);
-        Box::pin(run_detector(runtime, det, &one, max_failures, out)).await;
-    }
-}
-
-/// Runs one detector over a batch in a fresh instance; on an invocation failure retries file
-/// by file so only the offending file loses this plugin's results.
-async fn run_detector(
-    runtime: &Runtime,
-    det: &PluginSlot,
-    files: &Arc<Vec<b::FileInput>>,
-    max_failures: u64,
-    out: &mut Collected,
-) {
-    let inv = runtime
-        .invoke(
-            &det.sp.plugin,
-            Call::DetectBatch(files.clone()),
-            &det.sp.config,
-        )
-        .await;
-    det.account(&inv, files.len() as u64);
+) -> Option<()> {
     match inv.outcome {
-        Ok(Output::BatchFindings(results)) => collect_batch(det, files, results, max_failures, out),
+        Ok(Output::BatchFindings(results)) => {
+            for (file, result) in files.iter().zip(results) {
+                match result {
+                    Ok(found) => accept_findings(det, file, found, out),
+                    Err(e) => out.errors.push(det.fail(
+                        Some(&file.path),
+                        "plugin-error",
+                        plugin_error_text(&e),
+                        max_failures,
+                    )),
+                }
+            }
+        }
         Ok(_) => out.errors.push(det.fail(
             None,
             "invalid-output",
@@ -537,8 +513,9 @@ async fn run_detector(
             out.errors
                 .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
         }
-        Err(_) => retry_each(runtime, det, files, max_failures, out).await,
+        Err(_) => return None,
     }
+    Some(())
 }
 
 fn plugin_error_text(e: &b::PluginError) -> String {
