@@ -33,6 +33,41 @@ pub enum Command {
     /// Manage the trust store: which keys may sign which plugins
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Read, checkpoint and verify the tamper-evident audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit events, oldest first
+    Log {
+        /// Only events about this plugin id
+        #[arg(long, value_name = "ID")]
+        plugin: Option<String>,
+        /// Only events at or after this RFC 3339 time (e.g. 2026-11-22T00:00:00Z)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Keep printing new events as they are appended
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prove the log intact; names the first edited, deleted or reordered entry
+    Verify {
+        /// Also check against a checkpoint kept elsewhere (detects truncation and rewriting)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint (size and Merkle root) of the log now and print or save it
+    Checkpoint {
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

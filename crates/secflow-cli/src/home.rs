@@ -37,6 +37,11 @@ impl Home {
         secflow_trust::TrustStore::path(&self.root)
     }
 
+    /// The audit log database.
+    pub fn audit_db(&self) -> PathBuf {
+        self.root.join("audit.db")
+    }
+
     pub fn sdk(&self) -> PathBuf {
         self.root.join("sdk")
     }

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod audit;
 mod keys;
 mod plugin;
 mod run;
@@ -9,6 +10,7 @@ mod trust;
 use crate::cli::{Cli, Command, PluginCommand};
 use crate::exit::Exit;
 use crate::home::Home;
+pub use audit::record as audit_record;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let home = Home::resolve(cli.home.as_deref());
@@ -30,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         }) => trust::verify(&home, &file, json, allow_rollback),
         Command::Key(cmd) => keys::run(&home, cmd),
         Command::Trust(cmd) => trust::run(&home, cmd),
+        Command::Audit(cmd) => audit::run(&home, cmd),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",

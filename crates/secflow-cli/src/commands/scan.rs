@@ -71,6 +71,12 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
         ))
         .map_err(|e| fail(Exit::Usage, e.to_string()))?;
     progress.finish();
+    // The scan's security-relevant events: each plugin's run, each failure (violations
+    // apart), and the scan itself. A log that cannot be written is reported, not fatal: the
+    // findings are still true.
+    if let Err(e) = super::audit_record(home, audit_events(&report)) {
+        eprintln!("warning: {e:#}");
+    }
 
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
@@ -115,6 +121,87 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
         Some(threshold) if report.count_at_least(threshold) > 0 => Exit::Findings,
         _ => Exit::Success,
     })
+}
+
+/// Invocation outcomes that are sandbox violations rather than plugin bugs.
+const VIOLATIONS: [&str; 6] = [
+    "timeout",
+    "memory-limit",
+    "out-of-fuel",
+    "stack-overflow",
+    "capability-denied",
+    "output-too-large",
+];
+
+fn audit_events(report: &secflow_scan::ScanReport) -> Vec<secflow_audit::Event> {
+    use secflow_audit::{Event, PluginRef};
+    let plugin_ref = |id: &str| {
+        report
+            .plugins
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| PluginRef {
+                id: p.id.clone(),
+                version: p.version.clone(),
+                digest: p.digest.clone(),
+            })
+    };
+    let mut events: Vec<Event> = report
+        .plugins
+        .iter()
+        .map(|p| Event {
+            actor: "scan".into(),
+            action: "plugin.invoke".into(),
+            plugin: plugin_ref(&p.id),
+            decision: Some(if p.errors == 0 { "ok" } else { "error" }.into()),
+            reason: p.stopped.clone().unwrap_or_default(),
+            details: serde_json::json!({
+                "origin": p.origin,
+                "invocations": p.invocations,
+                "files": p.files,
+                "findings": p.findings,
+                "errors": p.errors,
+                "time_ms": p.time_ms,
+                "peak_memory_bytes": p.peak_memory_bytes,
+            }),
+        })
+        .collect();
+    events.extend(report.errors.iter().map(|e| {
+        Event {
+            actor: "scan".into(),
+            action: if VIOLATIONS.contains(&e.kind.as_str()) {
+                "sandbox.violation"
+            } else {
+                "plugin.error"
+            }
+            .into(),
+            plugin: plugin_ref(&e.plugin),
+            decision: Some(e.kind.clone()),
+            reason: e.message.clone(),
+            details: serde_json::json!({ "file": e.file }),
+        }
+    }));
+    events.push(Event {
+        actor: "scan".into(),
+        action: "scan.run".into(),
+        plugin: None,
+        decision: Some(
+            if report.partial {
+                "partial"
+            } else {
+                "complete"
+            }
+            .into(),
+        ),
+        reason: report.target.clone(),
+        details: serde_json::json!({
+            "findings": report.summary.findings,
+            "by_severity": report.summary.by_severity,
+            "files_scanned": report.summary.files_scanned,
+            "duration_ms": report.duration_ms,
+        }),
+    });
+    events
 }
 
 /// The bundled plugins minus exclusions, plus `--dev` ones, each loaded with its config.

@@ -1,0 +1,183 @@
+//! `secflow audit log|verify|checkpoint`, and the helper other commands use to record
+//! events. The log is `SECFLOW_HOME/audit.db`; checkpoints are signed with the host key
+//! `SECFLOW_HOME/keys/secflow-host.key`, created on first use.
+
+use crate::cli::AuditCommand;
+use crate::exit::{Exit, fail};
+use crate::home::Home;
+use secflow_audit::{AuditError, AuditLog, Checkpoint, Event, Filter};
+
+/// Name of the host's own key pair in the key directory.
+const HOST_KEY: &str = "secflow-host";
+
+fn host_key(home: &Home) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let keys = secflow_trust::KeyDir::new(home.keys());
+    if let Ok(key) = keys.signing_key(HOST_KEY) {
+        return Ok(key);
+    }
+    keys.generate(HOST_KEY)
+        .and_then(|_| keys.signing_key(HOST_KEY))
+        .map_err(|e| fail(Exit::Usage, format!("cannot create the host key: {e}")))
+}
+
+async fn open(home: &Home) -> anyhow::Result<AuditLog> {
+    std::fs::create_dir_all(&home.root)?;
+    AuditLog::open(&home.audit_db(), host_key(home)?)
+        .await
+        .map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!("cannot open {}: {e}", home.audit_db().display()),
+            )
+        })
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
+}
+
+/// Appends events to the audit log in one durable commit.
+pub fn record(home: &Home, events: Vec<Event>) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    block_on(async {
+        let log = open(home).await?;
+        log.append_batch(events)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot write the audit log: {e}"))?;
+        anyhow::Ok(())
+    })?
+}
+
+pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
+    block_on(async {
+        let log = open(home).await?;
+        match cmd {
+            AuditCommand::Log {
+                plugin,
+                since,
+                follow,
+                json,
+            } => {
+                let mut filter = Filter {
+                    plugin,
+                    since,
+                    ..Filter::default()
+                };
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                loop {
+                    let entries = log.entries(&filter).await?;
+                    for e in &entries {
+                        let line = if json {
+                            serde_json::to_string(e)?
+                        } else {
+                            let plugin = e
+                                .event
+                                .plugin
+                                .as_ref()
+                                .map(|p| format!(" {}@{}", p.id, p.version))
+                                .unwrap_or_default();
+                            let decision = e
+                                .event
+                                .decision
+                                .as_deref()
+                                .map(|d| format!(" [{d}]"))
+                                .unwrap_or_default();
+                            format!(
+                                "#{:<6} {}  {:<20} {}{}{}{}",
+                                e.seq,
+                                e.time,
+                                e.event.action,
+                                e.event.actor,
+                                plugin,
+                                decision,
+                                if e.event.reason.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(
+                                        ": {}",
+                                        secflow_scan::output::table::safe(&e.event.reason)
+                                    )
+                                }
+                            )
+                        };
+                        // A closed pipe (`| head`) ends the listing quietly.
+                        if writeln!(stdout, "{line}")
+                            .and_then(|_| stdout.flush())
+                            .is_err()
+                        {
+                            return Ok(Exit::Success);
+                        }
+                        filter.after_seq = Some(e.seq);
+                    }
+                    if !follow {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Ok(Exit::Success)
+            }
+            AuditCommand::Checkpoint { output } => {
+                let cp = log.checkpoint().await?;
+                let text = serde_json::to_string_pretty(&cp)? + "\n";
+                match output {
+                    Some(path) => {
+                        super::write_atomic(&path, text.as_bytes())?;
+                        eprintln!(
+                            "checkpoint of {} entries written to {}; keep a copy off this host",
+                            cp.tree_size,
+                            path.display()
+                        );
+                    }
+                    None => print!("{text}"),
+                }
+                Ok(Exit::Success)
+            }
+            AuditCommand::Verify { checkpoint, json } => {
+                let external = checkpoint
+                    .as_deref()
+                    .map(Checkpoint::read)
+                    .transpose()
+                    .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+                match log.verify(&log.public_key(), external.as_ref()).await {
+                    Ok(report) => {
+                        if json {
+                            println!("{}", serde_json::to_string_pretty(&report)?);
+                        } else {
+                            println!(
+                                "audit log intact: {} entries, root {}, {} stored checkpoint(s) verified{}",
+                                report.entries,
+                                report.root,
+                                report.checkpoints,
+                                if report.external_checkpoint {
+                                    ", external checkpoint matched"
+                                } else {
+                                    ""
+                                }
+                            );
+                        }
+                        Ok(Exit::Success)
+                    }
+                    Err(AuditError::Tampered { seq, message }) => {
+                        if json {
+                            println!(
+                                "{}",
+                                serde_json::json!({ "intact": false, "first_bad_entry": seq, "message": message })
+                            );
+                        }
+                        Err(fail(
+                            Exit::Refused,
+                            format!("audit log tampered: {message}"),
+                        ))
+                    }
+                    Err(e) => Err(fail(Exit::Usage, e.to_string())),
+                }
+            }
+        }
+    })?
+}
