@@ -6,7 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "secflow", version, about = "Run untrusted security plugins in a sandbox", long_about = None)]
 pub struct Cli {
-    /// State directory: caches, key-value stores, SDK copy [default: platform data dir]
+    /// State directory: component cache, key-value stores, keys, trust store, audit log, SDK
+    /// copy [default: platform data dir]
     #[arg(long, global = true, env = "SECFLOW_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
@@ -226,7 +227,7 @@ pub struct ScanArgs {
     pub jobs: Option<usize>,
 
     /// Skip files larger than this (bytes; K, M, G suffixes)
-    #[arg(long, default_value = "10M", value_parser = parse_size)]
+    #[arg(long, default_value = "10M", value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: u64,
 
     /// Do not report findings recorded in this baseline file
