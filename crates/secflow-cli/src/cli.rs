@@ -37,6 +37,34 @@ pub enum Command {
     /// Read, checkpoint and verify the tamper-evident audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the admission policies and see what they decide
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the policies in SECFLOW_HOME/policy (or the defaults) against the schema
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the default schema and policies to SECFLOW_HOME/policy to edit them
+    Init,
+    /// Show what the policies decide for a plugin, and which policies decided it
+    Explain {
+        /// The plugin directory (manifest) to judge; installed plugins come with the registry
+        #[arg(long, value_name = "DIR")]
+        dev: PathBuf,
+        /// Judge it as signed, by keys of these roles (publisher, marketplace); repeatable
+        #[arg(long = "signed-by", value_name = "ROLE")]
+        signed_by: Vec<String>,
+        /// Judge it in developer mode (unsigned allowed)
+        #[arg(long = "dev-mode")]
+        dev_mode: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -37,6 +37,11 @@ impl Home {
         secflow_trust::TrustStore::path(&self.root)
     }
 
+    /// Admission policies and their schema.
+    pub fn policy(&self) -> PathBuf {
+        self.root.join("policy")
+    }
+
     /// The audit log database.
     pub fn audit_db(&self) -> PathBuf {
         self.root.join("audit.db")

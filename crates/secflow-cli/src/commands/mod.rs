@@ -3,6 +3,7 @@
 mod audit;
 mod keys;
 mod plugin;
+mod policy;
 mod run;
 mod scan;
 mod trust;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Key(cmd) => keys::run(&home, cmd),
         Command::Trust(cmd) => trust::run(&home, cmd),
         Command::Audit(cmd) => audit::run(&home, cmd),
+        Command::Policy(cmd) => policy::run(&home, cmd),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",
