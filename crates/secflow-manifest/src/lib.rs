@@ -541,9 +541,26 @@ fn describe_toml_position(text: &str, offset: usize) -> String {
 }
 
 /// The JSON Schema of the manifest, generated from these types, for editors and CI.
+///
+/// Object keys are sorted, so the published file is the same whichever crates share the
+/// build: another crate enabling serde_json's `preserve_order` would otherwise reorder it.
 pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Manifest);
-    serde_json::to_value(schema).expect("a generated schema serializes")
+    sorted(serde_json::to_value(schema).expect("a generated schema serializes"))
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
