@@ -204,18 +204,22 @@ fn audit_events(report: &secflow_scan::ScanReport) -> Vec<secflow_audit::Event> 
     events
 }
 
+/// A plugin that may join the scan. Bundled bytes are borrowed from the binary, not copied.
+struct Candidate {
+    manifest: secflow_manifest::Manifest,
+    component: std::borrow::Cow<'static, [u8]>,
+    /// `bundled` or `dev`.
+    origin: &'static str,
+    /// The SHA-256 the build pinned, for bundled plugins.
+    pinned: Option<&'static str>,
+}
+
 /// The bundled plugins minus exclusions, plus `--dev` ones, each loaded with its config.
 fn select_plugins(
     runtime: &secflow_runtime::Runtime,
     args: &ScanArgs,
 ) -> anyhow::Result<Vec<ScanPlugin>> {
-    // (manifest, component, origin, pinned digest)
-    let mut candidates: Vec<(
-        secflow_manifest::Manifest,
-        Vec<u8>,
-        &'static str,
-        Option<&str>,
-    )> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     for b in secflow_plugin_artifacts::BUNDLED {
         let manifest = secflow_manifest::Manifest::parse(
             b.manifest.as_bytes(),
@@ -223,13 +227,26 @@ fn select_plugins(
             &format!("bundled plugin {}", b.name),
         )
         .map_err(|e| fail(Exit::Usage, format!("bundled plugin {}: {e}", b.name)))?;
-        candidates.push((manifest, b.component.to_vec(), "bundled", Some(b.sha256)));
+        candidates.push(Candidate {
+            manifest,
+            component: b.component.into(),
+            origin: "bundled",
+            pinned: Some(b.sha256),
+        });
     }
     for dir in &args.dev {
         let (manifest, wasm) = super::read_plugin_dir(dir)?;
-        candidates.push((manifest, wasm, "dev", None));
+        candidates.push(Candidate {
+            manifest,
+            component: wasm.into(),
+            origin: "dev",
+            pinned: None,
+        });
     }
-    let known: Vec<String> = candidates.iter().map(|c| c.0.id.to_string()).collect();
+    let known: Vec<String> = candidates
+        .iter()
+        .map(|c| c.manifest.id.to_string())
+        .collect();
     let mut mounts = parse_mounts(&args.mounts)?;
     let unknown = |what: &str, id: &str| {
         fail(
@@ -248,7 +265,7 @@ fn select_plugins(
         .chain(mounts.keys())
     {
         if !known.contains(id) {
-            return Err(unknown("--plugin/--exclude-plugin", id));
+            return Err(unknown("--plugin, --exclude-plugin, --with or --mount", id));
         }
     }
     let mut configs = parse_plugin_config(&args.config)?;
@@ -266,7 +283,13 @@ fn select_plugins(
     }
 
     let mut plugins = Vec::new();
-    for (manifest, wasm, origin, pinned) in candidates {
+    for Candidate {
+        manifest,
+        component: wasm,
+        origin,
+        pinned,
+    } in candidates
+    {
         let id = manifest.id.to_string();
         let plugin_mounts = mounts.remove(&id).unwrap_or_default();
         // Bundled plugins that need something from the user run only when given it: network
