@@ -428,6 +428,35 @@ impl AuditLog {
         Ok((counts, last))
     }
 
+    /// How many events have `action` (and `decision`, when given).
+    pub async fn count(&self, action: &str, decision: Option<&str>) -> Result<u64, AuditError> {
+        let mut guard = self.conn.lock().await;
+        let (conn, _) = &mut *guard;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_events WHERE action = ?1 AND (?2 IS NULL OR decision = ?2)",
+        )
+        .bind(action)
+        .bind(decision)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
+    /// How many different plugins (id and digest) appear in events with `action`.
+    pub async fn distinct_plugins(&self, action: &str) -> Result<u64, AuditError> {
+        let mut guard = self.conn.lock().await;
+        let (conn, _) = &mut *guard;
+        let n: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM (SELECT DISTINCT plugin_id, plugin_digest FROM audit_events WHERE action = ? AND plugin_id IS NOT NULL)",
+        )
+        .bind(action)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?;
+        Ok(n as u64)
+    }
+
     /// Proves the log intact: contiguous sequence numbers, every entry's hash recomputed
     /// from its stored fields and chained to the one before, every stored checkpoint's
     /// signature and root, and `external` (a checkpoint kept elsewhere) if given. `key` is

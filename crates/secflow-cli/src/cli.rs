@@ -40,6 +40,11 @@ pub enum Command {
     /// Check the admission policies and see what they decide
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Security summary from the audit log: plugins, failures, violations, events
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

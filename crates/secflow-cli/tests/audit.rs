@@ -138,3 +138,65 @@ fn truncation_is_caught_with_a_kept_checkpoint() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("junk.json"), "{}", text(&out));
 }
+
+#[test]
+fn stats_summarise_violations_verifications_and_trust_changes() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // A sandbox violation: a dev detector that loops on one file hits its deadline.
+    let target = tempfile::tempdir().unwrap();
+    std::fs::write(target.path().join("spin.txt"), "LOOP-NOW\n").unwrap();
+    std::fs::write(target.path().join("ok.txt"), "TEST-FINDING\n").unwrap();
+    let plugin = tempfile::tempdir().unwrap();
+    let a = secflow_plugin_artifacts::TEST_DETECTOR;
+    std::fs::copy(
+        Path::new(a.dir).join("plugin.toml"),
+        plugin.path().join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(a.component, plugin.path().join("test_detector.wasm")).unwrap();
+    let out = run(
+        h,
+        &[
+            "scan",
+            target.path().to_str().unwrap(),
+            "--dev",
+            plugin.path().to_str().unwrap(),
+            "--plugin",
+            "test-detector",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    // A refused verification and a trust change.
+    std::fs::write(h.join("junk.sfpkg"), b"not a package").unwrap();
+    let out = run(
+        h,
+        &["plugin", "verify", h.join("junk.sfpkg").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        run(h, &["key", "generate", "--name", "pub"])
+            .status
+            .success()
+    );
+    assert!(run(h, &["trust", "add", "pub"]).status.success());
+
+    let out = run(h, &["stats", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["sandbox_violations"], 1, "{s:#}");
+    assert_eq!(s["verification_failures"], 1, "{s:#}");
+    assert_eq!(s["plugins_loaded"], 1, "{s:#}");
+    assert_eq!(s["events_by_action"]["trust.add"], 1, "{s:#}");
+    assert_eq!(s["last_event"]["action"], "trust.add");
+    assert!(run(h, &["audit", "verify"]).status.success());
+    let out = run(h, &["audit", "log", "--json"]);
+    let violation = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["action"] == "sandbox.violation")
+        .unwrap();
+    assert_eq!(violation["decision"], "timeout");
+    assert_eq!(violation["plugin"]["id"], "test-detector");
+    assert_eq!(violation["details"]["file"], "spin.txt");
+}

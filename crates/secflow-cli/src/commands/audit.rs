@@ -53,6 +53,49 @@ pub fn record(home: &Home, events: Vec<Event>) -> anyhow::Result<()> {
     })?
 }
 
+/// `secflow stats`: the security summary, read from the audit log.
+pub fn stats(home: &Home, json: bool) -> anyhow::Result<Exit> {
+    block_on(async {
+        let log = open(home).await?;
+        let (counts, last) = log.summary().await?;
+        let events: u64 = counts.iter().map(|(_, n)| n).sum();
+        let summary = serde_json::json!({
+            "plugins_loaded": log.distinct_plugins("plugin.invoke").await?,
+            "plugin_runs": log.count("plugin.invoke", None).await?,
+            "verification_failures": log.count("signature.verify", Some("refused")).await?,
+            "sandbox_violations": log.count("sandbox.violation", None).await?,
+            "policy_violations": log.count("policy.decision", Some("deny")).await?,
+            "events": events,
+            "events_by_action": counts.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "last_event": last.as_ref().map(|e| serde_json::json!({
+                "seq": e.seq, "time": e.time, "action": e.event.action,
+            })),
+        });
+        if json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            for (label, key) in [
+                ("plugins loaded", "plugins_loaded"),
+                ("plugin runs", "plugin_runs"),
+                ("verification failures", "verification_failures"),
+                ("sandbox violations", "sandbox_violations"),
+                ("policy violations", "policy_violations"),
+                ("audit events", "events"),
+            ] {
+                println!("{label:<22} {}", summary[key]);
+            }
+            match &last {
+                Some(e) => println!(
+                    "{:<22} #{} {} {}",
+                    "last event", e.seq, e.time, e.event.action
+                ),
+                None => println!("{:<22} none", "last event"),
+            }
+        }
+        anyhow::Ok(Exit::Success)
+    })?
+}
+
 pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
     block_on(async {
         let log = open(home).await?;

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Trust(cmd) => trust::run(&home, cmd),
         Command::Audit(cmd) => audit::run(&home, cmd),
         Command::Policy(cmd) => policy::run(&home, cmd),
+        Command::Stats { json } => audit::stats(&home, json),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",

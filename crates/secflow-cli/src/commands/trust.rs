@@ -28,22 +28,37 @@ fn resolve_public(home: &Home, key: &str) -> anyhow::Result<PublicKeyFile> {
     KeyDir::new(home.keys()).public(key).map_err(usage)
 }
 
+/// An audit event for a change of the trust store.
+fn trust_event(action: &str, reason: String) -> secflow_audit::Event {
+    secflow_audit::Event {
+        actor: "cli".into(),
+        action: format!("trust.{action}"),
+        plugin: None,
+        decision: Some("ok".into()),
+        reason,
+        details: serde_json::Value::Null,
+    }
+}
+
 pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
     let mut store = load_store(home)?;
     let now = store.observe_time(secflow_trust::now());
     let keys = KeyDir::new(home.keys());
+    let mut audit: Option<secflow_audit::Event> = None;
     match cmd {
         TrustCommand::Add { key, role, scopes } => {
             let public = resolve_public(home, &key)?;
             store
                 .add_key(&public, role, scopes.clone(), now)
                 .map_err(usage)?;
-            println!(
+            let what = format!(
                 "Trusted {} ({}) as {role} for {}",
                 public.key_id,
                 public.name,
                 scopes.join(", ")
             );
+            println!("{what}");
+            audit = Some(trust_event("add", what));
         }
         TrustCommand::Remove { key } => {
             if !store.remove_key(&key) {
@@ -53,6 +68,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 ));
             }
             println!("Removed {key}");
+            audit = Some(trust_event("remove", format!("Removed {key}")));
         }
         TrustCommand::List { json } => {
             if json {
@@ -81,7 +97,9 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
         }
         TrustCommand::Threshold { scope, required } => {
             store.set_threshold(&scope, required).map_err(usage)?;
-            println!("Plugins matching {scope} now need {required} trusted signature(s)");
+            let what = format!("Plugins matching {scope} now need {required} trusted signature(s)");
+            println!("{what}");
+            audit = Some(trust_event("threshold", what));
         }
         TrustCommand::Rotate { from, to } => {
             let old = keys.signing_key(&from).map_err(usage)?;
@@ -90,7 +108,9 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
             let id = store
                 .rotate(&signed)
                 .map_err(|e| fail(Exit::Refused, e.to_string()))?;
-            println!("Rotated {from} -> {to} ({id}); {from} is retired");
+            let what = format!("Rotated {from} -> {to} ({id}); {from} is retired");
+            println!("{what}");
+            audit = Some(trust_event("rotate", what));
         }
         TrustCommand::Revoke {
             item,
@@ -126,6 +146,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 .import_revocations(&signed)
                 .map_err(|e| fail(Exit::Refused, e.to_string()))?;
             println!("Revocation recorded");
+            audit = Some(trust_event("revoke", "Revocation recorded".into()));
         }
         TrustCommand::Import { file } => {
             let signed: Signed = serde_json::from_slice(&std::fs::read(&file)?).map_err(|e| {
@@ -137,14 +158,21 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
             let refused = |e: TrustError| fail(Exit::Refused, e.to_string());
             if signed.body.contains(secflow_trust::lists::ROTATION_TYPE) {
                 let id = store.rotate(&signed).map_err(refused)?;
-                println!("Rotation imported: {id} replaces {}", signed.key_id);
+                let what = format!("Rotation imported: {id} replaces {}", signed.key_id);
+                println!("{what}");
+                audit = Some(trust_event("import", what));
             } else {
                 let n = store.import_revocations(&signed).map_err(refused)?;
-                println!("Imported {n} new revocation(s)");
+                let what = format!("Imported {n} new revocation(s)");
+                println!("{what}");
+                audit = Some(trust_event("import", what));
             }
         }
     }
     store.save(&home.trust_store()).map_err(usage)?;
+    if let Some(event) = audit {
+        super::audit_record(home, vec![event])?;
+    }
     Ok(Exit::Success)
 }
 
@@ -204,6 +232,34 @@ pub fn verify(home: &Home, file: &Path, json: bool, allow_rollback: bool) -> any
     );
     // The clock high-water mark and trusted versions persist even when refused.
     store.save(&home.trust_store()).map_err(usage)?;
+    let package_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let (plugin, decision, reason) = match &result {
+        Ok(v) => (
+            v.plugin_id.as_ref().map(|id| secflow_audit::PluginRef {
+                id: id.clone(),
+                version: v.version.clone().unwrap_or_default(),
+                digest: v.package_sha256.clone(),
+            }),
+            if v.accepted() { "accepted" } else { "refused" },
+            v.refusals
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Err(e) => (None, "refused", e.to_string()),
+    };
+    super::audit_record(
+        home,
+        vec![secflow_audit::Event {
+            actor: "cli".into(),
+            action: "signature.verify".into(),
+            plugin,
+            decision: Some(decision.into()),
+            reason,
+            details: serde_json::json!({ "file": file.display().to_string(), "package_sha256": package_sha256 }),
+        }],
+    )?;
     let v = match result {
         Ok(v) => v,
         Err(e) => {
