@@ -57,10 +57,13 @@ pub enum PolicyCommand {
     /// Write the default schema and policies to SECFLOW_HOME/policy to edit them
     Init,
     /// Show what the policies decide for a plugin, and which policies decided it
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["id", "dev"])))]
     Explain {
-        /// The plugin directory (manifest) to judge; installed plugins come with the registry
+        /// An installed plugin: judged with its grant, signers, violations and quarantine
+        id: Option<String>,
+        /// A plugin directory (manifest) to judge before packaging it
         #[arg(long, value_name = "DIR")]
-        dev: PathBuf,
+        dev: Option<PathBuf>,
         /// Judge it as signed, by keys of these roles (publisher, marketplace); repeatable
         #[arg(long = "signed-by", value_name = "ROLE")]
         signed_by: Vec<String>,
@@ -172,10 +175,14 @@ fn parse_role(s: &str) -> Result<secflow_trust::Role, String> {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["plugin", "dev"])))]
 pub struct RunArgs {
+    /// An installed plugin's id: runs its active version with its stored grant
+    pub plugin: Option<String>,
+
     /// Run the plugin straight from its source directory (manifest + built component)
     #[arg(long, value_name = "DIR")]
-    pub dev: PathBuf,
+    pub dev: Option<PathBuf>,
 
     /// Action to execute (action plugins); without it, list the plugin's actions
     #[arg(long, value_name = "NAME")]
@@ -191,7 +198,8 @@ pub struct RunArgs {
     #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
     pub config: Vec<String>,
 
-    /// Bind a granted guest directory to a host directory (repeatable)
+    /// Bind a granted guest directory to a host directory (repeatable). For an installed
+    /// plugin only directories its grant names can be bound
     #[arg(long = "mount", value_name = "GUEST=HOST")]
     pub mounts: Vec<String>,
 
@@ -330,6 +338,99 @@ pub enum PluginCommand {
     },
     /// Print the JSON Schema of plugin.toml / plugin.yaml
     Schema,
+    /// Verify, admit by policy, approve and install packages (dependencies first)
+    Install(InstallArgs),
+    /// Install a newer version of an installed plugin; more capabilities wait for approval
+    Upgrade(InstallArgs),
+    /// Remove an installed plugin, its versions, grants and records
+    Uninstall {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn an installed plugin on; approves a pending capability increase
+    Enable {
+        id: String,
+        /// Approve a pending capability increase without a prompt
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Turn an installed plugin off (kept installed)
+    Disable { id: String },
+    /// List installed plugins
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an installed plugin: manifest, signatures, grant, stats, health
+    Info {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search installed plugins by text, kind, category or tag
+    Search {
+        /// Matched against id, name, description, categories and tags (case-insensitive)
+        text: Option<String>,
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<secflow_manifest::PluginKind>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stored versions of an installed plugin
+    Versions {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what an installed plugin asked for and what it was granted
+    Permissions {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a quarantine (and reset the violation count)
+    Release { id: String },
+    /// Check the registry's integrity: every stored package present and unmodified
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Package files (.sfpkg); installed dependencies first, each atomically
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+
+    /// Grant every capability the package asks for, without a prompt
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Grant only this capability, as labelled in the listing (repeatable), e.g.
+    /// fs:/feeds or net:https://services.nvd.nist.gov:443; the rest is denied at run time
+    #[arg(long = "grant", value_name = "LABEL")]
+    pub grants: Vec<String>,
+
+    /// Bind a granted directory to a host directory (repeatable) [default: the same path]
+    #[arg(long = "mount", value_name = "GUEST=HOST")]
+    pub mounts: Vec<String>,
+
+    /// Developer mode: accept an unsigned package (policies see `dev`)
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Accept a version older than one already trusted or installed (recorded)
+    #[arg(long)]
+    pub allow_rollback: bool,
+
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod audit;
 mod keys;
 mod plugin;
 mod policy;
+pub mod registry;
 mod run;
 mod scan;
 mod trust;
@@ -36,6 +37,20 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => audit::run(&home, cmd),
         Command::Policy(cmd) => policy::run(&home, cmd),
         Command::Stats { json } => audit::stats(&home, json),
+        Command::Plugin(
+            cmd @ (PluginCommand::Install(_)
+            | PluginCommand::Upgrade(_)
+            | PluginCommand::Uninstall { .. }
+            | PluginCommand::Enable { .. }
+            | PluginCommand::Disable { .. }
+            | PluginCommand::List { .. }
+            | PluginCommand::Info { .. }
+            | PluginCommand::Search { .. }
+            | PluginCommand::Versions { .. }
+            | PluginCommand::Permissions { .. }
+            | PluginCommand::Release { .. }
+            | PluginCommand::Check { .. }),
+        ) => registry::run(&home, cmd),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",

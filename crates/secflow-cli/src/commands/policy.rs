@@ -46,14 +46,27 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         PolicyCommand::Explain {
+            id,
             dev,
             signed_by,
             dev_mode,
             json,
         } => {
             let engine = load(&dir)?;
-            let manifest = super::read_manifest(&dev)?;
-            let plugin = PluginFacts::from_manifest(&manifest, !signed_by.is_empty(), signed_by);
+            let (plugin, dev_mode, grant_pending) = match (id, dev) {
+                (Some(id), _) => installed_facts(home, &id)?,
+                (None, Some(dev)) => {
+                    let manifest = super::read_manifest(&dev)?;
+                    (
+                        PluginFacts::from_manifest(&manifest, !signed_by.is_empty(), signed_by),
+                        dev_mode,
+                        false,
+                    )
+                }
+                (None, None) => {
+                    return Err(fail(Exit::Usage, "name an installed plugin or --dev DIR"));
+                }
+            };
             let decisions: Vec<(Action, secflow_policy::PolicyDecision)> = Action::ALL
                 .into_iter()
                 .map(|action| {
@@ -64,7 +77,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                         plugin: plugin.clone(),
                         dev: dev_mode,
                         approved: false,
-                        capability_increase: false,
+                        capability_increase: grant_pending,
                     };
                     (action, engine.decide(&request))
                 })
@@ -114,4 +127,28 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
 
 fn load(dir: &std::path::Path) -> anyhow::Result<PolicyEngine> {
     PolicyEngine::load(dir).map_err(|e| fail(Exit::Usage, e.to_string()))
+}
+
+/// The facts of an installed plugin as `secflow run` would judge them: its grant, the
+/// signers recorded at install, its violations and quarantine. Returns the facts, whether it
+/// was installed in developer mode, and whether its grant waits for approval.
+fn installed_facts(home: &Home, id: &str) -> anyhow::Result<(PluginFacts, bool, bool)> {
+    use super::registry::{block_on, open, registry_error};
+    block_on(async {
+        let mut registry = open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        let record = registry.active(id).await.map_err(registry_error)?;
+        let grant = registry
+            .grant(id, &record.version)
+            .await
+            .map_err(registry_error)?;
+        let facts = secflow_registry::admission::facts(
+            &record.manifest,
+            Some(&grant.capabilities),
+            &record.signers,
+            plugin.violations,
+            plugin.quarantined,
+        );
+        anyhow::Ok((facts, grant.dev, grant.pending))
+    })?
 }

@@ -11,11 +11,35 @@ use std::io::Read;
 use std::path::PathBuf;
 
 pub fn run(home: &Home, args: RunArgs) -> anyhow::Result<Exit> {
-    let (manifest, wasm) = super::read_plugin_dir(&args.dev)?;
+    match (&args.plugin, &args.dev) {
+        (Some(id), _) => run_installed(home, &id.clone(), &args),
+        (None, Some(dir)) => run_dev(home, &dir.clone(), &args),
+        (None, None) => Err(fail(
+            Exit::Usage,
+            "name an installed plugin (`secflow run ID`) or a plugin directory (`--dev DIR`)",
+        )),
+    }
+}
+
+/// The exit code of an invocation's outcome.
+fn exit_of(inv: &Invocation) -> Exit {
+    match &inv.outcome {
+        Ok(_) => Exit::Success,
+        Err(secflow_runtime::InvokeError::InvalidConfig { .. }) => Exit::Usage,
+        Err(secflow_runtime::InvokeError::Unsupported { .. }) => Exit::Usage,
+        // The host could not set up what the plugin was granted (e.g. a missing directory).
+        Err(secflow_runtime::InvokeError::Host { .. }) => Exit::Usage,
+        Err(_) => Exit::PluginFailed,
+    }
+}
+
+fn run_dev(home: &Home, dir: &std::path::Path, args: &RunArgs) -> anyhow::Result<Exit> {
+    let args = args;
+    let (manifest, wasm) = super::read_plugin_dir(dir)?;
     let config = parse_config(&args.config)?;
     let mounts = parse_mounts(&args.mounts)?;
     let input = read_input(args.input.as_deref())?;
-    let call = build_call(manifest.kind, &args, input, &config)?;
+    let call = build_call(manifest.kind, args, input, &config)?;
     let runtime = super::runtime(home)?;
     let grants = Grants::all_declared(&manifest, &mounts).map_err(|e| fail(Exit::Usage, e))?;
     let plugin = super::load(&runtime, manifest, &wasm, grants)?;
@@ -24,15 +48,261 @@ pub fn run(home: &Home, args: RunArgs) -> anyhow::Result<Exit> {
         .build()
         .context("start the async runtime")?;
     let invocation = tokio.block_on(runtime.invoke(&plugin, call, &config));
-    print(&args, &invocation)?;
-    Ok(match &invocation.outcome {
-        Ok(_) => Exit::Success,
-        Err(secflow_runtime::InvokeError::InvalidConfig { .. }) => Exit::Usage,
-        Err(secflow_runtime::InvokeError::Unsupported { .. }) => Exit::Usage,
-        // The host could not set up what the plugin was granted (e.g. a missing directory).
-        Err(secflow_runtime::InvokeError::Host { .. }) => Exit::Usage,
-        Err(_) => Exit::PluginFailed,
-    })
+    print(args, &invocation)?;
+    Ok(exit_of(&invocation))
+}
+
+/// `secflow run ID`: the installed plugin's active version, from its verified blob, with its
+/// stored grant (never the manifest's wish list), after the trust store and the policies
+/// agree again; the run is recorded in the registry's statistics and the audit log, and a
+/// violation counts toward quarantine.
+fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> {
+    use super::registry::{decision_event, plugin_ref, registry_error};
+    use secflow_audit::Event;
+    use secflow_registry::admission::{self, Question};
+
+    let config = parse_config(&args.config)?;
+    let extra_mounts = parse_mounts(&args.mounts)?;
+    let input = read_input(args.input.as_deref())?;
+    let engine = super::registry::policy_engine(home)?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let mut events: Vec<Event> = Vec::new();
+    let result = tokio.block_on(async {
+        let mut registry = super::registry::open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        if plugin.pending_approval {
+            return Err(fail(
+                Exit::Refused,
+                format!(
+                    "{id} {} asks for capabilities that are not approved yet; review them with `secflow plugin permissions {id}` and approve with `secflow plugin enable {id}`",
+                    plugin.version
+                ),
+            ));
+        }
+        if !plugin.enabled && !plugin.quarantined {
+            return Err(fail(
+                Exit::Refused,
+                format!("{id} is disabled; turn it on with `secflow plugin enable {id}`"),
+            ));
+        }
+        let record = registry.active(id).await.map_err(registry_error)?;
+        let grant = registry
+            .grant(id, &record.version)
+            .await
+            .map_err(registry_error)?;
+        let pref = plugin_ref(id, &record.version, &record.digest);
+        // The stored bytes, checked against their blob name and the installed digest.
+        let bytes = registry.package(&record).map_err(registry_error)?;
+
+        // Trust may have changed since the install (a revoked key, a revoked digest): verify
+        // again. Rollback protection was the install's job.
+        let mut store = secflow_trust::TrustStore::load(&home.trust_store())
+            .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+        let verified = match admission::verify_package(
+            &bytes,
+            &mut store,
+            secflow_trust::now(),
+            grant.dev,
+            true,
+        ) {
+            Ok(v) => v,
+            Err(refused) => {
+                events.push(Event {
+                    actor: super::registry::actor(),
+                    action: "signature.verify".into(),
+                    plugin: pref,
+                    decision: Some("refused".into()),
+                    reason: refused.to_string(),
+                    details: serde_json::json!({ "at": "run" }),
+                });
+                return Err(fail(
+                    Exit::Refused,
+                    format!("{id} {}: no longer trusted: {refused}", record.version),
+                ));
+            }
+        };
+        let manifest = verified.package.manifest.clone();
+        // The grant is bound to this exact package and to a signer who still verifies.
+        let signer_ok = if grant.signers.is_empty() {
+            grant.dev
+        } else {
+            verified
+                .signers
+                .iter()
+                .any(|s| grant.signers.contains(&s.key_id))
+        };
+        if grant.plugin_id != id
+            || grant.version != record.version
+            || grant.digest != record.digest
+            || verified.digest != record.digest
+            || manifest.id.as_str() != id
+            || manifest.version.to_string() != record.version
+            || !signer_ok
+        {
+            return Err(fail(
+                Exit::Refused,
+                format!(
+                    "{id} {}: the grant does not match the stored package (id, version, digest or signer); reinstall it",
+                    record.version
+                ),
+            ));
+        }
+
+        let facts = admission::facts(
+            &manifest,
+            Some(&grant.capabilities),
+            &verified.signers,
+            plugin.violations,
+            plugin.quarantined,
+        );
+        let question = Question {
+            principal: super::registry::actor(),
+            action: secflow_policy::Action::Run,
+            facts,
+            dev: grant.dev,
+            approved: true,
+            capability_increase: false,
+        };
+        let decision = admission::decide(&engine, &question);
+        events.push(decision_event(secflow_policy::Action::Run, pref.clone(), &decision));
+        if !decision.allowed {
+            let hint = if plugin.quarantined {
+                format!(
+                    " (quarantined: {}; lift it with `secflow plugin release {id}`)",
+                    plugin.quarantine_reason.as_deref().unwrap_or("too many violations")
+                )
+            } else {
+                String::new()
+            };
+            return Err(fail(
+                Exit::Refused,
+                format!(
+                    "running {id} refused by policy {}{hint}",
+                    decision.policies.join(", ")
+                ),
+            ));
+        }
+
+        // Grants from the stored grant: granted directories bound where the grant (or this
+        // command's --mount, for granted paths only) says.
+        let mut mounts: Vec<(String, PathBuf)> = grant
+            .mounts
+            .iter()
+            .map(|(g, h)| (g.clone(), h.clone()))
+            .collect();
+        for (guest, host) in extra_mounts {
+            let guest = secflow_manifest::normalize_guest_path(&guest)
+                .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
+            if !grant
+                .capabilities
+                .filesystem
+                .iter()
+                .any(|f| f.guest_path() == guest)
+            {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--mount {guest}: {id} is not granted that directory"),
+                ));
+            }
+            mounts.retain(|(g, _)| g != &guest);
+            mounts.push((guest, host));
+        }
+        let mut granted = manifest.clone();
+        granted.capabilities = grant.capabilities.clone();
+        let grants =
+            Grants::all_declared(&granted, &mounts).map_err(|e| fail(Exit::Usage, e))?;
+        let call = build_call(manifest.kind, args, input, &config)?;
+        let runtime = super::runtime(home)?;
+        let loaded = super::load(&runtime, manifest.clone(), &verified.package.component, grants)?;
+        let inv = runtime.invoke(&loaded, call, &config).await;
+
+        let (outcome, violation) = match &inv.outcome {
+            Ok(_) => ("ok", false),
+            Err(e) => (e.kind(), e.is_violation()),
+        };
+        let violations = registry
+            .record_run(&secflow_registry::RunRecord {
+                plugin_id: id,
+                version: &record.version,
+                duration_us: inv.report.wall_time_us,
+                outcome,
+                violation,
+            })
+            .await
+            .map_err(registry_error)?;
+        if args.health {
+            let (ok, message) = match &inv.outcome {
+                Ok(secflow_runtime::Output::Health(h)) => (
+                    h.status != b::HealthStatus::Unhealthy,
+                    h.message.clone(),
+                ),
+                Ok(_) => (true, String::new()),
+                Err(e) => (false, e.to_string()),
+            };
+            registry
+                .record_health(id, &record.version, ok, &message)
+                .await
+                .map_err(registry_error)?;
+        }
+        events.push(Event {
+            actor: super::registry::actor(),
+            action: "plugin.invoke".into(),
+            plugin: pref.clone(),
+            decision: Some(if outcome == "ok" { "ok" } else { "error" }.into()),
+            reason: inv.outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            details: serde_json::json!({
+                "call": inv.report.call,
+                "outcome": outcome,
+                "duration_us": inv.report.wall_time_us,
+                "fuel_used": inv.report.fuel_used,
+                "peak_memory_bytes": inv.report.peak_memory_bytes,
+                "bytes_in": inv.report.bytes_in,
+                "bytes_out": inv.report.bytes_out,
+                "http_requests": inv.report.http_requests,
+            }),
+        });
+        if let (true, Err(e)) = (violation, &inv.outcome) {
+            events.push(Event {
+                actor: super::registry::actor(),
+                action: "sandbox.violation".into(),
+                plugin: pref.clone(),
+                decision: Some(e.kind().into()),
+                reason: e.to_string(),
+                details: serde_json::json!({ "violations": violations, "denials": inv.report.denials }),
+            });
+            // The policies set the threshold: once they refuse the next run, quarantine.
+            let mut after = question.clone();
+            after.facts.violations = violations;
+            let next = admission::decide(&engine, &after);
+            if !next.allowed {
+                let reason = format!(
+                    "{violations} sandbox violation(s), last: {}; policy {}",
+                    e.kind(),
+                    next.policies.join(", ")
+                );
+                registry.quarantine(id, &reason).await.map_err(registry_error)?;
+                events.push(Event {
+                    actor: super::registry::actor(),
+                    action: "plugin.quarantine".into(),
+                    plugin: pref.clone(),
+                    decision: Some("quarantined".into()),
+                    reason: reason.clone(),
+                    details: serde_json::json!({ "violations": violations, "policies": next.policies }),
+                });
+                eprintln!(
+                    "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
+                );
+            }
+        }
+        anyhow::Ok(inv)
+    });
+    super::audit_record(home, events)?;
+    let inv = result?;
+    print(args, &inv)?;
+    Ok(exit_of(&inv))
 }
 
 fn parse_config(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
@@ -48,7 +318,7 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::Value::Object(map))
 }
 
-fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+pub(crate) fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
     pairs
         .iter()
         .map(|pair| {

@@ -199,7 +199,7 @@ pub fn sign(
     Ok(Exit::Success)
 }
 
-fn describe(status: &SignatureStatus) -> String {
+pub(crate) fn describe(status: &SignatureStatus) -> String {
     match status {
         SignatureStatus::Valid => "valid".into(),
         SignatureStatus::Untrusted => "untrusted (key not in the trust store)".into(),

@@ -1,0 +1,1045 @@
+//! `secflow plugin install|upgrade|uninstall|enable|disable|list|info|search|versions|
+//! permissions|release|check`: the local registry (`SECFLOW_HOME/registry.db` and
+//! `SECFLOW_HOME/blobs/`).
+//!
+//! Every way in runs the same admission: signatures verified on the raw bytes against the
+//! trust store, the Cedar policies asked with the facts of what will be granted, the
+//! capabilities shown with their reasons and approved by a person (prompt on a terminal,
+//! `--yes` or `--grant` in scripts). Every decision and change is an audit event.
+
+use crate::cli::{InstallArgs, PluginCommand};
+use crate::exit::{Exit, fail};
+use crate::home::Home;
+use secflow_audit::{Event, PluginRef};
+use secflow_policy::{Action, PolicyDecision, PolicyEngine};
+use secflow_registry::admission::{self, Question, Verified};
+use secflow_registry::grants::{self, Grant};
+use secflow_registry::{
+    InstallMode, InstallOutcome, InstalledPlugin, NewVersion, Registry, RegistryError, SearchQuery,
+};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Who the audit log says acted: the local user running the CLI.
+pub fn actor() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
+
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
+}
+
+/// Maps registry errors to the CLI's exit codes: a conflict with what is installed or a
+/// broken dependency is a refusal (3); a missing plugin is a usage error (2).
+pub fn registry_error(e: RegistryError) -> anyhow::Error {
+    let code = match &e {
+        RegistryError::NotInstalled(_) => Exit::Usage,
+        RegistryError::Database(_) | RegistryError::Io(_) => Exit::Usage,
+        _ => Exit::Refused,
+    };
+    fail(code, e.to_string())
+}
+
+pub async fn open(home: &Home) -> anyhow::Result<Registry> {
+    Registry::open(&home.root).await.map_err(|e| {
+        fail(
+            Exit::Usage,
+            format!("cannot open the registry in {}: {e}", home.root.display()),
+        )
+    })
+}
+
+pub fn policy_engine(home: &Home) -> anyhow::Result<PolicyEngine> {
+    PolicyEngine::load(&home.policy()).map_err(|e| fail(Exit::Usage, e.to_string()))
+}
+
+pub fn plugin_ref(id: &str, version: &str, digest: &str) -> Option<PluginRef> {
+    Some(PluginRef {
+        id: id.to_string(),
+        version: version.to_string(),
+        digest: digest.to_string(),
+    })
+}
+
+/// The audit event of a policy decision.
+pub fn decision_event(
+    action: Action,
+    plugin: Option<PluginRef>,
+    decision: &PolicyDecision,
+) -> Event {
+    Event {
+        actor: actor(),
+        action: "policy.decision".into(),
+        plugin,
+        decision: Some(if decision.allowed { "allow" } else { "deny" }.into()),
+        reason: format!("{} by {}", action.as_str(), decision.policies.join(", ")),
+        details: serde_json::json!({
+            "action": action.as_str(),
+            "policies": decision.policies,
+            "errors": decision.errors,
+        }),
+    }
+}
+
+fn event(action: &str, plugin: Option<PluginRef>, decision: &str, reason: String) -> Event {
+    Event {
+        actor: actor(),
+        action: action.into(),
+        plugin,
+        decision: Some(decision.into()),
+        reason,
+        details: serde_json::Value::Null,
+    }
+}
+
+pub fn run(home: &Home, cmd: PluginCommand) -> anyhow::Result<Exit> {
+    match cmd {
+        PluginCommand::Install(args) => install(home, args, false),
+        PluginCommand::Upgrade(args) => install(home, args, true),
+        PluginCommand::Uninstall { id, json } => uninstall(home, &id, json),
+        PluginCommand::Enable { id, yes } => enable(home, &id, yes),
+        PluginCommand::Disable { id } => disable(home, &id),
+        PluginCommand::List { json } => list(home, json),
+        PluginCommand::Info { id, json } => info(home, &id, json),
+        PluginCommand::Search {
+            text,
+            kind,
+            category,
+            tag,
+            json,
+        } => {
+            let query = SearchQuery {
+                text,
+                kind: kind.map(|k| k.as_str().to_string()),
+                category,
+                tag,
+            };
+            let found = block_on(async {
+                open(home)
+                    .await?
+                    .search(&query)
+                    .await
+                    .map_err(registry_error)
+            })??;
+            print_plugins(&found, json)?;
+            Ok(Exit::Success)
+        }
+        PluginCommand::Versions { id, json } => versions(home, &id, json),
+        PluginCommand::Permissions { id, json } => permissions(home, &id, json),
+        PluginCommand::Release { id } => release(home, &id),
+        PluginCommand::Check { json } => check(home, json),
+        _ => unreachable!("dispatched in commands::run"),
+    }
+}
+
+fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (guest, host) = pair
+                .split_once('=')
+                .ok_or_else(|| fail(Exit::Usage, format!("--mount `{pair}` is not GUEST=HOST")))?;
+            let guest = secflow_manifest::normalize_guest_path(guest)
+                .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
+            Ok((guest, PathBuf::from(host)))
+        })
+        .collect()
+}
+
+/// One package read and verified, waiting for its turn.
+struct Candidate {
+    file: PathBuf,
+    bytes: Vec<u8>,
+    verified: Verified,
+}
+
+fn install(home: &Home, args: InstallArgs, upgrade: bool) -> anyhow::Result<Exit> {
+    let mounts = parse_mounts(&args.mounts)?;
+    let engine = policy_engine(home)?;
+    let mut store = secflow_trust::TrustStore::load(&home.trust_store())
+        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    let mut events = Vec::new();
+    let mut candidates = Vec::new();
+    let mut refused: Option<anyhow::Error> = None;
+    for file in &args.files {
+        let bytes = std::fs::read(file)
+            .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", file.display())))?;
+        let now = secflow_trust::now();
+        let result =
+            admission::verify_package(&bytes, &mut store, now, args.dev, args.allow_rollback);
+        let (plugin, decision, reason) = match &result {
+            Ok(v) => (
+                plugin_ref(
+                    v.package.manifest.id.as_str(),
+                    &v.package.manifest.version.to_string(),
+                    &v.digest,
+                ),
+                if v.signers.is_empty() {
+                    "accepted-unsigned-dev"
+                } else {
+                    "accepted"
+                },
+                String::new(),
+            ),
+            Err(r) => (
+                r.verification.as_ref().and_then(|v| {
+                    v.plugin_id.as_ref().map(|id| PluginRef {
+                        id: id.clone(),
+                        version: v.version.clone().unwrap_or_default(),
+                        digest: v.package_sha256.clone(),
+                    })
+                }),
+                "refused",
+                r.to_string(),
+            ),
+        };
+        events.push(Event {
+            details: serde_json::json!({ "file": file.display().to_string() }),
+            ..event("signature.verify", plugin, decision, reason)
+        });
+        match result {
+            Ok(verified) => candidates.push(Candidate {
+                file: file.clone(),
+                bytes,
+                verified,
+            }),
+            Err(r) => {
+                refused = Some(fail(
+                    Exit::Refused,
+                    format!("{}: refused: {r}", file.display()),
+                ));
+                break;
+            }
+        }
+    }
+    // The trust store's clock and trusted versions persist whatever the outcome.
+    store
+        .save(&home.trust_store())
+        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    if let Some(err) = refused {
+        super::audit_record(home, events)?;
+        return Err(err);
+    }
+
+    // Dependencies inside the set first; cycles inside it are reported before anything is
+    // stored.
+    let nodes: Vec<_> = candidates
+        .iter()
+        .map(|c| secflow_registry::deps::Node::from_manifest(&c.verified.package.manifest))
+        .collect();
+    let order = match secflow_registry::deps::install_order(&nodes) {
+        Ok(order) => order,
+        Err(cycle) => {
+            super::audit_record(home, events)?;
+            return Err(fail(Exit::Refused, cycle));
+        }
+    };
+
+    let result = block_on(async {
+        let mut registry = open(home).await.map_err(|e| (e, Vec::new()))?;
+        let mut outcomes = Vec::new();
+        for i in order {
+            let c = &candidates[i];
+            match admit_one(home, &mut registry, &engine, c, &args, &mounts, upgrade, &mut events)
+                .await
+            {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(e) => return Err((e, outcomes)),
+            }
+        }
+        Ok(outcomes)
+    })?;
+    super::audit_record(home, events)?;
+    let outcomes = match result {
+        Ok(o) => o,
+        Err((e, done)) => {
+            if !done.is_empty() && !args.json {
+                eprintln!("{} package(s) installed before the failure", done.len());
+            }
+            return Err(e);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+    }
+    Ok(Exit::Success)
+}
+
+/// Admits, approves and stores one verified package; pushes its audit events.
+#[allow(clippy::too_many_arguments)]
+async fn admit_one(
+    home: &Home,
+    registry: &mut Registry,
+    engine: &PolicyEngine,
+    c: &Candidate,
+    args: &InstallArgs,
+    mounts: &[(String, PathBuf)],
+    upgrade: bool,
+    events: &mut Vec<Event>,
+) -> anyhow::Result<serde_json::Value> {
+    let manifest = &c.verified.package.manifest;
+    let id = manifest.id.to_string();
+    let version = manifest.version.to_string();
+    let pref = plugin_ref(&id, &version, &c.verified.digest);
+    let current = registry.get(&id).await.map_err(registry_error)?;
+    if !upgrade && let Some(p) = &current {
+        if p.version == version && p.digest == c.verified.digest {
+            eprintln!("{id} {version} is already installed");
+            return Ok(serde_json::json!({"id": id, "version": version, "outcome": "unchanged"}));
+        }
+        return Err(registry_error(RegistryError::AlreadyInstalled {
+            id,
+            version: p.version.clone(),
+        }));
+    }
+    if upgrade && current.is_none() {
+        return Err(registry_error(RegistryError::NotInstalled(id)));
+    }
+
+    // What is asked, and what the previous grant already covered.
+    let asks = grants::asks(&manifest.capabilities);
+    let previous = match &current {
+        Some(p) => Some(
+            registry
+                .grant(&p.id, &p.version)
+                .await
+                .map_err(registry_error)?,
+        ),
+        None => None,
+    };
+    let increase = previous
+        .as_ref()
+        .map(|g| grants::increase(&g.capabilities, &manifest.capabilities))
+        .unwrap_or_default();
+    let granted_caps = if args.grants.is_empty() {
+        manifest.capabilities.clone()
+    } else {
+        grants::select(&manifest.capabilities, &args.grants).map_err(|e| fail(Exit::Usage, e))?
+    };
+    for (guest, _) in mounts {
+        if !granted_caps
+            .filesystem
+            .iter()
+            .any(|f| &f.guest_path() == guest)
+        {
+            return Err(fail(
+                Exit::Usage,
+                format!("--mount {guest}: {id} is not granted that directory"),
+            ));
+        }
+    }
+
+    print_request(c, &asks, previous.is_some().then_some(&increase), current.as_ref());
+
+    // Approval: --grant or --yes in scripts, a prompt on a terminal. An install needs it when
+    // anything is asked; an upgrade when it asks for more than the previous grant.
+    let needs_approval = if upgrade {
+        !increase.is_empty()
+    } else {
+        !asks.is_empty()
+    };
+    let mut approval = if !args.grants.is_empty() {
+        Some("--grant")
+    } else if args.yes {
+        Some("--yes")
+    } else if !needs_approval {
+        Some(if upgrade { "carried-over" } else { "none-asked" })
+    } else {
+        None
+    };
+    let facts = admission::facts(
+        manifest,
+        Some(&granted_caps),
+        &c.verified.signers,
+        current.as_ref().map_or(0, |p| p.violations),
+        current.as_ref().is_some_and(|p| p.quarantined),
+    );
+    let action = if upgrade {
+        Action::Upgrade
+    } else {
+        Action::Install
+    };
+    let ask_policy = |approved: bool| {
+        admission::decide(
+            engine,
+            &Question {
+                principal: actor(),
+                action,
+                facts: facts.clone(),
+                dev: args.dev,
+                approved,
+                capability_increase: !increase.is_empty(),
+            },
+        )
+    };
+    // Judge before prompting, as if approved: no point asking a person for what policy
+    // forbids anyway.
+    let decision = ask_policy(true);
+    if !decision.allowed {
+        events.push(decision_event(action, pref.clone(), &decision));
+        return Err(fail(
+            Exit::Refused,
+            format!(
+                "{id} {version}: refused by policy {}{}; see `secflow policy explain --dev DIR` or edit {}",
+                decision.policies.join(", "),
+                if decision.errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", decision.errors.join("; "))
+                },
+                home.policy().display()
+            ),
+        ));
+    }
+    if approval.is_none() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        if confirm(if upgrade {
+            "Grant the new capabilities and upgrade?"
+        } else {
+            "Grant these capabilities and install?"
+        })? {
+            approval = Some("prompt");
+        } else if !upgrade {
+            return Err(fail(Exit::Refused, "not approved; nothing was installed"));
+        }
+    }
+    if approval.is_none() && !upgrade {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "{id} asks for capabilities; approve them with --yes, or name the ones to grant with --grant LABEL (no terminal to ask on)"
+            ),
+        ));
+    }
+    // An upgrade without approval of its increase is stored, held and disabled: the policy
+    // says so (`capability-increase-needs-approval`), and the decision is recorded.
+    let approved = approval.is_some();
+    let decision = ask_policy(approved);
+    events.push(decision_event(action, pref.clone(), &decision));
+    let held = !decision.allowed;
+    if held
+        && !decision
+            .policies
+            .iter()
+            .all(|p| p == "capability-increase-needs-approval")
+    {
+        return Err(fail(
+            Exit::Refused,
+            format!(
+                "{id} {version}: refused by policy {}",
+                decision.policies.join(", ")
+            ),
+        ));
+    }
+
+    let grant = Grant {
+        plugin_id: id.clone(),
+        version: version.clone(),
+        digest: c.verified.digest.clone(),
+        signers: c.verified.signers.iter().map(|s| s.key_id.clone()).collect(),
+        capabilities: granted_caps,
+        mounts: mounts.iter().cloned().collect(),
+        approval: approval.unwrap_or("pending").to_string(),
+        approved_by: if approved { actor() } else { String::new() },
+        approved_at: if approved {
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+        } else {
+            String::new()
+        },
+        pending: held,
+        dev: args.dev,
+    };
+    let enable = !held && current.as_ref().is_none_or(|p| p.enabled || p.pending_approval);
+    let mode = if upgrade {
+        InstallMode::Upgrade {
+            allow_older: args.allow_rollback,
+        }
+    } else {
+        InstallMode::Install
+    };
+    let outcome = registry
+        .install(
+            NewVersion {
+                package_file: &c.bytes,
+                manifest,
+                digest: c.verified.digest.clone(),
+                signers: c.verified.signers.clone(),
+                grant: grant.clone(),
+                enable,
+            },
+            mode,
+        )
+        .await
+        .map_err(registry_error)?;
+    let labels: Vec<String> = grants::asks(&grant.capabilities)
+        .into_iter()
+        .map(|a| a.label)
+        .collect();
+    let (audit_action, message) = match &outcome {
+        InstallOutcome::Installed => (
+            "plugin.install",
+            format!("installed {id} {version} from {}", c.file.display()),
+        ),
+        InstallOutcome::Upgraded { from } if held => (
+            "plugin.upgrade",
+            format!(
+                "upgraded {id} {from} -> {version}; disabled until the new capabilities are approved: secflow plugin enable {id}"
+            ),
+        ),
+        InstallOutcome::Upgraded { from } => (
+            "plugin.upgrade",
+            format!("upgraded {id} {from} -> {version}"),
+        ),
+        InstallOutcome::Unchanged => ("plugin.install", format!("{id} {version} unchanged")),
+    };
+    if outcome != InstallOutcome::Unchanged {
+        events.push(Event {
+            details: serde_json::json!({
+                "granted": labels,
+                "approval": grant.approval,
+                "signers": grant.signers,
+                "increase": increase,
+                "held_for_approval": held,
+                "dev": args.dev,
+                "rollback_override": c.verified.rollback_override,
+            }),
+            ..event(
+                audit_action,
+                pref,
+                if held { "held" } else { "ok" },
+                message.clone(),
+            )
+        });
+    }
+    if !args.json {
+        println!("{message}");
+    }
+    Ok(serde_json::json!({
+        "id": id, "version": version, "digest": c.verified.digest,
+        "outcome": outcome, "granted": labels, "held_for_approval": held,
+    }))
+}
+
+fn print_request(
+    c: &Candidate,
+    asks: &[grants::Ask],
+    increase: Option<&Vec<String>>,
+    current: Option<&InstalledPlugin>,
+) {
+    let m = &c.verified.package.manifest;
+    let signed = if c.verified.signers.is_empty() {
+        "unsigned (developer mode)".to_string()
+    } else {
+        format!(
+            "signed by {}",
+            c.verified
+                .signers
+                .iter()
+                .map(|s| format!("{} ({})", s.name.as_deref().unwrap_or(&s.key_id), s.role))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    eprintln!("{} {} ({}), {signed}", m.id, m.version, m.kind);
+    eprintln!("  {}", m.description);
+    if let Some(p) = current {
+        eprintln!("  installed: {} ({})", p.version, p.state());
+    }
+    if asks.is_empty() {
+        eprintln!("  asks for no capabilities");
+    } else {
+        eprintln!("  asks for:");
+        for a in asks {
+            let new = increase.is_some_and(|inc| inc.contains(&a.label));
+            eprintln!(
+                "    {}{:<40} {}",
+                if new { "+ " } else { "  " },
+                a.label,
+                a.reason
+            );
+        }
+    }
+    if let Some(inc) = increase {
+        if inc.is_empty() {
+            eprintln!("  nothing beyond the current grant");
+        } else {
+            eprintln!("  new since the installed version: {}", inc.join(", "));
+        }
+    }
+}
+
+/// Asks a yes/no question on the terminal; anything but yes is no.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+    let removed = block_on(async {
+        let mut registry = open(home).await?;
+        registry.uninstall(id).await.map_err(registry_error)
+    })??;
+    let active = removed.iter().find(|v| v.active).or(removed.first());
+    super::audit_record(
+        home,
+        vec![Event {
+            details: serde_json::json!({
+                "versions": removed.iter().map(|v| &v.version).collect::<Vec<_>>(),
+            }),
+            ..event(
+                "plugin.uninstall",
+                active.and_then(|v| plugin_ref(id, &v.version, &v.digest)),
+                "ok",
+                format!("uninstalled {id}"),
+            )
+        }],
+    )?;
+    // The plugin's key-value store goes with it: a later install starts clean.
+    let kv = home.kv().join(id);
+    if kv.exists()
+        && let Err(e) = std::fs::remove_dir_all(&kv)
+    {
+        eprintln!("warning: could not remove {}: {e}", kv.display());
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"uninstalled": id, "versions": removed.iter().map(|v| &v.version).collect::<Vec<_>>()})
+        );
+    } else {
+        println!(
+            "uninstalled {id} ({})",
+            removed
+                .iter()
+                .map(|v| v.version.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(Exit::Success)
+}
+
+fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
+    let engine = policy_engine(home)?;
+    block_on(async {
+        let mut registry = open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        let record = registry.active(id).await.map_err(registry_error)?;
+        let grant = registry
+            .grant(id, &plugin.version)
+            .await
+            .map_err(registry_error)?;
+        let pref = plugin_ref(id, &plugin.version, &plugin.digest);
+        let mut approved = !grant.pending;
+        if grant.pending {
+            eprintln!(
+                "{id} {} asks for capabilities not approved yet:",
+                plugin.version
+            );
+            for a in grants::asks(&grant.capabilities) {
+                eprintln!("    {:<40} {}", a.label, a.reason);
+            }
+            approved = yes
+                || (std::io::stdin().is_terminal()
+                    && std::io::stderr().is_terminal()
+                    && confirm("Grant them and enable?")?);
+        }
+        let facts = admission::facts(
+            &record.manifest,
+            Some(&grant.capabilities),
+            &record.signers,
+            plugin.violations,
+            plugin.quarantined,
+        );
+        let decision = admission::decide(
+            &engine,
+            &Question {
+                principal: actor(),
+                action: Action::Enable,
+                facts,
+                dev: grant.dev,
+                approved,
+                capability_increase: grant.pending,
+            },
+        );
+        let mut events = vec![decision_event(Action::Enable, pref.clone(), &decision)];
+        if !decision.allowed {
+            super::audit_record(home, events)?;
+            let hint = if grant.pending && !approved {
+                " (approve the new capabilities with --yes)"
+            } else if plugin.quarantined {
+                " (quarantined: `secflow plugin release` it first)"
+            } else {
+                ""
+            };
+            return Err(fail(
+                Exit::Refused,
+                format!(
+                    "enabling {id} refused by policy {}{hint}",
+                    decision.policies.join(", ")
+                ),
+            ));
+        }
+        let approval = grant
+            .pending
+            .then_some((if yes { "--yes" } else { "prompt" }, actor()));
+        registry
+            .set_enabled(id, true, approval.as_ref().map(|(h, b)| (*h, b.as_str())))
+            .await
+            .map_err(registry_error)?;
+        events.push(event(
+            "plugin.enable",
+            pref,
+            "ok",
+            if grant.pending {
+                format!("enabled {id} {}, new capabilities approved", plugin.version)
+            } else {
+                format!("enabled {id} {}", plugin.version)
+            },
+        ));
+        super::audit_record(home, events)?;
+        println!("enabled {id} {}", plugin.version);
+        anyhow::Ok(Exit::Success)
+    })?
+}
+
+fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
+    let plugin = block_on(async {
+        let mut registry = open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        registry
+            .set_enabled(id, false, None)
+            .await
+            .map_err(registry_error)?;
+        anyhow::Ok(plugin)
+    })??;
+    super::audit_record(
+        home,
+        vec![event(
+            "plugin.disable",
+            plugin_ref(id, &plugin.version, &plugin.digest),
+            "ok",
+            format!("disabled {id}"),
+        )],
+    )?;
+    println!("disabled {id}");
+    Ok(Exit::Success)
+}
+
+fn release(home: &Home, id: &str) -> anyhow::Result<Exit> {
+    let plugin = block_on(async {
+        let mut registry = open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        registry.release(id).await.map_err(registry_error)?;
+        anyhow::Ok(plugin)
+    })??;
+    super::audit_record(
+        home,
+        vec![event(
+            "plugin.release",
+            plugin_ref(id, &plugin.version, &plugin.digest),
+            "ok",
+            format!(
+                "released {id} from quarantine ({} violation(s) cleared)",
+                plugin.violations
+            ),
+        )],
+    )?;
+    println!("released {id}; its violation count is reset");
+    Ok(Exit::Success)
+}
+
+fn print_plugins(plugins: &[InstalledPlugin], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(plugins)?);
+        return Ok(());
+    }
+    if plugins.is_empty() {
+        println!("no plugins installed; add one with `secflow plugin install FILE`");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<10} {:<14} {:<17} {:<10} SIGNED BY",
+        "ID", "VERSION", "KIND", "STATE", "VIOLATIONS"
+    );
+    for p in plugins {
+        let signers = if p.signers.is_empty() {
+            "unsigned (dev)".to_string()
+        } else {
+            p.signers
+                .iter()
+                .map(|s| s.name.clone().unwrap_or_else(|| s.key_id.clone()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:<24} {:<10} {:<14} {:<17} {:<10} {signers}",
+            p.id,
+            p.version,
+            p.kind,
+            p.state(),
+            p.violations
+        );
+    }
+    Ok(())
+}
+
+fn list(home: &Home, json: bool) -> anyhow::Result<Exit> {
+    let plugins = block_on(async { open(home).await?.list().await.map_err(registry_error) })??;
+    print_plugins(&plugins, json)?;
+    Ok(Exit::Success)
+}
+
+fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+    let versions =
+        block_on(async { open(home).await?.versions(id).await.map_err(registry_error) })??;
+    if json {
+        let out: Vec<_> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "version": v.version, "digest": v.digest, "active": v.active,
+                    "installed_at": v.installed_at, "signers": v.signers,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for v in &versions {
+            println!(
+                "{} {:<10} {}  installed {}",
+                if v.active { "*" } else { " " },
+                v.version,
+                v.digest,
+                v.installed_at
+            );
+        }
+    }
+    Ok(Exit::Success)
+}
+
+fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+    let (record, grant) = block_on(async {
+        let mut registry = open(home).await?;
+        let record = registry.active(id).await.map_err(registry_error)?;
+        let grant = registry
+            .grant(id, &record.version)
+            .await
+            .map_err(registry_error)?;
+        anyhow::Ok((record, grant))
+    })??;
+    let asked = grants::asks(&record.manifest.capabilities);
+    let granted: Vec<String> = grants::asks(&grant.capabilities)
+        .into_iter()
+        .map(|a| a.label)
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "asked": asked, "granted": granted, "grant": grant,
+            }))?
+        );
+        return Ok(Exit::Success);
+    }
+    println!(
+        "{id} {} (digest {}), grant {}",
+        grant.version,
+        grant.digest,
+        if grant.pending {
+            "PENDING approval".to_string()
+        } else {
+            format!(
+                "approved by {} via {} at {}",
+                grant.approved_by, grant.approval, grant.approved_at
+            )
+        }
+    );
+    println!(
+        "bound to signer(s): {}",
+        if grant.signers.is_empty() {
+            "none (installed unsigned in developer mode)".to_string()
+        } else {
+            grant.signers.join(", ")
+        }
+    );
+    if asked.is_empty() {
+        println!("asks for no capabilities");
+    }
+    for a in &asked {
+        let state = if granted.contains(&a.label) {
+            "granted"
+        } else {
+            "denied "
+        };
+        let mount = a
+            .label
+            .strip_prefix("fs:")
+            .map(|p| p.trim_end_matches(":write"))
+            .and_then(|p| grant.mounts.get(p))
+            .map(|h| format!(" -> {}", h.display()))
+            .unwrap_or_default();
+        println!("  {state} {}{mount}  ({})", a.label, a.reason);
+    }
+    Ok(Exit::Success)
+}
+
+fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+    let (plugin, record, grant, stats, health, versions) = block_on(async {
+        let mut registry = open(home).await?;
+        let plugin = registry.require(id).await.map_err(registry_error)?;
+        let versions = registry.versions(id).await.map_err(registry_error)?;
+        let record = versions
+            .iter()
+            .find(|v| v.active)
+            .cloned()
+            .ok_or_else(|| fail(Exit::Usage, format!("{id} has no active version")))?;
+        let grant = registry
+            .grant(id, &plugin.version)
+            .await
+            .map_err(registry_error)?;
+        let stats = registry.stats(id).await.map_err(registry_error)?;
+        let health = registry.health(id).await.map_err(registry_error)?;
+        anyhow::Ok((plugin, record, grant, stats, health, versions))
+    })??;
+    let granted: Vec<String> = grants::asks(&grant.capabilities)
+        .into_iter()
+        .map(|a| a.label)
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "plugin": plugin,
+                "manifest": record.manifest,
+                "versions": versions.iter().map(|v| &v.version).collect::<Vec<_>>(),
+                "grant": grant,
+                "granted": granted,
+                "stats": stats,
+                "health": health,
+            }))?
+        );
+        return Ok(Exit::Success);
+    }
+    let m = &record.manifest;
+    println!("{} {} — {}", m.id, m.version, m.name);
+    println!("  {}", m.description);
+    println!("kind          {}", m.kind);
+    println!("state         {}", plugin.state());
+    if let Some(reason) = &plugin.quarantine_reason {
+        println!("quarantined   {reason}");
+    }
+    println!("digest        {}", plugin.digest);
+    if !m.authors.is_empty() {
+        println!("authors       {}", m.authors.join(", "));
+    }
+    if let Some(license) = &m.license {
+        println!("license       {license}");
+    }
+    if !m.categories.is_empty() || !m.tags.is_empty() {
+        println!(
+            "categories    {}   tags {}",
+            m.categories.join(", "),
+            m.tags.join(", ")
+        );
+    }
+    if !m.dependencies.is_empty() {
+        let deps: Vec<String> = m
+            .dependencies
+            .iter()
+            .map(|(d, r)| format!("{d} {r}"))
+            .collect();
+        println!("dependencies  {}", deps.join(", "));
+    }
+    println!(
+        "versions      {}",
+        versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if plugin.signers.is_empty() {
+        println!("signatures    none (installed in developer mode)");
+    }
+    for s in &plugin.signers {
+        println!(
+            "signature     {} {} ({})",
+            s.key_id,
+            s.name.as_deref().unwrap_or("?"),
+            s.role
+        );
+    }
+    println!(
+        "granted       {}",
+        if granted.is_empty() {
+            "nothing".to_string()
+        } else {
+            granted.join(", ")
+        }
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} ms"));
+    println!(
+        "runs          {} ({} errors, {} violations); avg {}, p95 {}",
+        stats.executions,
+        stats.errors,
+        plugin.violations,
+        ms(stats.avg_ms),
+        ms(stats.p95_ms)
+    );
+    println!(
+        "last run      {}",
+        match (&stats.last_run, &stats.last_outcome) {
+            (Some(t), Some(o)) => format!("{t} ({o})"),
+            _ => "never".to_string(),
+        }
+    );
+    println!(
+        "health        {}",
+        match &health {
+            Some(h) => format!(
+                "{} at {} ({}){}",
+                if h.ok { "healthy" } else { "unhealthy" },
+                h.time,
+                h.version,
+                if h.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", h.message)
+                }
+            ),
+            None => format!("not checked yet (`secflow run {id} --health`)"),
+        }
+    );
+    Ok(Exit::Success)
+}
+
+fn check(home: &Home, json: bool) -> anyhow::Result<Exit> {
+    let problems = block_on(async { open(home).await?.check().await.map_err(registry_error) })??;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"intact": problems.is_empty(), "problems": problems})
+        );
+    } else if problems.is_empty() {
+        println!("registry intact: every installed package present and unmodified");
+    } else {
+        for p in &problems {
+            eprintln!("problem: {p}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Refused
+    })
+}

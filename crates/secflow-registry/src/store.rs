@@ -1,0 +1,823 @@
+//! The registry database and its operations.
+
+use crate::admission::Signer;
+use crate::blobs::BlobStore;
+use crate::deps::{self, Node};
+use crate::grants::Grant;
+use crate::RegistryError;
+use secflow_manifest::Manifest;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection};
+use std::collections::HashSet;
+use std::path::Path;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS plugins (
+    id TEXT PRIMARY KEY NOT NULL,
+    active_version TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    pending_approval INTEGER NOT NULL DEFAULT 0,
+    quarantined INTEGER NOT NULL DEFAULT 0,
+    quarantine_reason TEXT,
+    violations INTEGER NOT NULL DEFAULT 0,
+    installed_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    plugin_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    signers TEXT NOT NULL,
+    installed_at TEXT NOT NULL,
+    PRIMARY KEY (plugin_id, version)
+);
+CREATE TABLE IF NOT EXISTS grants (
+    plugin_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (plugin_id, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY,
+    plugin_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    time TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    violation INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_plugin ON runs(plugin_id, seq);
+CREATE TABLE IF NOT EXISTS health (
+    plugin_id TEXT PRIMARY KEY NOT NULL,
+    version TEXT NOT NULL,
+    time TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+";
+
+/// Runs kept for the average and p95 (the most recent).
+const STATS_WINDOW: i64 = 10_000;
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// An installed plugin at its active version.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstalledPlugin {
+    pub id: String,
+    pub version: String,
+    pub kind: String,
+    pub name: String,
+    pub description: String,
+    pub categories: Vec<String>,
+    pub tags: Vec<String>,
+    /// SHA-256 of the active version's package payload.
+    pub digest: String,
+    pub enabled: bool,
+    /// The active version asks for more than was approved; disabled until approved.
+    pub pending_approval: bool,
+    pub quarantined: bool,
+    pub quarantine_reason: Option<String>,
+    /// Sandbox violations since install or the last release.
+    pub violations: u64,
+    pub signers: Vec<Signer>,
+    pub installed_at: String,
+    pub updated_at: String,
+}
+
+impl InstalledPlugin {
+    /// `enabled`, `disabled`, `pending-approval` or `quarantined`.
+    pub fn state(&self) -> &'static str {
+        if self.quarantined {
+            "quarantined"
+        } else if self.pending_approval {
+            "pending-approval"
+        } else if self.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    }
+}
+
+/// One stored version of a plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRecord {
+    pub id: String,
+    pub version: String,
+    pub digest: String,
+    /// Name of the package file in the blob store.
+    pub blob: String,
+    pub kind: String,
+    pub manifest: Manifest,
+    pub signers: Vec<Signer>,
+    pub installed_at: String,
+    pub active: bool,
+}
+
+/// How [`Registry::install`] treats an installed plugin of the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallMode {
+    /// The id must not be installed.
+    Install,
+    /// The id must be installed, at a lower version unless `allow_older`.
+    Upgrade { allow_older: bool },
+}
+
+/// A version to store, admitted and approved by the caller.
+#[derive(Debug)]
+pub struct NewVersion<'a> {
+    /// The whole package file, signatures included (kept for `info` and re-verification).
+    pub package_file: &'a [u8],
+    pub manifest: &'a Manifest,
+    /// Payload SHA-256.
+    pub digest: String,
+    pub signers: Vec<Signer>,
+    pub grant: Grant,
+    /// Enabled after the change (false for an upgrade waiting for approval).
+    pub enable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum InstallOutcome {
+    Installed,
+    Upgraded { from: String },
+    /// That exact package was already the active version.
+    Unchanged,
+}
+
+/// Run statistics of one plugin.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub executions: u64,
+    pub errors: u64,
+    pub violations: u64,
+    pub last_run: Option<String>,
+    pub last_outcome: Option<String>,
+    /// Over the most recent 10,000 runs.
+    pub avg_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+/// One finished invocation.
+#[derive(Debug, Clone)]
+pub struct RunRecord<'a> {
+    pub plugin_id: &'a str,
+    pub version: &'a str,
+    pub duration_us: u64,
+    /// `ok` or the error kind (`timeout`, `capability-denied`, ...).
+    pub outcome: &'a str,
+    pub violation: bool,
+}
+
+/// The last health check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    pub version: String,
+    pub time: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// What `secflow plugin search` filters on; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Case-insensitive substring of id, name, description or tags.
+    pub text: Option<String>,
+    pub kind: Option<String>,
+    pub category: Option<String>,
+    pub tag: Option<String>,
+}
+
+/// An open registry.
+#[derive(Debug)]
+pub struct Registry {
+    conn: SqliteConnection,
+    blobs: BlobStore,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Corrupt(what.to_string())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, RegistryError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("registry records serialize")
+}
+
+impl Registry {
+    /// Opens (creating if needed) the registry in `dir` (`SECFLOW_HOME`): `registry.db` and
+    /// `blobs/`.
+    pub async fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RegistryError::Io(format!("{}: {e}", dir.display())))?;
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("registry.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(60));
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+        Ok(Registry {
+            conn,
+            blobs: BlobStore::new(dir.join("blobs")),
+        })
+    }
+
+    /// Stores an admitted, approved version: the blob, the version row, its grant and the
+    /// plugin's state, in one transaction. Dependencies are resolved against the installed
+    /// set inside that transaction, so concurrent installs cannot break them.
+    pub async fn install(
+        &mut self,
+        new: NewVersion<'_>,
+        mode: InstallMode,
+    ) -> Result<InstallOutcome, RegistryError> {
+        let id = new.manifest.id.to_string();
+        let version = new.manifest.version.to_string();
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let current: Option<(String, String)> = sqlx::query(
+            "SELECT p.active_version, v.digest FROM plugins p
+             JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
+             WHERE p.id = ?",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| (r.get(0), r.get(1)));
+        if let Some((active, digest)) = &current
+            && active == &version
+            && digest == &new.digest
+        {
+            return Ok(InstallOutcome::Unchanged);
+        }
+        match (mode, &current) {
+            (InstallMode::Install, Some((active, _))) => {
+                return Err(RegistryError::AlreadyInstalled {
+                    id,
+                    version: active.clone(),
+                });
+            }
+            (InstallMode::Upgrade { .. }, None) => return Err(RegistryError::NotInstalled(id)),
+            (InstallMode::Upgrade { allow_older }, Some((active, _))) => {
+                let active_v = semver::Version::parse(active).map_err(corrupt)?;
+                if new.manifest.version <= active_v && !allow_older {
+                    return Err(RegistryError::NotNewer {
+                        id,
+                        version,
+                        current: active.clone(),
+                    });
+                }
+            }
+            (InstallMode::Install, None) => {}
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT digest FROM versions WHERE plugin_id = ? AND version = ?")
+                .bind(&id)
+                .bind(&version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(existing) = &stored
+            && existing != &new.digest
+        {
+            return Err(RegistryError::DigestConflict {
+                id,
+                version,
+                existing: existing.clone(),
+            });
+        }
+        let installed = active_nodes(&mut tx).await?;
+        deps::check_install(&installed, &Node::from_manifest(new.manifest))
+            .map_err(RegistryError::Dependencies)?;
+
+        // The blob is durable before the row that names it commits.
+        let blob = self.blobs.put(new.package_file)?;
+        let at = now();
+        sqlx::query(
+            "INSERT OR REPLACE INTO versions
+             (plugin_id, version, digest, blob, kind, manifest, signers, installed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&version)
+        .bind(&new.digest)
+        .bind(&blob)
+        .bind(new.manifest.kind.as_str())
+        .bind(to_json(new.manifest))
+        .bind(to_json(&new.signers))
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT OR REPLACE INTO grants (plugin_id, version, body) VALUES (?, ?, ?)")
+            .bind(&id)
+            .bind(&version)
+            .bind(to_json(&new.grant))
+            .execute(&mut *tx)
+            .await?;
+        let outcome = match current {
+            None => {
+                sqlx::query(
+                    "INSERT INTO plugins (id, active_version, enabled, pending_approval,
+                     installed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(&version)
+                .bind(new.enable)
+                .bind(new.grant.pending)
+                .bind(&at)
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+                InstallOutcome::Installed
+            }
+            Some((from, _)) => {
+                sqlx::query(
+                    "UPDATE plugins SET active_version = ?, enabled = ?, pending_approval = ?,
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(&version)
+                .bind(new.enable)
+                .bind(new.grant.pending)
+                .bind(&at)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+                InstallOutcome::Upgraded { from }
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Removes a plugin, every stored version, grant, run record and health record, then
+    /// sweeps blobs nothing names any more. Refused while another plugin depends on it.
+    pub async fn uninstall(&mut self, id: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT active_version FROM plugins WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Err(RegistryError::NotInstalled(id.to_string()));
+        }
+        let installed = active_nodes(&mut tx).await?;
+        deps::check_uninstall(&installed, id).map_err(RegistryError::Dependencies)?;
+        let removed = versions_in(&mut tx, id).await?;
+        for table in ["versions", "grants", "runs", "health"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE plugin_id = ?"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM plugins WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.sweep().await?;
+        Ok(removed)
+    }
+
+    /// Deletes blobs that no version names (left by a crash between a blob write and its
+    /// commit, or by an uninstall), under the write lock so no install in progress loses
+    /// its blob. Returns how many files were removed.
+    pub async fn sweep(&mut self) -> Result<usize, RegistryError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let keep: HashSet<String> = sqlx::query_scalar("SELECT blob FROM versions")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+        let removed = self.blobs.retain(&keep)?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    /// Turns a plugin on or off. Enabling a version with a pending grant approves it
+    /// (`approval` says how); the caller has asked the person and the policy first.
+    pub async fn set_enabled(
+        &mut self,
+        id: &str,
+        enabled: bool,
+        approval: Option<(&str, &str)>,
+    ) -> Result<(), RegistryError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let active: String = sqlx::query_scalar("SELECT active_version FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        if let Some((how, by)) = approval {
+            let body: String =
+                sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
+                    .bind(id)
+                    .bind(&active)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut grant: Grant = parse_json(&body, "grant")?;
+            grant.pending = false;
+            grant.approval = how.to_string();
+            grant.approved_by = by.to_string();
+            grant.approved_at = now();
+            sqlx::query("UPDATE grants SET body = ? WHERE plugin_id = ? AND version = ?")
+                .bind(to_json(&grant))
+                .bind(id)
+                .bind(&active)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE plugins SET pending_approval = 0 WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE plugins SET enabled = ?, updated_at = ? WHERE id = ?")
+            .bind(enabled)
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a finished invocation; returns the plugin's violation count afterwards.
+    pub async fn record_run(&mut self, run: &RunRecord<'_>) -> Result<u64, RegistryError> {
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO runs (plugin_id, version, time, duration_us, outcome, violation)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run.plugin_id)
+        .bind(run.version)
+        .bind(now())
+        .bind(run.duration_us as i64)
+        .bind(run.outcome)
+        .bind(run.violation)
+        .execute(&mut *tx)
+        .await?;
+        if run.violation {
+            sqlx::query("UPDATE plugins SET violations = violations + 1 WHERE id = ?")
+                .bind(run.plugin_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let violations: Option<i64> =
+            sqlx::query_scalar("SELECT violations FROM plugins WHERE id = ?")
+                .bind(run.plugin_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(violations.unwrap_or(0) as u64)
+    }
+
+    /// Refuses the plugin until [`Registry::release`].
+    pub async fn quarantine(&mut self, id: &str, reason: &str) -> Result<(), RegistryError> {
+        let n = sqlx::query(
+            "UPDATE plugins SET quarantined = 1, quarantine_reason = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(id)
+        .execute(&mut self.conn)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::NotInstalled(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Lifts a quarantine and resets the violation count.
+    pub async fn release(&mut self, id: &str) -> Result<(), RegistryError> {
+        let n = sqlx::query(
+            "UPDATE plugins SET quarantined = 0, quarantine_reason = NULL, violations = 0,
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(now())
+        .bind(id)
+        .execute(&mut self.conn)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(RegistryError::NotInstalled(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn record_health(
+        &mut self,
+        id: &str,
+        version: &str,
+        ok: bool,
+        message: &str,
+    ) -> Result<(), RegistryError> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO health (plugin_id, version, time, ok, message)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(now())
+        .bind(ok)
+        .bind(message)
+        .execute(&mut self.conn)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn health(&mut self, id: &str) -> Result<Option<Health>, RegistryError> {
+        Ok(
+            sqlx::query("SELECT version, time, ok, message FROM health WHERE plugin_id = ?")
+                .bind(id)
+                .fetch_optional(&mut self.conn)
+                .await?
+                .map(|r| Health {
+                    version: r.get(0),
+                    time: r.get(1),
+                    ok: r.get(2),
+                    message: r.get(3),
+                }),
+        )
+    }
+
+    /// Every installed plugin at its active version, by id.
+    pub async fn list(&mut self) -> Result<Vec<InstalledPlugin>, RegistryError> {
+        let rows = sqlx::query(PLUGIN_SELECT)
+            .fetch_all(&mut self.conn)
+            .await?;
+        rows.iter().map(plugin_from_row).collect()
+    }
+
+    pub async fn get(&mut self, id: &str) -> Result<Option<InstalledPlugin>, RegistryError> {
+        Ok(self.list().await?.into_iter().find(|p| p.id == id))
+    }
+
+    /// An installed plugin, or [`RegistryError::NotInstalled`].
+    pub async fn require(&mut self, id: &str) -> Result<InstalledPlugin, RegistryError> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))
+    }
+
+    pub async fn search(
+        &mut self,
+        q: &SearchQuery,
+    ) -> Result<Vec<InstalledPlugin>, RegistryError> {
+        let lower = |s: &str| s.to_lowercase();
+        let text = q.text.as_deref().map(lower);
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|p| q.kind.as_deref().is_none_or(|k| p.kind == k))
+            .filter(|p| {
+                q.category
+                    .as_deref()
+                    .is_none_or(|c| p.categories.iter().any(|x| x.eq_ignore_ascii_case(c)))
+            })
+            .filter(|p| {
+                q.tag
+                    .as_deref()
+                    .is_none_or(|t| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+            })
+            .filter(|p| {
+                text.as_deref().is_none_or(|t| {
+                    [&p.id, &p.name, &p.description]
+                        .into_iter()
+                        .chain(p.tags.iter())
+                        .chain(p.categories.iter())
+                        .any(|field| lower(field).contains(t))
+                })
+            })
+            .collect())
+    }
+
+    /// Every stored version of a plugin, newest first.
+    pub async fn versions(&mut self, id: &str) -> Result<Vec<VersionRecord>, RegistryError> {
+        let mut tx = self.conn.begin().await?;
+        let out = versions_in(&mut tx, id).await?;
+        tx.commit().await?;
+        if out.is_empty() {
+            return Err(RegistryError::NotInstalled(id.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The active version's record.
+    pub async fn active(&mut self, id: &str) -> Result<VersionRecord, RegistryError> {
+        self.versions(id)
+            .await?
+            .into_iter()
+            .find(|v| v.active)
+            .ok_or_else(|| corrupt(format!("{id} has no active version")))
+    }
+
+    pub async fn grant(&mut self, id: &str, version: &str) -> Result<Grant, RegistryError> {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&mut self.conn)
+                .await?;
+        parse_json(
+            &body.ok_or_else(|| corrupt(format!("{id} {version} has no grant")))?,
+            "grant",
+        )
+    }
+
+    /// The stored package file of a version, checked against its blob name and its payload
+    /// digest.
+    pub fn package(&self, record: &VersionRecord) -> Result<Vec<u8>, RegistryError> {
+        let bytes = self.blobs.get(&record.blob)?;
+        let envelope = secflow_package::Envelope::split(&bytes, &Default::default())
+            .map_err(|e| RegistryError::Blob {
+                name: record.blob.clone(),
+                reason: e.to_string(),
+            })?;
+        if envelope.digest() != record.digest {
+            return Err(RegistryError::Blob {
+                name: record.blob.clone(),
+                reason: format!(
+                    "holds payload {} but {} {} was installed as {}",
+                    envelope.digest(),
+                    record.id,
+                    record.version,
+                    record.digest
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub async fn stats(&mut self, id: &str) -> Result<RunStats, RegistryError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), COALESCE(SUM(outcome <> 'ok'), 0), COALESCE(SUM(violation), 0)
+             FROM runs WHERE plugin_id = ?",
+        )
+        .bind(id)
+        .fetch_one(&mut self.conn)
+        .await?;
+        let mut stats = RunStats {
+            executions: row.get::<i64, _>(0) as u64,
+            errors: row.get::<i64, _>(1) as u64,
+            violations: row.get::<i64, _>(2) as u64,
+            ..RunStats::default()
+        };
+        if let Some(last) =
+            sqlx::query("SELECT time, outcome FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT 1")
+                .bind(id)
+                .fetch_optional(&mut self.conn)
+                .await?
+        {
+            stats.last_run = Some(last.get(0));
+            stats.last_outcome = Some(last.get(1));
+        }
+        let mut durations: Vec<i64> = sqlx::query_scalar(
+            "SELECT duration_us FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(STATS_WINDOW)
+        .fetch_all(&mut self.conn)
+        .await?;
+        if !durations.is_empty() {
+            durations.sort_unstable();
+            let n = durations.len();
+            let sum: i64 = durations.iter().sum();
+            stats.avg_ms = Some(sum as f64 / n as f64 / 1000.0);
+            // Nearest-rank percentile.
+            let rank = (0.95 * n as f64).ceil() as usize;
+            stats.p95_ms = Some(durations[rank.clamp(1, n) - 1] as f64 / 1000.0);
+        }
+        Ok(stats)
+    }
+
+    /// Checks the registry's integrity: every plugin has its active version and a grant for
+    /// it, and every version's blob is present and intact. Returns the problems found.
+    pub async fn check(&mut self) -> Result<Vec<String>, RegistryError> {
+        let mut problems = Vec::new();
+        let orphans: Vec<String> = sqlx::query_scalar(
+            "SELECT p.id FROM plugins p LEFT JOIN versions v
+             ON v.plugin_id = p.id AND v.version = p.active_version WHERE v.plugin_id IS NULL",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        for id in orphans {
+            problems.push(format!("{id}: the active version is missing"));
+        }
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM plugins")
+            .fetch_all(&mut self.conn)
+            .await?;
+        for id in ids {
+            let versions = match self.versions(&id).await {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("{id}: {e}"));
+                    continue;
+                }
+            };
+            for v in versions {
+                if let Err(e) = self.package(&v) {
+                    problems.push(format!("{id} {}: {e}", v.version));
+                }
+                if let Err(e) = self.grant(&id, &v.version).await {
+                    problems.push(format!("{id} {}: {e}", v.version));
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+const PLUGIN_SELECT: &str = "
+SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
+       p.quarantine_reason, p.violations, p.installed_at, p.updated_at,
+       v.digest, v.kind, v.manifest, v.signers
+FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
+ORDER BY p.id";
+
+fn plugin_from_row(r: &SqliteRow) -> Result<InstalledPlugin, RegistryError> {
+    let manifest: Manifest = parse_json(&r.get::<String, _>(11), "manifest")?;
+    Ok(InstalledPlugin {
+        id: r.get(0),
+        version: r.get(1),
+        enabled: r.get(2),
+        pending_approval: r.get(3),
+        quarantined: r.get(4),
+        quarantine_reason: r.get(5),
+        violations: r.get::<i64, _>(6) as u64,
+        installed_at: r.get(7),
+        updated_at: r.get(8),
+        digest: r.get(9),
+        kind: r.get(10),
+        name: manifest.name,
+        description: manifest.description,
+        categories: manifest.categories,
+        tags: manifest.tags,
+        signers: parse_json(&r.get::<String, _>(12), "signers")?,
+    })
+}
+
+async fn versions_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> Result<Vec<VersionRecord>, RegistryError> {
+    let active: Option<String> =
+        sqlx::query_scalar("SELECT active_version FROM plugins WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let rows = sqlx::query(
+        "SELECT version, digest, blob, kind, manifest, signers, installed_at
+         FROM versions WHERE plugin_id = ?",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            let version: String = r.get(0);
+            Ok(VersionRecord {
+                id: id.to_string(),
+                active: active.as_deref() == Some(version.as_str()),
+                version,
+                digest: r.get(1),
+                blob: r.get(2),
+                kind: r.get(3),
+                manifest: parse_json(&r.get::<String, _>(4), "manifest")?,
+                signers: parse_json(&r.get::<String, _>(5), "signers")?,
+                installed_at: r.get(6),
+            })
+        })
+        .collect::<Result<Vec<_>, RegistryError>>()?;
+    out.sort_by(|a, b| b.manifest.version.cmp(&a.manifest.version));
+    Ok(out)
+}
+
+/// The dependency nodes of every installed plugin's active version.
+async fn active_nodes(conn: &mut SqliteConnection) -> Result<Vec<Node>, RegistryError> {
+    let manifests: Vec<String> = sqlx::query_scalar(
+        "SELECT v.manifest FROM plugins p JOIN versions v
+         ON v.plugin_id = p.id AND v.version = p.active_version",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    manifests
+        .iter()
+        .map(|m| Ok(Node::from_manifest(&parse_json::<Manifest>(m, "manifest")?)))
+        .collect()
+}
