@@ -279,7 +279,7 @@ async fn admit_one(
     engine: &PolicyEngine,
     c: &Candidate,
     args: &InstallArgs,
-    mounts: &[(String, PathBuf)],
+    args_mounts: &[(String, PathBuf)],
     upgrade: bool,
     events: &mut Vec<Event>,
 ) -> anyhow::Result<serde_json::Value> {
@@ -322,7 +322,7 @@ async fn admit_one(
     } else {
         grants::select(&manifest.capabilities, &args.grants).map_err(|e| fail(Exit::Usage, e))?
     };
-    for (guest, _) in mounts {
+    for (guest, _) in args_mounts {
         if !granted_caps
             .filesystem
             .iter()
@@ -437,13 +437,21 @@ async fn admit_one(
         ));
     }
 
+    // Directories stay bound where the previous grant bound them, unless --mount says
+    // otherwise; bindings of paths no longer granted are dropped.
+    let mut mounts: std::collections::BTreeMap<String, PathBuf> = previous
+        .as_ref()
+        .map(|g| g.mounts.clone())
+        .unwrap_or_default();
+    mounts.extend(args_mounts.iter().cloned());
+    mounts.retain(|guest, _| granted_caps.filesystem.iter().any(|f| &f.guest_path() == guest));
     let grant = Grant {
         plugin_id: id.clone(),
         version: version.clone(),
         digest: c.verified.digest.clone(),
         signers: c.verified.signers.iter().map(|s| s.key_id.clone()).collect(),
         capabilities: granted_caps,
-        mounts: mounts.iter().cloned().collect(),
+        mounts,
         approval: approval.unwrap_or("pending").to_string(),
         approved_by: if approved { actor() } else { String::new() },
         approved_at: if approved {
@@ -630,7 +638,8 @@ fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
 
 fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
     let engine = policy_engine(home)?;
-    block_on(async {
+    let mut events = Vec::new();
+    let result = block_on(async {
         let mut registry = open(home).await?;
         let plugin = registry.require(id).await.map_err(registry_error)?;
         let record = registry.active(id).await.map_err(registry_error)?;
@@ -671,9 +680,8 @@ fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
                 capability_increase: grant.pending,
             },
         );
-        let mut events = vec![decision_event(Action::Enable, pref.clone(), &decision)];
+        events.push(decision_event(Action::Enable, pref.clone(), &decision));
         if !decision.allowed {
-            super::audit_record(home, events)?;
             let hint = if grant.pending && !approved {
                 " (approve the new capabilities with --yes)"
             } else if plugin.quarantined {
@@ -706,10 +714,11 @@ fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
                 format!("enabled {id} {}", plugin.version)
             },
         ));
-        super::audit_record(home, events)?;
         println!("enabled {id} {}", plugin.version);
         anyhow::Ok(Exit::Success)
-    })?
+    });
+    super::audit_record(home, events)?;
+    result?
 }
 
 fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
