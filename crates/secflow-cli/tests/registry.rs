@@ -79,7 +79,10 @@ impl Env {
         let out = self.run(args);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected `{needle}` in: {stderr}"
+        );
         out
     }
 
@@ -185,9 +188,19 @@ fn install_run_audit_verify_as_the_readme_shows() {
     let env = Env::new();
     let dp = env.data_processor("0.1.0");
     let installed = env.ok(&["plugin", "install", p(&dp), "--yes"]);
-    assert!(installed.contains("installed data-processor 0.1.0"), "{installed}");
+    assert!(
+        installed.contains("installed data-processor 0.1.0"),
+        "{installed}"
+    );
     let out = env.run_stdin(
-        &["run", "data-processor", "--action", "aggregate", "--input", "-"],
+        &[
+            "run",
+            "data-processor",
+            "--action",
+            "aggregate",
+            "--input",
+            "-",
+        ],
         r#"{"data":[1,2,3],"operation":"sum"}"#,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -242,7 +255,10 @@ fn install_upgrade_uninstall_round_trip() {
     );
 
     let up = env.ok(&["plugin", "upgrade", p(&v2), "--yes"]);
-    assert!(up.contains("upgraded data-processor 0.1.0 -> 0.2.0"), "{up}");
+    assert!(
+        up.contains("upgraded data-processor 0.1.0 -> 0.2.0"),
+        "{up}"
+    );
     assert_eq!(
         env.installed(),
         [("data-processor".into(), "0.2.0".into(), "enabled".into())]
@@ -262,10 +278,9 @@ fn install_upgrade_uninstall_round_trip() {
     assert_eq!(env.installed()[0].1, "0.1.0");
 
     // Same id and version, other bytes: versions are immutable.
-    let mut other = std::fs::read_to_string(
-        Path::new(artifacts::DATA_PROCESSOR.dir).join("plugin.toml"),
-    )
-    .unwrap();
+    let mut other =
+        std::fs::read_to_string(Path::new(artifacts::DATA_PROCESSOR.dir).join("plugin.toml"))
+            .unwrap();
     other = other.replace("version = \"0.1.0\"", "version = \"0.2.0\"");
     other.push_str("\n# a different payload\n");
     let v2b = env.package(
@@ -279,6 +294,23 @@ fn install_upgrade_uninstall_round_trip() {
         3,
         "versions are immutable",
     );
+
+    // A countersignature on the installed payload replaces the stored package and rebinds
+    // the grant to both signers; nothing else changes.
+    let current = env.tmp.path().join("dp-0.1.0.sfpkg");
+    env.ok(&["plugin", "sign", p(&current), "--key", "market"]);
+    // (0.1.0 is older than the 0.2.0 the trust store has seen: the override again.)
+    env.ok(&[
+        "plugin",
+        "install",
+        p(&current),
+        "--yes",
+        "--allow-rollback",
+    ]);
+    let info = env.json(&["plugin", "info", "data-processor", "--json"]);
+    assert_eq!(info["plugin"]["signers"].as_array().unwrap().len(), 2);
+    assert_eq!(info["grant"]["signers"].as_array().unwrap().len(), 2);
+    assert_eq!(info["grant"]["approval"], "--yes");
 
     // Disable / enable.
     env.ok(&["plugin", "disable", "data-processor"]);
@@ -353,6 +385,18 @@ fn upgrade_asking_for_more_capabilities_is_held_until_approved() {
     );
     let perms = env.ok(&["plugin", "permissions", "hostile"]);
     assert!(perms.contains("PENDING"), "{perms}");
+    // Another upgrade asking the same as the held one is no way around the approval: a
+    // pending grant approved nothing.
+    let v2b = env.hostile(
+        "0.2.1",
+        "[[capabilities.filesystem]]\npath = \"/data\"\nreason = \"read the data\"\n",
+        &["pub"],
+    );
+    env.ok(&["plugin", "upgrade", p(&v2b)]);
+    assert_eq!(
+        env.installed(),
+        [("hostile".into(), "0.2.1".into(), "pending-approval".into())]
+    );
     env.fails(
         &["plugin", "enable", "hostile"],
         3,
@@ -405,9 +449,9 @@ fn policy_denials_for_each_default_rule() {
     let private = env.package(
         "private",
         &hostile_manifest("0.1.0", "").replace(
-                "host = \"allowed.example.com\"",
-                "host = \"allowed.example.com\"\nallow-private = true",
-            ),
+            "host = \"allowed.example.com\"",
+            "host = \"allowed.example.com\"\nallow-private = true",
+        ),
         artifacts::TEST_HOSTILE.component,
         &["pub"],
     );
@@ -460,7 +504,10 @@ timeout-ms = 120000
     }
     let stats = env.json(&["stats", "--json"]);
     assert!(stats["policy_violations"].as_u64().unwrap() >= 3, "{stats}");
-    assert!(stats["verification_failures"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["verification_failures"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
 }
 
 #[test]
@@ -472,7 +519,11 @@ fn quarantine_after_repeated_violations_until_released() {
     for i in 1..=3 {
         let out = env.run(&["run", "hostile", "--action", "loop"]);
         assert_eq!(out.status.code(), Some(4), "run {i}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("timeout"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("timeout"),
+            "{}",
+            text(&out.stderr)
+        );
         let quarantined = text(&out.stderr).contains("is quarantined");
         assert_eq!(quarantined, i == 3, "run {i}: {}", text(&out.stderr));
     }
@@ -524,7 +575,13 @@ fn run_uses_the_stored_grant_not_the_manifest() {
     env.fails(&["plugin", "install", p(&hostile)], 2, "--yes");
     let mount = format!("/data={}", data.display());
     env.ok(&[
-        "plugin", "install", p(&hostile), "--grant", "fs:/data", "--mount", &mount,
+        "plugin",
+        "install",
+        p(&hostile),
+        "--grant",
+        "fs:/data",
+        "--mount",
+        &mount,
     ]);
     let perms = env.ok(&["plugin", "permissions", "hostile"]);
     assert!(perms.contains("granted fs:/data"), "{perms}");
@@ -535,7 +592,15 @@ fn run_uses_the_stored_grant_not_the_manifest() {
     );
 
     let read = env.run_stdin(
-        &["run", "hostile", "--action", "read-file", "--input", "-", "--json"],
+        &[
+            "run",
+            "hostile",
+            "--action",
+            "read-file",
+            "--input",
+            "-",
+            "--json",
+        ],
         r#"{"path":"/data/note.txt"}"#,
     );
     assert!(read.status.success(), "{}", text(&read.stderr));
@@ -543,12 +608,16 @@ fn run_uses_the_stored_grant_not_the_manifest() {
 
     // Declared but not granted: denied at run time like anything undeclared.
     let kv = env.run_stdin(
-        &["run", "hostile", "--action", "kv-set", "--input", "-", "--json"],
+        &[
+            "run", "hostile", "--action", "kv-set", "--input", "-", "--json",
+        ],
         r#"{"key":"k","value":"v"}"#,
     );
     assert_ne!(kv.status.code(), Some(0), "{}", text(&kv.stdout));
     let net = env.run_stdin(
-        &["run", "hostile", "--action", "http-get", "--input", "-", "--json"],
+        &[
+            "run", "hostile", "--action", "http-get", "--input", "-", "--json",
+        ],
         r#"{"url":"https://allowed.example.com/"}"#,
     );
     let net_out = text(&net.stdout) + &text(&net.stderr);
@@ -557,6 +626,36 @@ fn run_uses_the_stored_grant_not_the_manifest() {
         "{net_out}"
     );
     assert!(!net_out.contains("\"status\": 200"), "{net_out}");
+    // An upgrade asking for the same keeps the partial grant without asking again: what was
+    // declined stays declined, and the directory stays bound where it was.
+    let v2 = env.hostile(
+        "0.2.0",
+        "[[capabilities.filesystem]]\npath = \"/data\"\nreason = \"read the data\"\n",
+        &["pub"],
+    );
+    env.ok(&["plugin", "upgrade", p(&v2)]);
+    assert_eq!(env.installed()[0].2, "enabled");
+    let perms = env.ok(&["plugin", "permissions", "hostile"]);
+    assert!(perms.contains("granted fs:/data"), "{perms}");
+    assert!(perms.contains("denied  kv"), "{perms}");
+    let read = env.run_stdin(
+        &[
+            "run",
+            "hostile",
+            "--action",
+            "read-file",
+            "--input",
+            "-",
+            "--json",
+        ],
+        r#"{"path":"/data/note.txt"}"#,
+    );
+    assert!(
+        text(&read.stdout).contains("granted contents"),
+        "{}",
+        text(&read.stderr)
+    );
+
     // Only granted directories can be re-bound at run time.
     env.fails(
         &["run", "hostile", "--action", "noop", "--mount", "/etc=/etc"],
@@ -599,8 +698,19 @@ fn revoked_signer_and_tampered_blob_stop_an_installed_plugin() {
     // Revoke the signer: the installed plugin no longer runs.
     env.ok(&["key", "generate", "--name", "rev"]);
     env.ok(&["trust", "add", "rev", "--role", "revocation"]);
-    let key_id = record[0]["signers"][0]["key_id"].as_str().unwrap().to_string();
-    env.ok(&["trust", "revoke", &key_id, "--sign-with", "rev", "--from", "0"]);
+    let key_id = record[0]["signers"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(&[
+        "trust",
+        "revoke",
+        &key_id,
+        "--sign-with",
+        "rev",
+        "--from",
+        "0",
+    ]);
     env.fails(
         &["run", "data-processor", "--action", "aggregate"],
         3,
@@ -618,7 +728,12 @@ fn dependencies_resolve_and_cycles_are_reported() {
     };
     let component = artifacts::TEST_NOOP.component;
     let base = env.package("base", &manifest("base", ""), component, &["pub"]);
-    let app = env.package("app", &manifest("app", "base = \"^1\""), component, &["pub"]);
+    let app = env.package(
+        "app",
+        &manifest("app", "base = \"^1\""),
+        component,
+        &["pub"],
+    );
     env.fails(
         &["plugin", "install", p(&app), "--yes"],
         3,
@@ -648,8 +763,18 @@ fn dependencies_resolve_and_cycles_are_reported() {
 #[test]
 fn search_versions_and_info_describe_installed_plugins() {
     let env = Env::new();
-    env.ok(&["plugin", "install", p(&env.data_processor("0.1.0")), "--yes"]);
-    env.ok(&["plugin", "install", p(&env.hostile("0.1.0", "", &["pub"])), "--yes"]);
+    env.ok(&[
+        "plugin",
+        "install",
+        p(&env.data_processor("0.1.0")),
+        "--yes",
+    ]);
+    env.ok(&[
+        "plugin",
+        "install",
+        p(&env.hostile("0.1.0", "", &["pub"])),
+        "--yes",
+    ]);
     let ids = |v: serde_json::Value| -> Vec<String> {
         v.as_array()
             .unwrap()
@@ -676,7 +801,10 @@ fn search_versions_and_info_describe_installed_plugins() {
     assert!(ids(env.json(&["plugin", "search", "--kind", "detector", "--json"])).is_empty());
     let table = env.ok(&["plugin", "list"]);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains("hostile") && table.contains("enabled"), "{table}");
+    assert!(
+        table.contains("hostile") && table.contains("enabled"),
+        "{table}"
+    );
     env.fails(&["plugin", "info", "nope"], 2, "nope is not installed");
 }
 
@@ -790,7 +918,9 @@ fn kill_9_at_random_points_leaves_the_old_or_the_new_state() {
         }
     }
     env.ok(&["audit", "verify"]);
-    eprintln!("kill -9: {old_states} old state(s), {new_states} new state(s); typical op {typical:?}");
+    eprintln!(
+        "kill -9: {old_states} old state(s), {new_states} new state(s); typical op {typical:?}"
+    );
     // The kills landed on both sides of the commit.
     assert!(
         old_states > 0 && new_states > 0,
@@ -801,7 +931,14 @@ fn kill_9_at_random_points_leaves_the_old_or_the_new_state() {
         env.ok(&["plugin", "install", p(&v1), "--yes", "--allow-rollback"]);
     }
     let out = env.run_stdin(
-        &["run", "data-processor", "--action", "aggregate", "--input", "-"],
+        &[
+            "run",
+            "data-processor",
+            "--action",
+            "aggregate",
+            "--input",
+            "-",
+        ],
         r#"{"data":[1,2,3],"operation":"sum"}"#,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -810,7 +947,7 @@ fn kill_9_at_random_points_leaves_the_old_or_the_new_state() {
 /// The hostile test plugin's manifest under id `hostile`, plus `extra` text.
 fn hostile_manifest(version: &str, extra: &str) -> String {
     format!(
-            r#"
+        r#"
 id = "hostile"
 version = "{version}"
 kind = "action"

@@ -37,7 +37,8 @@ pub struct Verified {
 #[error("{}", reasons.join("; "))]
 pub struct Refused {
     pub reasons: Vec<String>,
-    pub verification: Option<Verification>,
+    /// The trust store's verdict, when the package got that far.
+    pub verification: Option<Box<Verification>>,
 }
 
 /// Verifies `bytes` against the trust store. In developer mode a package with no signature
@@ -54,7 +55,7 @@ pub fn verify_package(
     let limits = PackageLimits::default();
     let refused = |reasons: Vec<String>, v: Option<Verification>| Refused {
         reasons,
-        verification: v,
+        verification: v.map(Box::new),
     };
     let verification =
         secflow_trust::verify(bytes, store, now, &limits, VerifyOptions { allow_rollback })

@@ -201,7 +201,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.len(), 2, "{err:?}");
         assert!(err[0].contains("base 2.0.0 is installed"), "{err:?}");
-        assert!(err[1].contains("extra >=0.3, which is not installed"), "{err:?}");
+        assert!(
+            err[1].contains("extra >=0.3, which is not installed"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -120,6 +120,33 @@ pub fn select(declared: &Capabilities, labels: &[String]) -> Result<Capabilities
     Ok(out)
 }
 
+fn fs_covered(granted: &Capabilities, fs: &secflow_manifest::FsCapability) -> bool {
+    granted.filesystem.iter().any(|g| {
+        g.guest_path() == fs.guest_path()
+            && (g.access == Access::Write || fs.access == Access::Read)
+    })
+}
+
+fn net_covered(granted: &Capabilities, net: &secflow_manifest::NetCapability) -> bool {
+    granted.network.iter().any(|g| {
+        g.scheme == net.scheme
+            && g.host.eq_ignore_ascii_case(&net.host)
+            && g.port() == net.port()
+            && (g.allow_private || !net.allow_private)
+    })
+}
+
+fn kv_quota(kv: &secflow_manifest::KvCapability) -> u64 {
+    kv.max_kib.unwrap_or(1024)
+}
+
+fn kv_covered(granted: &Capabilities, kv: &secflow_manifest::KvCapability) -> bool {
+    granted
+        .kv
+        .as_ref()
+        .is_some_and(|g| kv_quota(g) >= kv_quota(kv))
+}
+
 /// What `wanted` asks for beyond `granted`, as labels: new directories, write where read was
 /// granted, new network destinations (or private addresses), the key-value store or a larger
 /// quota. Reasons do not count: rewording a reason asks for nothing new.
@@ -129,36 +156,45 @@ pub fn increase(granted: &Capabilities, wanted: &Capabilities) -> Vec<String> {
     let mut labels = wanted_asks.iter().map(|a| a.label.clone());
     for fs in &wanted.filesystem {
         let label = labels.next().unwrap_or_default();
-        let covered = granted.filesystem.iter().any(|g| {
-            g.guest_path() == fs.guest_path()
-                && (g.access == Access::Write || fs.access == Access::Read)
-        });
-        if !covered {
+        if !fs_covered(granted, fs) {
             out.push(label);
         }
     }
     for net in &wanted.network {
         let label = labels.next().unwrap_or_default();
-        let covered = granted.network.iter().any(|g| {
-            g.scheme == net.scheme
-                && g.host.eq_ignore_ascii_case(&net.host)
-                && g.port() == net.port()
-                && (g.allow_private || !net.allow_private)
-        });
-        if !covered {
+        if !net_covered(granted, net) {
             out.push(label);
         }
     }
     if let Some(kv) = &wanted.kv {
         let label = labels.next().unwrap_or_default();
-        let quota = |k: &secflow_manifest::KvCapability| k.max_kib.unwrap_or(1024);
         match &granted.kv {
-            Some(g) if quota(g) >= quota(kv) => {}
+            Some(_) if kv_covered(granted, kv) => {}
             Some(_) => out.push(format!("{label} (larger quota)")),
             None => out.push(label),
         }
     }
     out
+}
+
+/// The part of `wanted` that `granted` already covers: what an upgrade keeps without asking
+/// again. A capability declined before stays declined.
+pub fn covered(granted: &Capabilities, wanted: &Capabilities) -> Capabilities {
+    Capabilities {
+        filesystem: wanted
+            .filesystem
+            .iter()
+            .filter(|f| fs_covered(granted, f))
+            .cloned()
+            .collect(),
+        network: wanted
+            .network
+            .iter()
+            .filter(|n| net_covered(granted, n))
+            .cloned()
+            .collect(),
+        kv: wanted.kv.clone().filter(|kv| kv_covered(granted, kv)),
+    }
 }
 
 #[cfg(test)]
@@ -255,5 +291,21 @@ mod tests {
             increase(&base, &write_now),
             ["fs:/feeds:write", "net:https://api.example.com:8443"]
         );
+    }
+
+    #[test]
+    fn covered_keeps_only_what_was_granted() {
+        let granted = caps(
+            r#"
+            [[filesystem]]
+            path = "/feeds"
+            reason = "a"
+        "#,
+        );
+        let kept = covered(&granted, &caps(FULL));
+        assert_eq!(kept.filesystem.len(), 1);
+        assert_eq!(kept.filesystem[0].path, "/feeds");
+        assert!(kept.network.is_empty() && kept.kv.is_none());
+        assert_eq!(covered(&caps(FULL), &caps(FULL)), caps(FULL));
     }
 }

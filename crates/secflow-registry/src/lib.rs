@@ -56,6 +56,10 @@ pub enum RegistryError {
     },
     #[error("{}", .0.join("; "))]
     Dependencies(Vec<String>),
+    #[error(
+        "{0} was changed by another secflow process meanwhile; look again (`secflow plugin info {0}`) and repeat the command"
+    )]
+    Changed(String),
     #[error("package blob {name}: {reason}")]
     Blob { name: String, reason: String },
     #[error("registry database: {0}")]

@@ -1,10 +1,10 @@
 //! The registry database and its operations.
 
+use crate::RegistryError;
 use crate::admission::Signer;
 use crate::blobs::BlobStore;
 use crate::deps::{self, Node};
 use crate::grants::Grant;
-use crate::RegistryError;
 use secflow_manifest::Manifest;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous};
@@ -142,15 +142,24 @@ pub struct NewVersion<'a> {
     pub grant: Grant,
     /// Enabled after the change (false for an upgrade waiting for approval).
     pub enable: bool,
+    /// The active version and digest the caller saw when it computed the grant (`None`: not
+    /// installed). If another process changed the plugin meanwhile, the install is refused
+    /// with [`RegistryError::Changed`] instead of storing a grant computed from stale state.
+    pub expected: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum InstallOutcome {
     Installed,
-    Upgraded { from: String },
+    Upgraded {
+        from: String,
+    },
     /// That exact package was already the active version.
     Unchanged,
+    /// The same payload with other signatures (a countersignature, a fresh signature after
+    /// a key rotation or expiry): the stored file and the grant's signers were replaced.
+    Resigned,
 }
 
 /// Run statistics of one plugin.
@@ -246,21 +255,55 @@ impl Registry {
     ) -> Result<InstallOutcome, RegistryError> {
         let id = new.manifest.id.to_string();
         let version = new.manifest.version.to_string();
+        let file_name = crate::blobs::blob_name(new.package_file);
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        let current: Option<(String, String)> = sqlx::query(
-            "SELECT p.active_version, v.digest FROM plugins p
+        let row = sqlx::query(
+            "SELECT p.active_version, v.digest, v.blob FROM plugins p
              JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
              WHERE p.id = ?",
         )
         .bind(&id)
         .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| (r.get(0), r.get(1)));
+        .await?;
+        let current: Option<(String, String)> = row.as_ref().map(|r| (r.get(0), r.get(1)));
+        let current_blob: Option<String> = row.as_ref().map(|r| r.get(2));
         if let Some((active, digest)) = &current
             && active == &version
             && digest == &new.digest
         {
-            return Ok(InstallOutcome::Unchanged);
+            if current_blob.as_deref() == Some(file_name.as_str()) {
+                return Ok(InstallOutcome::Unchanged);
+            }
+            // Same payload, other signatures: keep the grant, rebind it to the new signers.
+            let blob = self.blobs.put(new.package_file)?;
+            sqlx::query(
+                "UPDATE versions SET blob = ?, signers = ? WHERE plugin_id = ? AND version = ?",
+            )
+            .bind(&blob)
+            .bind(to_json(&new.signers))
+            .bind(&id)
+            .bind(&version)
+            .execute(&mut *tx)
+            .await?;
+            let body: String =
+                sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
+                    .bind(&id)
+                    .bind(&version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut grant: Grant = parse_json(&body, "grant")?;
+            grant.signers = new.grant.signers.clone();
+            sqlx::query("UPDATE grants SET body = ? WHERE plugin_id = ? AND version = ?")
+                .bind(to_json(&grant))
+                .bind(&id)
+                .bind(&version)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(InstallOutcome::Resigned);
+        }
+        if current != new.expected {
+            return Err(RegistryError::Changed(id));
         }
         match (mode, &current) {
             (InstallMode::Install, Some((active, _))) => {
@@ -413,6 +456,7 @@ impl Registry {
         &mut self,
         id: &str,
         enabled: bool,
+        expected_version: &str,
         approval: Option<(&str, &str)>,
     ) -> Result<(), RegistryError> {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
@@ -421,6 +465,10 @@ impl Registry {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        // Approve exactly the version the person was shown.
+        if active != expected_version {
+            return Err(RegistryError::Changed(id.to_string()));
+        }
         if let Some((how, by)) = approval {
             let body: String =
                 sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
@@ -556,9 +604,7 @@ impl Registry {
 
     /// Every installed plugin at its active version, by id.
     pub async fn list(&mut self) -> Result<Vec<InstalledPlugin>, RegistryError> {
-        let rows = sqlx::query(PLUGIN_SELECT)
-            .fetch_all(&mut self.conn)
-            .await?;
+        let rows = sqlx::query(PLUGIN_SELECT).fetch_all(&mut self.conn).await?;
         rows.iter().map(plugin_from_row).collect()
     }
 
@@ -573,10 +619,7 @@ impl Registry {
             .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))
     }
 
-    pub async fn search(
-        &mut self,
-        q: &SearchQuery,
-    ) -> Result<Vec<InstalledPlugin>, RegistryError> {
+    pub async fn search(&mut self, q: &SearchQuery) -> Result<Vec<InstalledPlugin>, RegistryError> {
         let lower = |s: &str| s.to_lowercase();
         let text = q.text.as_deref().map(lower);
         Ok(self
@@ -626,6 +669,38 @@ impl Registry {
             .ok_or_else(|| corrupt(format!("{id} has no active version")))
     }
 
+    /// The plugin, its active version and that version's grant, read in one transaction so
+    /// that a concurrent upgrade cannot pair one version's record with another's grant.
+    pub async fn snapshot(
+        &mut self,
+        id: &str,
+    ) -> Result<(InstalledPlugin, VersionRecord, Grant), RegistryError> {
+        let mut tx = self.conn.begin().await?;
+        let row = sqlx::query(PLUGIN_SELECT_ONE)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        let plugin = plugin_from_row(&row)?;
+        let record = versions_in(&mut tx, id)
+            .await?
+            .into_iter()
+            .find(|v| v.version == plugin.version)
+            .ok_or_else(|| corrupt(format!("{id} has no active version")))?;
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
+                .bind(id)
+                .bind(&plugin.version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let grant = parse_json(
+            &body.ok_or_else(|| corrupt(format!("{id} {} has no grant", plugin.version)))?,
+            "grant",
+        )?;
+        Ok((plugin, record, grant))
+    }
+
     pub async fn grant(&mut self, id: &str, version: &str) -> Result<Grant, RegistryError> {
         let body: Option<String> =
             sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
@@ -643,10 +718,12 @@ impl Registry {
     /// digest.
     pub fn package(&self, record: &VersionRecord) -> Result<Vec<u8>, RegistryError> {
         let bytes = self.blobs.get(&record.blob)?;
-        let envelope = secflow_package::Envelope::split(&bytes, &Default::default())
-            .map_err(|e| RegistryError::Blob {
-                name: record.blob.clone(),
-                reason: e.to_string(),
+        let envelope =
+            secflow_package::Envelope::split(&bytes, &Default::default()).map_err(|e| {
+                RegistryError::Blob {
+                    name: record.blob.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         if envelope.digest() != record.digest {
             return Err(RegistryError::Blob {
@@ -677,11 +754,12 @@ impl Registry {
             violations: row.get::<i64, _>(2) as u64,
             ..RunStats::default()
         };
-        if let Some(last) =
-            sqlx::query("SELECT time, outcome FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT 1")
-                .bind(id)
-                .fetch_optional(&mut self.conn)
-                .await?
+        if let Some(last) = sqlx::query(
+            "SELECT time, outcome FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&mut self.conn)
+        .await?
         {
             stats.last_run = Some(last.get(0));
             stats.last_outcome = Some(last.get(1));
@@ -748,6 +826,13 @@ SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
        v.digest, v.kind, v.manifest, v.signers
 FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
 ORDER BY p.id";
+
+const PLUGIN_SELECT_ONE: &str = "
+SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
+       p.quarantine_reason, p.violations, p.installed_at, p.updated_at,
+       v.digest, v.kind, v.manifest, v.signers
+FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
+WHERE p.id = ?";
 
 fn plugin_from_row(r: &SqliteRow) -> Result<InstalledPlugin, RegistryError> {
     let manifest: Manifest = parse_json(&r.get::<String, _>(11), "manifest")?;

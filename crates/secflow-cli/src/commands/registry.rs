@@ -147,7 +147,11 @@ fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
                 .ok_or_else(|| fail(Exit::Usage, format!("--mount `{pair}` is not GUEST=HOST")))?;
             let guest = secflow_manifest::normalize_guest_path(guest)
                 .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
-            Ok((guest, PathBuf::from(host)))
+            // Bound for good in the grant: an absolute path, whatever directory later runs
+            // start in.
+            let host = std::path::absolute(host)
+                .map_err(|e| fail(Exit::Usage, format!("--mount {host}: {e}")))?;
+            Ok((guest, host))
         })
         .collect()
 }
@@ -246,12 +250,25 @@ fn install(home: &Home, args: InstallArgs, upgrade: bool) -> anyhow::Result<Exit
         let mut outcomes = Vec::new();
         for i in order {
             let c = &candidates[i];
-            match admit_one(home, &mut registry, &engine, c, &args, &mounts, upgrade, &mut events)
-                .await
+            match admit_one(
+                home,
+                &mut registry,
+                &engine,
+                c,
+                &args,
+                &mounts,
+                upgrade,
+                &mut events,
+            )
+            .await
             {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(e) => return Err((e, outcomes)),
             }
+        }
+        // Blobs a crashed install left without a row.
+        if let Err(e) = registry.sweep().await {
+            eprintln!("warning: {e}");
         }
         Ok(outcomes)
     })?;
@@ -287,12 +304,24 @@ async fn admit_one(
     let id = manifest.id.to_string();
     let version = manifest.version.to_string();
     let pref = plugin_ref(&id, &version, &c.verified.digest);
-    let current = registry.get(&id).await.map_err(registry_error)?;
-    if !upgrade && let Some(p) = &current {
-        if p.version == version && p.digest == c.verified.digest {
-            eprintln!("{id} {version} is already installed");
-            return Ok(serde_json::json!({"id": id, "version": version, "outcome": "unchanged"}));
-        }
+    // The plugin, its active version and grant as one consistent read; the install below
+    // is refused if another process changes them before it commits.
+    let snapshot = match registry.snapshot(&id).await {
+        Ok(s) => Some(s),
+        Err(RegistryError::NotInstalled(_)) => None,
+        Err(e) => return Err(registry_error(e)),
+    };
+    let current = snapshot.as_ref().map(|(p, _, _)| p.clone());
+    let expected = current
+        .as_ref()
+        .map(|p| (p.version.clone(), p.digest.clone()));
+    let same_payload = current
+        .as_ref()
+        .is_some_and(|p| p.version == version && p.digest == c.verified.digest);
+    if !upgrade
+        && !same_payload
+        && let Some(p) = &current
+    {
         return Err(registry_error(RegistryError::AlreadyInstalled {
             id,
             version: p.version.clone(),
@@ -301,26 +330,30 @@ async fn admit_one(
     if upgrade && current.is_none() {
         return Err(registry_error(RegistryError::NotInstalled(id)));
     }
-
-    // What is asked, and what the previous grant already covered.
-    let asks = grants::asks(&manifest.capabilities);
-    let previous = match &current {
-        Some(p) => Some(
-            registry
-                .grant(&p.id, &p.version)
-                .await
-                .map_err(registry_error)?,
+    // An update (an upgrade, or the same payload signed again) asks a person only for what
+    // the installed version did not ask for. Capabilities declined then stay declined. A
+    // grant still waiting for approval approved nothing, so against it everything is new.
+    let is_update = current.is_some();
+    let (baseline, approved_before) = match &snapshot {
+        Some((_, record, grant)) if !grant.pending => (
+            record.manifest.capabilities.clone(),
+            grant.capabilities.clone(),
         ),
-        None => None,
+        _ => Default::default(),
     };
-    let increase = previous
-        .as_ref()
-        .map(|g| grants::increase(&g.capabilities, &manifest.capabilities))
-        .unwrap_or_default();
-    let granted_caps = if args.grants.is_empty() {
-        manifest.capabilities.clone()
+    let asks = grants::asks(&manifest.capabilities);
+    let increase = if is_update {
+        grants::increase(&baseline, &manifest.capabilities)
     } else {
+        Vec::new()
+    };
+    let previous = snapshot.as_ref().map(|(_, _, g)| g.clone());
+    let granted_caps = if !args.grants.is_empty() {
         grants::select(&manifest.capabilities, &args.grants).map_err(|e| fail(Exit::Usage, e))?
+    } else if is_update && increase.is_empty() && !args.yes {
+        grants::covered(&approved_before, &manifest.capabilities)
+    } else {
+        manifest.capabilities.clone()
     };
     for (guest, _) in args_mounts {
         if !granted_caps
@@ -335,11 +368,11 @@ async fn admit_one(
         }
     }
 
-    print_request(c, &asks, previous.is_some().then_some(&increase), current.as_ref());
+    print_request(c, &asks, is_update.then_some(&increase), current.as_ref());
 
     // Approval: --grant or --yes in scripts, a prompt on a terminal. An install needs it when
     // anything is asked; an upgrade when it asks for more than the previous grant.
-    let needs_approval = if upgrade {
+    let needs_approval = if is_update {
         !increase.is_empty()
     } else {
         !asks.is_empty()
@@ -349,7 +382,11 @@ async fn admit_one(
     } else if args.yes {
         Some("--yes")
     } else if !needs_approval {
-        Some(if upgrade { "carried-over" } else { "none-asked" })
+        Some(if is_update {
+            "carried-over"
+        } else {
+            "none-asked"
+        })
     } else {
         None
     };
@@ -404,8 +441,8 @@ async fn admit_one(
             "Grant these capabilities and install?"
         })? {
             approval = Some("prompt");
-        } else if !upgrade {
-            return Err(fail(Exit::Refused, "not approved; nothing was installed"));
+        } else {
+            return Err(fail(Exit::Refused, "not approved; nothing was changed"));
         }
     }
     if approval.is_none() && !upgrade {
@@ -444,12 +481,22 @@ async fn admit_one(
         .map(|g| g.mounts.clone())
         .unwrap_or_default();
     mounts.extend(args_mounts.iter().cloned());
-    mounts.retain(|guest, _| granted_caps.filesystem.iter().any(|f| &f.guest_path() == guest));
+    mounts.retain(|guest, _| {
+        granted_caps
+            .filesystem
+            .iter()
+            .any(|f| &f.guest_path() == guest)
+    });
     let grant = Grant {
         plugin_id: id.clone(),
         version: version.clone(),
         digest: c.verified.digest.clone(),
-        signers: c.verified.signers.iter().map(|s| s.key_id.clone()).collect(),
+        signers: c
+            .verified
+            .signers
+            .iter()
+            .map(|s| s.key_id.clone())
+            .collect(),
         capabilities: granted_caps,
         mounts,
         approval: approval.unwrap_or("pending").to_string(),
@@ -462,7 +509,10 @@ async fn admit_one(
         pending: held,
         dev: args.dev,
     };
-    let enable = !held && current.as_ref().is_none_or(|p| p.enabled || p.pending_approval);
+    let enable = !held
+        && current
+            .as_ref()
+            .is_none_or(|p| p.enabled || p.pending_approval);
     let mode = if upgrade {
         InstallMode::Upgrade {
             allow_older: args.allow_rollback,
@@ -470,6 +520,11 @@ async fn admit_one(
     } else {
         InstallMode::Install
     };
+    if current.is_none() {
+        // A fresh install starts with an empty key-value store, whatever an earlier install
+        // of the same id (or a crash during its uninstall) left behind.
+        remove_kv(home, &id);
+    }
     let outcome = registry
         .install(
             NewVersion {
@@ -479,6 +534,7 @@ async fn admit_one(
                 signers: c.verified.signers.clone(),
                 grant: grant.clone(),
                 enable,
+                expected,
             },
             mode,
         )
@@ -503,7 +559,17 @@ async fn admit_one(
             "plugin.upgrade",
             format!("upgraded {id} {from} -> {version}"),
         ),
-        InstallOutcome::Unchanged => ("plugin.install", format!("{id} {version} unchanged")),
+        InstallOutcome::Unchanged => (
+            "plugin.install",
+            format!("{id} {version} is already installed"),
+        ),
+        InstallOutcome::Resigned => (
+            "plugin.resign",
+            format!(
+                "{id} {version}: stored package replaced by the one signed by {}",
+                grant.signers.join(", ")
+            ),
+        ),
     };
     if outcome != InstallOutcome::Unchanged {
         events.push(Event {
@@ -524,7 +590,9 @@ async fn admit_one(
             )
         });
     }
-    if !args.json {
+    if outcome == InstallOutcome::Unchanged {
+        eprintln!("{message}");
+    } else if !args.json {
         println!("{message}");
     }
     Ok(serde_json::json!({
@@ -611,13 +679,8 @@ fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
             )
         }],
     )?;
-    // The plugin's key-value store goes with it: a later install starts clean.
-    let kv = home.kv().join(id);
-    if kv.exists()
-        && let Err(e) = std::fs::remove_dir_all(&kv)
-    {
-        eprintln!("warning: could not remove {}: {e}", kv.display());
-    }
+    // The plugin's key-value store goes with it (a later install also starts clean).
+    remove_kv(home, id);
     if json {
         println!(
             "{}",
@@ -636,17 +699,22 @@ fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
+/// Deletes a plugin's key-value store file, if any.
+fn remove_kv(home: &Home, id: &str) {
+    let file = home.kv().join(format!("{id}.json"));
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("warning: could not remove {}: {e}", file.display()),
+    }
+}
+
 fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
     let engine = policy_engine(home)?;
     let mut events = Vec::new();
     let result = block_on(async {
         let mut registry = open(home).await?;
-        let plugin = registry.require(id).await.map_err(registry_error)?;
-        let record = registry.active(id).await.map_err(registry_error)?;
-        let grant = registry
-            .grant(id, &plugin.version)
-            .await
-            .map_err(registry_error)?;
+        let (plugin, record, grant) = registry.snapshot(id).await.map_err(registry_error)?;
         let pref = plugin_ref(id, &plugin.version, &plugin.digest);
         let mut approved = !grant.pending;
         if grant.pending {
@@ -697,11 +765,22 @@ fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
                 ),
             ));
         }
+        if grant.pending && !approved {
+            return Err(fail(
+                Exit::Refused,
+                format!("{id}: the new capabilities were not approved; nothing changed"),
+            ));
+        }
         let approval = grant
             .pending
             .then_some((if yes { "--yes" } else { "prompt" }, actor()));
         registry
-            .set_enabled(id, true, approval.as_ref().map(|(h, b)| (*h, b.as_str())))
+            .set_enabled(
+                id,
+                true,
+                &plugin.version,
+                approval.as_ref().map(|(h, b)| (*h, b.as_str())),
+            )
             .await
             .map_err(registry_error)?;
         events.push(event(
@@ -726,7 +805,7 @@ fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
         let mut registry = open(home).await?;
         let plugin = registry.require(id).await.map_err(registry_error)?;
         registry
-            .set_enabled(id, false, None)
+            .set_enabled(id, false, &plugin.version, None)
             .await
             .map_err(registry_error)?;
         anyhow::Ok(plugin)

@@ -34,7 +34,6 @@ fn exit_of(inv: &Invocation) -> Exit {
 }
 
 fn run_dev(home: &Home, dir: &std::path::Path, args: &RunArgs) -> anyhow::Result<Exit> {
-    let args = args;
     let (manifest, wasm) = super::read_plugin_dir(dir)?;
     let config = parse_config(&args.config)?;
     let mounts = parse_mounts(&args.mounts)?;
@@ -72,8 +71,9 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
     let mut events: Vec<Event> = Vec::new();
     let result = tokio.block_on(async {
         let mut registry = super::registry::open(home).await?;
-        let plugin = registry.require(id).await.map_err(registry_error)?;
-        if plugin.pending_approval {
+        // Plugin, active version and grant from one consistent read.
+        let (plugin, record, grant) = registry.snapshot(id).await.map_err(registry_error)?;
+        if plugin.pending_approval || grant.pending {
             return Err(fail(
                 Exit::Refused,
                 format!(
@@ -82,17 +82,12 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
                 ),
             ));
         }
-        if !plugin.enabled && !plugin.quarantined {
+        if !plugin.enabled {
             return Err(fail(
                 Exit::Refused,
                 format!("{id} is disabled; turn it on with `secflow plugin enable {id}`"),
             ));
         }
-        let record = registry.active(id).await.map_err(registry_error)?;
-        let grant = registry
-            .grant(id, &record.version)
-            .await
-            .map_err(registry_error)?;
         let pref = plugin_ref(id, &record.version, &record.digest);
         // The stored bytes, checked against their blob name and the installed digest.
         let bytes = registry.package(&record).map_err(registry_error)?;
@@ -168,7 +163,8 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
         };
         let decision = admission::decide(&engine, &question);
         events.push(decision_event(secflow_policy::Action::Run, pref.clone(), &decision));
-        if !decision.allowed {
+        // A quarantine holds even under a site policy that forgot the `quarantined` rule.
+        if !decision.allowed || plugin.quarantined {
             let hint = if plugin.quarantined {
                 format!(
                     " (quarantined: {}; lift it with `secflow plugin release {id}`)",
@@ -177,12 +173,14 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
             } else {
                 String::new()
             };
+            let by = if decision.allowed {
+                "the registry".to_string()
+            } else {
+                format!("policy {}", decision.policies.join(", "))
+            };
             return Err(fail(
                 Exit::Refused,
-                format!(
-                    "running {id} refused by policy {}{hint}",
-                    decision.policies.join(", ")
-                ),
+                format!("running {id} refused by {by}{hint}"),
             ));
         }
 
