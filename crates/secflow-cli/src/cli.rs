@@ -11,6 +11,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "SECFLOW_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// Directory of the Cedar admission policies [default: SECFLOW_HOME/policy]
+    #[arg(long, global = true, env = "SECFLOW_POLICY_DIR", value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
+
     /// More log output (-v info, -vv debug); SECFLOW_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -231,7 +235,7 @@ pub struct ScanArgs {
     pub output: Option<PathBuf>,
 
     /// Exit 1 when a finding has at least this severity (critical, high, medium, low, info)
-    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    #[arg(long, env = "SECFLOW_FAIL_ON", value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<secflow_scan::Severity>,
 
     /// Run only these plugins (repeatable; ids)
@@ -264,11 +268,11 @@ pub struct ScanArgs {
     pub rules: Vec<PathBuf>,
 
     /// Parallel scan jobs [default: number of cores]
-    #[arg(long, short, value_name = "N")]
+    #[arg(long, short, env = "SECFLOW_JOBS", value_name = "N")]
     pub jobs: Option<usize>,
 
     /// Skip files larger than this (bytes; K, M, G suffixes)
-    #[arg(long, default_value = "10M", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, default_value = "10M", env = "SECFLOW_MAX_FILE_SIZE", value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: u64,
 
     /// Do not report findings recorded in this baseline file

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Home {
     pub root: PathBuf,
+    /// `--policy-dir` / `SECFLOW_POLICY_DIR`, when the policies live elsewhere.
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Home {
@@ -18,7 +20,10 @@ impl Home {
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("secflow")
         });
-        Home { root }
+        Home {
+            root,
+            policy_dir: None,
+        }
     }
 
     pub fn component_cache(&self) -> PathBuf {
@@ -39,7 +44,9 @@ impl Home {
 
     /// Admission policies and their schema.
     pub fn policy(&self) -> PathBuf {
-        self.root.join("policy")
+        self.policy_dir
+            .clone()
+            .unwrap_or_else(|| self.root.join("policy"))
     }
 
     /// The audit log database.

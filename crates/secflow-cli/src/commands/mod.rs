@@ -15,7 +15,8 @@ use crate::home::Home;
 pub use audit::record as audit_record;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let home = Home::resolve(cli.home.as_deref());
+    let mut home = Home::resolve(cli.home.as_deref());
+    home.policy_dir = cli.policy_dir.clone();
     match cli.command {
         Command::Scan(args) => scan::run(&home, args),
         Command::Run(args) => run::run(&home, args),
