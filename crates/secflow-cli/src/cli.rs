@@ -399,6 +399,21 @@ pub enum PluginCommand {
     },
     /// Lift a quarantine (and reset the violation count)
     Release { id: String },
+    /// Install or upgrade every .sfpkg in a directory by the same rules; --watch keeps
+    /// admitting new and changed files (invalid ones are skipped with a warning)
+    Sync {
+        dir: PathBuf,
+        /// Grant what the packages ask for (without it, packages that ask for capabilities
+        /// are skipped and upgrades that ask for more are held)
+        #[arg(long, short)]
+        yes: bool,
+        /// Keep watching the directory
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between looks at the directory with --watch
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        interval: f64,
+    },
     /// Check the registry's integrity: every stored package present and unmodified
     Check {
         #[arg(long)]

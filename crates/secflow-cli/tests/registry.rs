@@ -969,3 +969,54 @@ timeout-ms = 300
 "#
     )
 }
+
+#[test]
+fn sync_admits_a_directory_and_watch_hot_reloads_new_packages() {
+    let env = Env::new();
+    let drop = env.tmp.path().join("plugins");
+    std::fs::create_dir_all(&drop).unwrap();
+    std::fs::copy(env.data_processor("0.1.0"), drop.join("a-dp-0.1.0.sfpkg")).unwrap();
+    // A tampered package and a file that is no package at all: skipped, the rest go on.
+    let mut bad = std::fs::read(env.hostile("0.1.0", "", &["pub"])).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    std::fs::write(drop.join("b-hostile.sfpkg"), bad).unwrap();
+    std::fs::write(drop.join("c-junk.sfpkg"), b"not a package").unwrap();
+    let out = env.run(&["plugin", "sync", p(&drop), "--yes"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipped") && stderr.contains("b-hostile.sfpkg"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("c-junk.sfpkg"), "{stderr}");
+    assert_eq!(
+        env.installed(),
+        [("data-processor".into(), "0.1.0".into(), "enabled".into())]
+    );
+
+    // Watching: a newer version dropped in is admitted and upgrades; the older one left in
+    // the directory is left alone.
+    std::fs::remove_file(drop.join("b-hostile.sfpkg")).unwrap();
+    std::fs::remove_file(drop.join("c-junk.sfpkg")).unwrap();
+    let mut watcher = env
+        .cmd()
+        .args(["plugin", "sync", p(&drop), "--watch", "--interval", "0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::copy(env.data_processor("0.2.0"), drop.join("d-dp-0.2.0.sfpkg")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if env.installed().first().map(|p| p.1.as_str()) == Some("0.2.0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watcher never upgraded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    env.ok(&["plugin", "check"]);
+    env.ok(&["audit", "verify"]);
+}

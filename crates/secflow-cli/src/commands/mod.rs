@@ -50,7 +50,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             | PluginCommand::Versions { .. }
             | PluginCommand::Permissions { .. }
             | PluginCommand::Release { .. }
-            | PluginCommand::Check { .. }),
+            | PluginCommand::Check { .. }
+            | PluginCommand::Sync { .. }),
         ) => registry::run(&home, cmd),
         Command::Plugin(PluginCommand::Schema) => {
             println!(

@@ -100,8 +100,14 @@ fn event(action: &str, plugin: Option<PluginRef>, decision: &str, reason: String
 
 pub fn run(home: &Home, cmd: PluginCommand) -> anyhow::Result<Exit> {
     match cmd {
-        PluginCommand::Install(args) => install(home, args, false),
-        PluginCommand::Upgrade(args) => install(home, args, true),
+        PluginCommand::Install(args) => install(home, args, Mode::Install),
+        PluginCommand::Upgrade(args) => install(home, args, Mode::Upgrade),
+        PluginCommand::Sync {
+            dir,
+            yes,
+            watch,
+            interval,
+        } => sync(home, &dir, yes, watch, interval),
         PluginCommand::Uninstall { id, json } => uninstall(home, &id, json),
         PluginCommand::Enable { id, yes } => enable(home, &id, yes),
         PluginCommand::Disable { id } => disable(home, &id),
@@ -163,7 +169,18 @@ struct Candidate {
     verified: Verified,
 }
 
-fn install(home: &Home, args: InstallArgs, upgrade: bool) -> anyhow::Result<Exit> {
+/// How a package enters the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `plugin install`: the id must not be installed (or be this exact payload).
+    Install,
+    /// `plugin upgrade`: the id must be installed.
+    Upgrade,
+    /// `plugin sync`: install or upgrade as the registry's state says, never prompting.
+    Sync,
+}
+
+fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exit> {
     let mounts = parse_mounts(&args.mounts)?;
     let engine = policy_engine(home)?;
     let mut store = secflow_trust::TrustStore::load(&home.trust_store())
@@ -257,7 +274,7 @@ fn install(home: &Home, args: InstallArgs, upgrade: bool) -> anyhow::Result<Exit
                 c,
                 &args,
                 &mounts,
-                upgrade,
+                mode,
                 &mut events,
             )
             .await
@@ -297,7 +314,7 @@ async fn admit_one(
     c: &Candidate,
     args: &InstallArgs,
     args_mounts: &[(String, PathBuf)],
-    upgrade: bool,
+    mode: Mode,
     events: &mut Vec<Event>,
 ) -> anyhow::Result<serde_json::Value> {
     let manifest = &c.verified.package.manifest;
@@ -318,6 +335,26 @@ async fn admit_one(
     let same_payload = current
         .as_ref()
         .is_some_and(|p| p.version == version && p.digest == c.verified.digest);
+    let upgrade = match mode {
+        Mode::Install => false,
+        Mode::Upgrade => true,
+        Mode::Sync => current.is_some(),
+    };
+    let interactive =
+        mode != Mode::Sync && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if mode == Mode::Sync
+        && !same_payload
+        && let Some(p) = &current
+        && semver::Version::parse(&p.version).is_ok_and(|installed| manifest.version <= installed)
+    {
+        // An older (or other same-numbered) package left in the directory: not an upgrade.
+        eprintln!(
+            "note: {}: {id} {version} is not newer than the installed {}; left alone",
+            c.file.display(),
+            p.version
+        );
+        return Ok(serde_json::json!({"id": id, "version": version, "outcome": "not-newer"}));
+    }
     if !upgrade
         && !same_payload
         && let Some(p) = &current
@@ -434,7 +471,7 @@ async fn admit_one(
             ),
         ));
     }
-    if approval.is_none() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+    if approval.is_none() && interactive {
         if confirm(if upgrade {
             "Grant the new capabilities and upgrade?"
         } else {
@@ -697,6 +734,75 @@ fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// `secflow plugin sync DIR [--watch]`: every `*.sfpkg` in DIR goes through the same
+/// admission as `install`/`upgrade` (verification, policy, approval, dependencies). A new id
+/// is installed, a newer version upgrades (held if it asks for more and `--yes` was not
+/// given); an older version is left alone; an invalid or refused package is skipped with a
+/// warning and the rest go on. With `--watch` the directory is polled and a new or changed
+/// file is admitted when it appears: the hot reload of the long-running modes.
+fn sync(
+    home: &Home,
+    dir: &std::path::Path,
+    yes: bool,
+    watch: bool,
+    interval: f64,
+) -> anyhow::Result<Exit> {
+    if !dir.is_dir() {
+        return Err(fail(
+            Exit::Usage,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let interval = std::time::Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+    // What each file looked like when it was last admitted (or refused).
+    let mut seen: std::collections::HashMap<PathBuf, (std::time::SystemTime, u64)> =
+        std::collections::HashMap::new();
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| fail(Exit::Usage, format!("cannot list {}: {e}", dir.display())))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sfpkg") && p.is_file())
+            .collect();
+        files.sort();
+        let mut refused = 0;
+        for file in files {
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+            if seen.get(&file) == Some(&stamp) {
+                continue;
+            }
+            seen.insert(file.clone(), stamp);
+            let args = InstallArgs {
+                files: vec![file.clone()],
+                yes,
+                grants: Vec::new(),
+                mounts: Vec::new(),
+                dev: false,
+                allow_rollback: false,
+                json: false,
+            };
+            match install(home, args, Mode::Sync) {
+                Ok(_) => {}
+                Err(e) => {
+                    refused += 1;
+                    eprintln!("warning: skipped {}: {e:#}", file.display());
+                }
+            }
+        }
+        if !watch {
+            return Ok(if refused == 0 {
+                Exit::Success
+            } else {
+                Exit::Refused
+            });
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 /// Deletes a plugin's key-value store file, if any.
