@@ -211,6 +211,7 @@ fn install_run_audit_verify_as_the_readme_shows() {
         ("signature.verify", "accepted"),
         ("policy.decision", "allow"),
         ("plugin.install", "ok"),
+        ("plugin.load", "ok"),
         ("plugin.invoke", "ok"),
     ] {
         assert!(
@@ -474,6 +475,27 @@ timeout-ms = 120000
     );
     denied(&slow, "limits-analysis-kinds");
 
+    // limits-proxy-filter and limits-enricher: judged from the manifest at install, before
+    // any component is loaded.
+    let limited = |id: &str, kind: &str, memory: u32| {
+        env.package(
+            id,
+            &format!(
+                "id = \"{id}\"\nversion = \"1.0.0\"\nkind = \"{kind}\"\nname = \"x\"\ndescription = \"x\"\n[limits]\nmemory-mib = {memory}\ntimeout-ms = 1000\n"
+            ),
+            artifacts::TEST_NOOP.component,
+            &["pub"],
+        )
+    };
+    denied(
+        &limited("big-filter", "proxy-filter", 256),
+        "limits-proxy-filter",
+    );
+    denied(
+        &limited("big-enricher", "enricher", 1024),
+        "limits-enricher",
+    );
+
     // publisher-capabilities: writing the filesystem needs a marketplace countersignature.
     let write = "[[capabilities.filesystem]]\npath = \"/out\"\naccess = \"write\"\nreason = \"write reports\"\n";
     let writer = env.hostile("0.1.0", write, &["pub"]);
@@ -498,6 +520,8 @@ timeout-ms = 120000
     for policy in [
         "no-private-network",
         "limits-analysis-kinds",
+        "limits-proxy-filter",
+        "limits-enricher",
         "publisher-capabilities",
     ] {
         assert!(denials.iter().any(|r| r.contains(policy)), "{policy}");

@@ -215,6 +215,22 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
         let call = build_call(manifest.kind, args, input, &config)?;
         let runtime = super::runtime(home)?;
         let loaded = super::load(&runtime, manifest.clone(), &verified.package.component, grants)?;
+        events.push(Event {
+            actor: super::registry::actor(),
+            action: "plugin.load".into(),
+            plugin: pref.clone(),
+            decision: Some("ok".into()),
+            reason: String::new(),
+            details: serde_json::json!({
+                "component_sha256": loaded.digest,
+                "compile_cache": format!("{:?}", loaded.cache).to_lowercase(),
+                "imports": loaded.imports,
+                "granted": secflow_registry::grants::asks(&grant.capabilities)
+                    .into_iter()
+                    .map(|a| a.label)
+                    .collect::<Vec<_>>(),
+            }),
+        });
         let inv = runtime.invoke(&loaded, call, &config).await;
 
         let (outcome, violation) = match &inv.outcome {
