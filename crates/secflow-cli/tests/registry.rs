@@ -1044,3 +1044,57 @@ fn sync_admits_a_directory_and_watch_hot_reloads_new_packages() {
     env.ok(&["plugin", "check"]);
     env.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn scan_runs_installed_detectors_with_their_grant_and_counts_their_violations() {
+    let env = Env::new();
+    let manifest =
+        std::fs::read_to_string(Path::new(artifacts::TEST_DETECTOR.dir).join("plugin.toml"))
+            .unwrap()
+            .replace(
+                "component = \"test_detector.wasm\"",
+                "component = \"plugin.wasm\"",
+            );
+    let detector = env.package(
+        "test-detector",
+        &manifest,
+        artifacts::TEST_DETECTOR.component,
+        &["pub"],
+    );
+    env.ok(&["plugin", "install", p(&detector), "--yes"]);
+    let target = env.tmp.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("a.txt"), "TEST-FINDING:high\n").unwrap();
+    let scan = |extra: &[&str]| {
+        let mut args = vec!["scan", target.to_str().unwrap(), "--format", "json"];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let out = scan(&["--plugin", "test-detector"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plugins = report["plugins"].to_string();
+    assert!(plugins.contains("\"installed\""), "{plugins}");
+    assert_eq!(report["findings"].as_array().unwrap().len(), 1, "{report}");
+    let info = env.json(&["plugin", "info", "test-detector", "--json"]);
+    assert_eq!(info["stats"]["executions"], 1);
+
+    // A violation during a scan counts like one in `secflow run`.
+    std::fs::write(target.join("b.txt"), "LOOP-NOW\n").unwrap();
+    let out = scan(&["--plugin", "test-detector"]);
+    assert_eq!(out.status.code(), Some(4), "partial: {}", text(&out.stderr));
+    let info = env.json(&["plugin", "info", "test-detector", "--json"]);
+    assert_eq!(info["plugin"]["violations"], 1);
+    // Disabled: left out of the scan (the bundled plugins still run).
+    env.ok(&["plugin", "disable", "test-detector"]);
+    env.fails(
+        &[
+            "scan",
+            target.to_str().unwrap(),
+            "--plugin",
+            "test-detector",
+        ],
+        2,
+        "not available",
+    );
+}

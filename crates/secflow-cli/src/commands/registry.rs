@@ -805,6 +805,195 @@ fn sync(
     }
 }
 
+/// An installed plugin cleared to run: every check `secflow run ID` and `secflow scan` make
+/// before loading it has passed.
+#[derive(Debug)]
+pub struct Prepared {
+    pub record: secflow_registry::VersionRecord,
+    pub grant: Grant,
+    /// The manifest of the verified package.
+    pub manifest: secflow_manifest::Manifest,
+    /// The component of the verified package.
+    pub component: Vec<u8>,
+    /// The `run` question the policies allowed, for asking again after a violation.
+    pub question: Question,
+}
+
+impl Prepared {
+    /// The runtime grants: the stored grant's capabilities, granted directories bound where
+    /// the grant says, or where `extra` re-binds them (granted directories only).
+    pub fn grants(&self, extra: &[(String, PathBuf)]) -> anyhow::Result<secflow_runtime::Grants> {
+        let id = self.record.id.as_str();
+        let mut mounts: Vec<(String, PathBuf)> = self
+            .grant
+            .mounts
+            .iter()
+            .map(|(g, h)| (g.clone(), h.clone()))
+            .collect();
+        for (guest, host) in extra {
+            let guest = secflow_manifest::normalize_guest_path(guest)
+                .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
+            if !self
+                .grant
+                .capabilities
+                .filesystem
+                .iter()
+                .any(|f| f.guest_path() == guest)
+            {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--mount {guest}: {id} is not granted that directory"),
+                ));
+            }
+            mounts.retain(|(g, _)| g != &guest);
+            mounts.push((guest, host.clone()));
+        }
+        let mut granted = self.manifest.clone();
+        granted.capabilities = self.grant.capabilities.clone();
+        secflow_runtime::Grants::all_declared(&granted, &mounts).map_err(|e| fail(Exit::Usage, e))
+    }
+}
+
+/// Clears an installed plugin to run, or says why not (exit 3): enabled and approved, its
+/// blob intact, its signatures still valid against today's trust store with one of the
+/// grant's signers among them, the grant bound to this exact package, and the policies
+/// allowing `run`. Pushes the audit events of the checks.
+pub async fn prepare_installed(
+    home: &Home,
+    registry: &mut Registry,
+    engine: &PolicyEngine,
+    id: &str,
+    events: &mut Vec<Event>,
+) -> anyhow::Result<Prepared> {
+    // Plugin, active version and grant from one consistent read.
+    let (plugin, record, grant) = registry.snapshot(id).await.map_err(registry_error)?;
+    if plugin.pending_approval || grant.pending {
+        return Err(fail(
+            Exit::Refused,
+            format!(
+                "{id} {} asks for capabilities that are not approved yet; review them with `secflow plugin permissions {id}` and approve with `secflow plugin enable {id}`",
+                plugin.version
+            ),
+        ));
+    }
+    if !plugin.enabled {
+        return Err(fail(
+            Exit::Refused,
+            format!("{id} is disabled; turn it on with `secflow plugin enable {id}`"),
+        ));
+    }
+    let pref = plugin_ref(id, &record.version, &record.digest);
+    // The stored bytes, checked against their blob name and the installed digest.
+    let bytes = registry.package(&record).map_err(registry_error)?;
+
+    // Trust may have changed since the install (a revoked key, a revoked digest): verify
+    // again. Rollback protection was the install's job.
+    let mut store = secflow_trust::TrustStore::load(&home.trust_store())
+        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    let verified = match admission::verify_package(
+        &bytes,
+        &mut store,
+        secflow_trust::now(),
+        grant.dev,
+        true,
+    ) {
+        Ok(v) => v,
+        Err(refused) => {
+            events.push(Event {
+                actor: actor(),
+                action: "signature.verify".into(),
+                plugin: pref,
+                decision: Some("refused".into()),
+                reason: refused.to_string(),
+                details: serde_json::json!({ "at": "run" }),
+            });
+            return Err(fail(
+                Exit::Refused,
+                format!("{id} {}: no longer trusted: {refused}", record.version),
+            ));
+        }
+    };
+    let manifest = verified.package.manifest.clone();
+    // The grant is bound to this exact package and to a signer who still verifies.
+    let signer_ok = if grant.signers.is_empty() {
+        grant.dev
+    } else {
+        verified
+            .signers
+            .iter()
+            .any(|s| grant.signers.contains(&s.key_id))
+    };
+    if grant.plugin_id != id
+        || grant.version != record.version
+        || grant.digest != record.digest
+        || verified.digest != record.digest
+        || manifest.id.as_str() != id
+        || manifest.version.to_string() != record.version
+        || !signer_ok
+    {
+        return Err(fail(
+            Exit::Refused,
+            format!(
+                "{id} {}: the grant does not match the stored package (id, version, digest or signer); reinstall it",
+                record.version
+            ),
+        ));
+    }
+
+    let facts = admission::facts(
+        &manifest,
+        Some(&grant.capabilities),
+        &verified.signers,
+        plugin.violations,
+        plugin.quarantined,
+    );
+    let question = Question {
+        principal: actor(),
+        action: secflow_policy::Action::Run,
+        facts,
+        dev: grant.dev,
+        approved: true,
+        capability_increase: false,
+    };
+    let decision = admission::decide(engine, &question);
+    events.push(decision_event(
+        secflow_policy::Action::Run,
+        pref.clone(),
+        &decision,
+    ));
+    // A quarantine holds even under a site policy that forgot the `quarantined` rule.
+    if !decision.allowed || plugin.quarantined {
+        let hint = if plugin.quarantined {
+            format!(
+                " (quarantined: {}; lift it with `secflow plugin release {id}`)",
+                plugin
+                    .quarantine_reason
+                    .as_deref()
+                    .unwrap_or("too many violations")
+            )
+        } else {
+            String::new()
+        };
+        let by = if decision.allowed {
+            "the registry".to_string()
+        } else {
+            format!("policy {}", decision.policies.join(", "))
+        };
+        return Err(fail(
+            Exit::Refused,
+            format!("running {id} refused by {by}{hint}"),
+        ));
+    }
+
+    Ok(Prepared {
+        record,
+        grant,
+        component: verified.package.component.clone(),
+        manifest,
+        question,
+    })
+}
+
 /// Deletes a plugin's key-value store file, if any.
 fn remove_kv(home: &Home, id: &str) {
     let file = home.kv().join(format!("{id}.json"));

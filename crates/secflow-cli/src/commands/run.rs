@@ -56,9 +56,9 @@ fn run_dev(home: &Home, dir: &std::path::Path, args: &RunArgs) -> anyhow::Result
 /// agree again; the run is recorded in the registry's statistics and the audit log, and a
 /// violation counts toward quarantine.
 fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> {
-    use super::registry::{decision_event, plugin_ref, registry_error};
+    use super::registry::{plugin_ref, registry_error};
     use secflow_audit::Event;
-    use secflow_registry::admission::{self, Question};
+    use secflow_registry::admission;
 
     let config = parse_config(&args.config)?;
     let extra_mounts = parse_mounts(&args.mounts)?;
@@ -71,150 +71,22 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
     let mut events: Vec<Event> = Vec::new();
     let result = tokio.block_on(async {
         let mut registry = super::registry::open(home).await?;
-        // Plugin, active version and grant from one consistent read.
-        let (plugin, record, grant) = registry.snapshot(id).await.map_err(registry_error)?;
-        if plugin.pending_approval || grant.pending {
-            return Err(fail(
-                Exit::Refused,
-                format!(
-                    "{id} {} asks for capabilities that are not approved yet; review them with `secflow plugin permissions {id}` and approve with `secflow plugin enable {id}`",
-                    plugin.version
-                ),
-            ));
-        }
-        if !plugin.enabled {
-            return Err(fail(
-                Exit::Refused,
-                format!("{id} is disabled; turn it on with `secflow plugin enable {id}`"),
-            ));
-        }
+        let prepared =
+            super::registry::prepare_installed(home, &mut registry, &engine, id, &mut events)
+                .await?;
+        let grants = prepared.grants(&extra_mounts)?;
+        let super::registry::Prepared {
+            record,
+            grant,
+            manifest,
+            component,
+            question,
+            ..
+        } = prepared;
         let pref = plugin_ref(id, &record.version, &record.digest);
-        // The stored bytes, checked against their blob name and the installed digest.
-        let bytes = registry.package(&record).map_err(registry_error)?;
-
-        // Trust may have changed since the install (a revoked key, a revoked digest): verify
-        // again. Rollback protection was the install's job.
-        let mut store = secflow_trust::TrustStore::load(&home.trust_store())
-            .map_err(|e| fail(Exit::Usage, e.to_string()))?;
-        let verified = match admission::verify_package(
-            &bytes,
-            &mut store,
-            secflow_trust::now(),
-            grant.dev,
-            true,
-        ) {
-            Ok(v) => v,
-            Err(refused) => {
-                events.push(Event {
-                    actor: super::registry::actor(),
-                    action: "signature.verify".into(),
-                    plugin: pref,
-                    decision: Some("refused".into()),
-                    reason: refused.to_string(),
-                    details: serde_json::json!({ "at": "run" }),
-                });
-                return Err(fail(
-                    Exit::Refused,
-                    format!("{id} {}: no longer trusted: {refused}", record.version),
-                ));
-            }
-        };
-        let manifest = verified.package.manifest.clone();
-        // The grant is bound to this exact package and to a signer who still verifies.
-        let signer_ok = if grant.signers.is_empty() {
-            grant.dev
-        } else {
-            verified
-                .signers
-                .iter()
-                .any(|s| grant.signers.contains(&s.key_id))
-        };
-        if grant.plugin_id != id
-            || grant.version != record.version
-            || grant.digest != record.digest
-            || verified.digest != record.digest
-            || manifest.id.as_str() != id
-            || manifest.version.to_string() != record.version
-            || !signer_ok
-        {
-            return Err(fail(
-                Exit::Refused,
-                format!(
-                    "{id} {}: the grant does not match the stored package (id, version, digest or signer); reinstall it",
-                    record.version
-                ),
-            ));
-        }
-
-        let facts = admission::facts(
-            &manifest,
-            Some(&grant.capabilities),
-            &verified.signers,
-            plugin.violations,
-            plugin.quarantined,
-        );
-        let question = Question {
-            principal: super::registry::actor(),
-            action: secflow_policy::Action::Run,
-            facts,
-            dev: grant.dev,
-            approved: true,
-            capability_increase: false,
-        };
-        let decision = admission::decide(&engine, &question);
-        events.push(decision_event(secflow_policy::Action::Run, pref.clone(), &decision));
-        // A quarantine holds even under a site policy that forgot the `quarantined` rule.
-        if !decision.allowed || plugin.quarantined {
-            let hint = if plugin.quarantined {
-                format!(
-                    " (quarantined: {}; lift it with `secflow plugin release {id}`)",
-                    plugin.quarantine_reason.as_deref().unwrap_or("too many violations")
-                )
-            } else {
-                String::new()
-            };
-            let by = if decision.allowed {
-                "the registry".to_string()
-            } else {
-                format!("policy {}", decision.policies.join(", "))
-            };
-            return Err(fail(
-                Exit::Refused,
-                format!("running {id} refused by {by}{hint}"),
-            ));
-        }
-
-        // Grants from the stored grant: granted directories bound where the grant (or this
-        // command's --mount, for granted paths only) says.
-        let mut mounts: Vec<(String, PathBuf)> = grant
-            .mounts
-            .iter()
-            .map(|(g, h)| (g.clone(), h.clone()))
-            .collect();
-        for (guest, host) in extra_mounts {
-            let guest = secflow_manifest::normalize_guest_path(&guest)
-                .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
-            if !grant
-                .capabilities
-                .filesystem
-                .iter()
-                .any(|f| f.guest_path() == guest)
-            {
-                return Err(fail(
-                    Exit::Usage,
-                    format!("--mount {guest}: {id} is not granted that directory"),
-                ));
-            }
-            mounts.retain(|(g, _)| g != &guest);
-            mounts.push((guest, host));
-        }
-        let mut granted = manifest.clone();
-        granted.capabilities = grant.capabilities.clone();
-        let grants =
-            Grants::all_declared(&granted, &mounts).map_err(|e| fail(Exit::Usage, e))?;
         let call = build_call(manifest.kind, args, input, &config)?;
         let runtime = super::runtime(home)?;
-        let loaded = super::load(&runtime, manifest.clone(), &verified.package.component, grants)?;
+        let loaded = super::load(&runtime, manifest.clone(), &component, grants)?;
         events.push(Event {
             actor: super::registry::actor(),
             action: "plugin.load".into(),

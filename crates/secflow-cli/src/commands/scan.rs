@@ -1,5 +1,5 @@
-//! `secflow scan PATH`: the bundled plugins (and any `--dev` ones) over a target, in the
-//! sandbox, reported as a table, JSON, SARIF or HTML.
+//! `secflow scan PATH`: the bundled plugins, enabled installed ones (with their grants) and
+//! any `--dev` ones over a target, in the sandbox, reported as a table, JSON, SARIF or HTML.
 //!
 //! Exit codes: 0 clean (or below `--fail-on`), 1 findings at or above `--fail-on`, 2 usage
 //! error, 4 partial scan (a plugin failed or hit a limit; it wins over 1 because a CI gate
@@ -40,7 +40,22 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
         .map_err(|e| fail(Exit::Usage, e))?;
 
     let runtime = super::runtime(home)?;
-    let plugins = select_plugins(&runtime, &args)?;
+    // Installed plugins of the scan's kinds join the bundled ones, each cleared by the same
+    // checks as `secflow run ID` and run with its stored grant.
+    let engine = super::registry::policy_engine(home)?;
+    let mut events: Vec<secflow_audit::Event> = Vec::new();
+    let installed = installed_plugins(home, &engine, &mut events)?;
+    let installed_meta: Vec<(String, String, secflow_registry::admission::Question)> = installed
+        .iter()
+        .map(|p| {
+            (
+                p.record.id.clone(),
+                p.record.version.clone(),
+                p.question.clone(),
+            )
+        })
+        .collect();
+    let plugins = select_plugins(&runtime, &args, installed)?;
     if plugins.is_empty() {
         return Err(fail(
             Exit::Usage,
@@ -74,7 +89,11 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
     // The scan's security-relevant events: each plugin's run, each failure (violations
     // apart), and the scan itself. A log that cannot be written is reported, not fatal: the
     // findings are still true.
-    if let Err(e) = super::audit_record(home, audit_events(&report)) {
+    if let Err(e) = record_installed_runs(home, &engine, &report, installed_meta, &mut events) {
+        eprintln!("warning: {e:#}");
+    }
+    events.extend(audit_events(&report));
+    if let Err(e) = super::audit_record(home, events) {
         eprintln!("warning: {e:#}");
     }
 
@@ -208,16 +227,142 @@ fn audit_events(report: &secflow_scan::ScanReport) -> Vec<secflow_audit::Event> 
 struct Candidate {
     manifest: secflow_manifest::Manifest,
     component: std::borrow::Cow<'static, [u8]>,
-    /// `bundled` or `dev`.
+    /// `bundled`, `dev` or `installed`.
     origin: &'static str,
     /// The SHA-256 the build pinned, for bundled plugins.
     pinned: Option<&'static str>,
+    /// For installed plugins: the checks passed and the stored grant.
+    installed: Option<super::registry::Prepared>,
+}
+
+/// The kinds a scan runs.
+fn scan_kind(kind: secflow_manifest::PluginKind) -> bool {
+    use secflow_manifest::PluginKind as K;
+    matches!(
+        kind,
+        K::Detector | K::LogAnalyzer | K::Enricher | K::Analytics
+    )
+}
+
+/// Enabled installed plugins of the scan's kinds, cleared to run. One that is refused (a
+/// revoked signer, a tampered blob, a policy) is left out with a warning, not the scan.
+fn installed_plugins(
+    home: &Home,
+    engine: &secflow_policy::PolicyEngine,
+    events: &mut Vec<secflow_audit::Event>,
+) -> anyhow::Result<Vec<super::registry::Prepared>> {
+    // A home without a registry has nothing installed; do not create one just to look.
+    if !home.root.join("registry.db").exists() {
+        return Ok(Vec::new());
+    }
+    super::registry::block_on(async {
+        let mut registry = super::registry::open(home).await?;
+        let listed = registry
+            .list()
+            .await
+            .map_err(super::registry::registry_error)?;
+        let bundled: Vec<&str> = secflow_plugin_artifacts::BUNDLED
+            .iter()
+            .map(|b| b.name)
+            .collect();
+        let mut out = Vec::new();
+        for p in listed {
+            let scan_kind = p
+                .kind
+                .parse::<secflow_manifest::PluginKind>()
+                .is_ok_and(scan_kind);
+            if !scan_kind || !p.enabled || p.quarantined {
+                continue;
+            }
+            if bundled.contains(&p.id.as_str()) {
+                eprintln!(
+                    "warning: installed plugin {} has the id of a bundled plugin; the bundled one runs",
+                    p.id
+                );
+                continue;
+            }
+            match super::registry::prepare_installed(home, &mut registry, engine, &p.id, events)
+                .await
+            {
+                Ok(prepared) => out.push(prepared),
+                Err(e) => eprintln!("warning: installed plugin {} left out: {e:#}", p.id),
+            }
+        }
+        anyhow::Ok(out)
+    })?
+}
+
+/// After the scan: each installed plugin's run goes into its registry statistics, and a
+/// sandbox violation counts toward its quarantine like one in `secflow run ID`.
+fn record_installed_runs(
+    home: &Home,
+    engine: &secflow_policy::PolicyEngine,
+    report: &secflow_scan::ScanReport,
+    installed: Vec<(String, String, secflow_registry::admission::Question)>,
+    events: &mut Vec<secflow_audit::Event>,
+) -> anyhow::Result<()> {
+    if installed.is_empty() {
+        return Ok(());
+    }
+    super::registry::block_on(async {
+        let mut registry = super::registry::open(home).await?;
+        for (id, version, question) in installed {
+            let Some(stats) = report.plugins.iter().find(|p| p.id == id) else {
+                continue;
+            };
+            let failures: Vec<_> = report.errors.iter().filter(|e| e.plugin == id).collect();
+            let violation = failures
+                .iter()
+                .find(|e| VIOLATIONS.contains(&e.kind.as_str()));
+            let outcome = failures.first().map_or("ok", |e| e.kind.as_str());
+            let count = registry
+                .record_run(&secflow_registry::RunRecord {
+                    plugin_id: &id,
+                    version: &version,
+                    duration_us: (stats.time_ms * 1000.0) as u64,
+                    outcome,
+                    violation: violation.is_some(),
+                })
+                .await
+                .map_err(super::registry::registry_error)?;
+            let Some(violation) = violation else {
+                continue;
+            };
+            let mut after = question.clone();
+            after.facts.violations = count;
+            let next = secflow_registry::admission::decide(engine, &after);
+            if !next.allowed {
+                let reason = format!(
+                    "{count} sandbox violation(s), last: {} during a scan; policy {}",
+                    violation.kind,
+                    next.policies.join(", ")
+                );
+                registry
+                    .quarantine(&id, &reason)
+                    .await
+                    .map_err(super::registry::registry_error)?;
+                events.push(secflow_audit::Event {
+                    actor: "scan".into(),
+                    action: "plugin.quarantine".into(),
+                    plugin: super::registry::plugin_ref(&id, &version, &stats.digest),
+                    decision: Some("quarantined".into()),
+                    reason: reason.clone(),
+                    details: serde_json::json!({ "violations": count, "policies": next.policies }),
+                });
+                eprintln!(
+                    "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
+                );
+            }
+        }
+        anyhow::Ok(())
+    })?
 }
 
 /// The bundled plugins minus exclusions, plus `--dev` ones, each loaded with its config.
 fn select_plugins(
     runtime: &secflow_runtime::Runtime,
     args: &ScanArgs,
+    installed: Vec<super::registry::Prepared>,
 ) -> anyhow::Result<Vec<ScanPlugin>> {
     let mut candidates: Vec<Candidate> = Vec::new();
     for b in secflow_plugin_artifacts::BUNDLED {
@@ -232,6 +377,7 @@ fn select_plugins(
             component: b.component.into(),
             origin: "bundled",
             pinned: Some(b.sha256),
+            installed: None,
         });
     }
     for dir in &args.dev {
@@ -241,6 +387,16 @@ fn select_plugins(
             component: wasm.into(),
             origin: "dev",
             pinned: None,
+            installed: None,
+        });
+    }
+    for prepared in installed {
+        candidates.push(Candidate {
+            manifest: prepared.manifest.clone(),
+            component: prepared.component.clone().into(),
+            origin: "installed",
+            pinned: None,
+            installed: Some(prepared),
         });
     }
     let known: Vec<String> = candidates
@@ -288,6 +444,7 @@ fn select_plugins(
         component: wasm,
         origin,
         pinned,
+        installed,
     } in candidates
     {
         let id = manifest.id.to_string();
@@ -314,6 +471,10 @@ fn select_plugins(
                 || args.plugins.contains(&id)
                 || args.with.contains(&id)
                 || origin == "dev")
+            && (origin == "bundled"
+                || origin == "dev"
+                || args.plugins.is_empty()
+                || args.plugins.contains(&id))
             && !args.exclude_plugins.contains(&id);
         if !wanted {
             if configs.contains_key(&id) && id == RULES_PLUGIN && !args.rules.is_empty() {
@@ -335,8 +496,13 @@ fn select_plugins(
                 ));
             }
         }
-        let grants = secflow_runtime::Grants::all_declared(&manifest, &plugin_mounts)
-            .map_err(|e| fail(Exit::Usage, format!("{id}: {e}")))?;
+        // An installed plugin gets its stored grant (a --mount re-binds a granted directory
+        // only); bundled and --dev ones what they declare.
+        let grants = match &installed {
+            Some(prepared) => prepared.grants(&plugin_mounts)?,
+            None => secflow_runtime::Grants::all_declared(&manifest, &plugin_mounts)
+                .map_err(|e| fail(Exit::Usage, format!("{id}: {e}")))?,
+        };
         let plugin = super::load(runtime, manifest, &wasm, grants)?;
         let config = serde_json::Value::Object(configs.remove(&id).unwrap_or_default());
         plugin.check_config(&config).map_err(|errors| {
