@@ -86,6 +86,21 @@ impl Env {
         out
     }
 
+    /// The README's `secflow run data-processor --action aggregate` of `[1,2,3]`.
+    fn sum_with_data_processor(&self) -> Output {
+        self.run_stdin(
+            &[
+                "run",
+                "data-processor",
+                "--action",
+                "aggregate",
+                "--input",
+                "-",
+            ],
+            r#"{"data":[1,2,3],"operation":"sum"}"#,
+        )
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
@@ -192,17 +207,7 @@ fn install_run_audit_verify_as_the_readme_shows() {
         installed.contains("installed data-processor 0.1.0"),
         "{installed}"
     );
-    let out = env.run_stdin(
-        &[
-            "run",
-            "data-processor",
-            "--action",
-            "aggregate",
-            "--input",
-            "-",
-        ],
-        r#"{"data":[1,2,3],"operation":"sum"}"#,
-    );
+    let out = env.sum_with_data_processor();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "6");
     env.ok(&["audit", "verify"]);
@@ -954,17 +959,7 @@ fn kill_9_at_random_points_leaves_the_old_or_the_new_state() {
     if env.installed().is_empty() {
         env.ok(&["plugin", "install", p(&v1), "--yes", "--allow-rollback"]);
     }
-    let out = env.run_stdin(
-        &[
-            "run",
-            "data-processor",
-            "--action",
-            "aggregate",
-            "--input",
-            "-",
-        ],
-        r#"{"data":[1,2,3],"operation":"sum"}"#,
-    );
+    let out = env.sum_with_data_processor();
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 

@@ -32,12 +32,7 @@ async fn open(home: &Home) -> anyhow::Result<AuditLog> {
         })
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(f))
-}
+use super::block_on;
 
 /// Appends events to the audit log in one durable commit.
 pub fn record(home: &Home, events: Vec<Event>) -> anyhow::Result<()> {

@@ -38,21 +38,49 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => audit::run(&home, cmd),
         Command::Policy(cmd) => policy::run(&home, cmd),
         Command::Stats { json } => audit::stats(&home, json),
-        Command::Plugin(
-            cmd @ (PluginCommand::Install(_)
-            | PluginCommand::Upgrade(_)
-            | PluginCommand::Uninstall { .. }
-            | PluginCommand::Enable { .. }
-            | PluginCommand::Disable { .. }
-            | PluginCommand::List { .. }
-            | PluginCommand::Info { .. }
-            | PluginCommand::Search { .. }
-            | PluginCommand::Versions { .. }
-            | PluginCommand::Permissions { .. }
-            | PluginCommand::Release { .. }
-            | PluginCommand::Check { .. }
-            | PluginCommand::Sync { .. }),
-        ) => registry::run(&home, cmd),
+        Command::Plugin(PluginCommand::Install(args)) => {
+            registry::install(&home, args, registry::Mode::Install)
+        }
+        Command::Plugin(PluginCommand::Upgrade(args)) => {
+            registry::install(&home, args, registry::Mode::Upgrade)
+        }
+        Command::Plugin(PluginCommand::Sync {
+            dir,
+            yes,
+            watch,
+            interval,
+        }) => registry::sync(&home, &dir, yes, watch, interval),
+        Command::Plugin(PluginCommand::Uninstall { id, json }) => {
+            registry::uninstall(&home, &id, json)
+        }
+        Command::Plugin(PluginCommand::Enable { id, yes }) => registry::enable(&home, &id, yes),
+        Command::Plugin(PluginCommand::Disable { id }) => registry::disable(&home, &id),
+        Command::Plugin(PluginCommand::List { json }) => registry::list(&home, json),
+        Command::Plugin(PluginCommand::Info { id, json }) => registry::info(&home, &id, json),
+        Command::Plugin(PluginCommand::Search {
+            text,
+            kind,
+            category,
+            tag,
+            json,
+        }) => registry::search(
+            &home,
+            secflow_registry::SearchQuery {
+                text,
+                kind: kind.map(|k| k.as_str().to_string()),
+                category,
+                tag,
+            },
+            json,
+        ),
+        Command::Plugin(PluginCommand::Versions { id, json }) => {
+            registry::versions(&home, &id, json)
+        }
+        Command::Plugin(PluginCommand::Permissions { id, json }) => {
+            registry::permissions(&home, &id, json)
+        }
+        Command::Plugin(PluginCommand::Release { id }) => registry::release(&home, &id),
+        Command::Plugin(PluginCommand::Check { json }) => registry::check(&home, json),
         Command::Plugin(PluginCommand::Schema) => {
             println!(
                 "{}",
@@ -61,6 +89,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
     }
+}
+
+/// Runs a future to completion on a single-threaded runtime: the commands that talk to the
+/// registry and the audit log do one thing at a time.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
 }
 
 /// A runtime configured from the home directory.

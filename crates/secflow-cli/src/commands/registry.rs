@@ -7,7 +7,7 @@
 //! capabilities shown with their reasons and approved by a person (prompt on a terminal,
 //! `--yes` or `--grant` in scripts). Every decision and change is an audit event.
 
-use crate::cli::{InstallArgs, PluginCommand};
+use crate::cli::InstallArgs;
 use crate::exit::{Exit, fail};
 use crate::home::Home;
 use secflow_audit::{Event, PluginRef};
@@ -28,12 +28,7 @@ pub fn actor() -> String {
         .unwrap_or_else(|_| "cli".into())
 }
 
-pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(f))
-}
+pub use super::block_on;
 
 /// Maps registry errors to the CLI's exit codes: a conflict with what is installed or a
 /// broken dependency is a refusal (3); a missing plugin is a usage error (2).
@@ -98,65 +93,29 @@ fn event(action: &str, plugin: Option<PluginRef>, decision: &str, reason: String
     }
 }
 
-pub fn run(home: &Home, cmd: PluginCommand) -> anyhow::Result<Exit> {
-    match cmd {
-        PluginCommand::Install(args) => install(home, args, Mode::Install),
-        PluginCommand::Upgrade(args) => install(home, args, Mode::Upgrade),
-        PluginCommand::Sync {
-            dir,
-            yes,
-            watch,
-            interval,
-        } => sync(home, &dir, yes, watch, interval),
-        PluginCommand::Uninstall { id, json } => uninstall(home, &id, json),
-        PluginCommand::Enable { id, yes } => enable(home, &id, yes),
-        PluginCommand::Disable { id } => disable(home, &id),
-        PluginCommand::List { json } => list(home, json),
-        PluginCommand::Info { id, json } => info(home, &id, json),
-        PluginCommand::Search {
-            text,
-            kind,
-            category,
-            tag,
-            json,
-        } => {
-            let query = SearchQuery {
-                text,
-                kind: kind.map(|k| k.as_str().to_string()),
-                category,
-                tag,
-            };
-            let found = block_on(async {
-                open(home)
-                    .await?
-                    .search(&query)
-                    .await
-                    .map_err(registry_error)
-            })??;
-            print_plugins(&found, json)?;
-            Ok(Exit::Success)
-        }
-        PluginCommand::Versions { id, json } => versions(home, &id, json),
-        PluginCommand::Permissions { id, json } => permissions(home, &id, json),
-        PluginCommand::Release { id } => release(home, &id),
-        PluginCommand::Check { json } => check(home, json),
-        _ => unreachable!("dispatched in commands::run"),
-    }
+/// `secflow plugin search`.
+pub fn search(home: &Home, query: SearchQuery, json: bool) -> anyhow::Result<Exit> {
+    let found = block_on(async {
+        open(home)
+            .await?
+            .search(&query)
+            .await
+            .map_err(registry_error)
+    })??;
+    print_plugins(&found, json)?;
+    Ok(Exit::Success)
 }
 
+/// `--mount GUEST=HOST` pairs as a grant stores them: the guest path normalized and the host
+/// path absolute, so later runs bind the same directory whatever directory they start in.
 fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    pairs
-        .iter()
-        .map(|pair| {
-            let (guest, host) = pair
-                .split_once('=')
-                .ok_or_else(|| fail(Exit::Usage, format!("--mount `{pair}` is not GUEST=HOST")))?;
-            let guest = secflow_manifest::normalize_guest_path(guest)
+    super::run::parse_mounts(pairs)?
+        .into_iter()
+        .map(|(guest, host)| {
+            let guest = secflow_manifest::normalize_guest_path(&guest)
                 .map_err(|e| fail(Exit::Usage, format!("--mount {guest}: {e}")))?;
-            // Bound for good in the grant: an absolute path, whatever directory later runs
-            // start in.
-            let host = std::path::absolute(host)
-                .map_err(|e| fail(Exit::Usage, format!("--mount {host}: {e}")))?;
+            let host = std::path::absolute(&host)
+                .map_err(|e| fail(Exit::Usage, format!("--mount {}: {e}", host.display())))?;
             Ok((guest, host))
         })
         .collect()
@@ -180,7 +139,7 @@ pub enum Mode {
     Sync,
 }
 
-fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exit> {
+pub fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exit> {
     let mounts = parse_mounts(&args.mounts)?;
     let engine = policy_engine(home)?;
     let mut store = secflow_trust::TrustStore::load(&home.trust_store())
@@ -696,7 +655,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+pub fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let removed = block_on(async {
         let mut registry = open(home).await?;
         registry.uninstall(id).await.map_err(registry_error)
@@ -742,7 +701,7 @@ fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
 /// given); an older version is left alone; an invalid or refused package is skipped with a
 /// warning and the rest go on. With `--watch` the directory is polled and a new or changed
 /// file is admitted when it appears: the hot reload of the long-running modes.
-fn sync(
+pub fn sync(
     home: &Home,
     dir: &std::path::Path,
     yes: bool,
@@ -1004,7 +963,7 @@ fn remove_kv(home: &Home, id: &str) {
     }
 }
 
-fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
+pub fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
     let engine = policy_engine(home)?;
     let mut events = Vec::new();
     let result = block_on(async {
@@ -1095,7 +1054,7 @@ fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
     result?
 }
 
-fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
+pub fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
     let plugin = block_on(async {
         let mut registry = open(home).await?;
         let plugin = registry.require(id).await.map_err(registry_error)?;
@@ -1118,7 +1077,7 @@ fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn release(home: &Home, id: &str) -> anyhow::Result<Exit> {
+pub fn release(home: &Home, id: &str) -> anyhow::Result<Exit> {
     let plugin = block_on(async {
         let mut registry = open(home).await?;
         let plugin = registry.require(id).await.map_err(registry_error)?;
@@ -1176,13 +1135,13 @@ fn print_plugins(plugins: &[InstalledPlugin], json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn list(home: &Home, json: bool) -> anyhow::Result<Exit> {
+pub fn list(home: &Home, json: bool) -> anyhow::Result<Exit> {
     let plugins = block_on(async { open(home).await?.list().await.map_err(registry_error) })??;
     print_plugins(&plugins, json)?;
     Ok(Exit::Success)
 }
 
-fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+pub fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let versions =
         block_on(async { open(home).await?.versions(id).await.map_err(registry_error) })??;
     if json {
@@ -1210,7 +1169,7 @@ fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let (record, grant) = block_on(async {
         let mut registry = open(home).await?;
         let record = registry.active(id).await.map_err(registry_error)?;
@@ -1276,7 +1235,7 @@ fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
+pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let (plugin, record, grant, stats, health, versions) = block_on(async {
         let mut registry = open(home).await?;
         let plugin = registry.require(id).await.map_err(registry_error)?;
@@ -1406,7 +1365,7 @@ fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn check(home: &Home, json: bool) -> anyhow::Result<Exit> {
+pub fn check(home: &Home, json: bool) -> anyhow::Result<Exit> {
     let problems = block_on(async { open(home).await?.check().await.map_err(registry_error) })??;
     if json {
         println!(

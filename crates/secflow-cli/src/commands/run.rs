@@ -42,11 +42,7 @@ fn run_dev(home: &Home, dir: &std::path::Path, args: &RunArgs) -> anyhow::Result
     let runtime = super::runtime(home)?;
     let grants = Grants::all_declared(&manifest, &mounts).map_err(|e| fail(Exit::Usage, e))?;
     let plugin = super::load(&runtime, manifest, &wasm, grants)?;
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
-    let invocation = tokio.block_on(runtime.invoke(&plugin, call, &config));
+    let invocation = super::block_on(runtime.invoke(&plugin, call, &config))?;
     print(args, &invocation)?;
     Ok(exit_of(&invocation))
 }
@@ -64,12 +60,8 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
     let extra_mounts = parse_mounts(&args.mounts)?;
     let input = read_input(args.input.as_deref())?;
     let engine = super::registry::policy_engine(home)?;
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
     let mut events: Vec<Event> = Vec::new();
-    let result = tokio.block_on(async {
+    let result = super::block_on(async {
         let mut registry = super::registry::open(home).await?;
         let prepared =
             super::registry::prepare_installed(home, &mut registry, &engine, id, &mut events)
@@ -121,10 +113,9 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
             .map_err(registry_error)?;
         if args.health {
             let (ok, message) = match &inv.outcome {
-                Ok(secflow_runtime::Output::Health(h)) => (
-                    h.status != b::HealthStatus::Unhealthy,
-                    h.message.clone(),
-                ),
+                Ok(secflow_runtime::Output::Health(h)) => {
+                    (h.status != b::HealthStatus::Unhealthy, h.message.clone())
+                }
                 Ok(_) => (true, String::new()),
                 Err(e) => (false, e.to_string()),
             };
@@ -138,7 +129,12 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
             action: "plugin.invoke".into(),
             plugin: pref.clone(),
             decision: Some(if outcome == "ok" { "ok" } else { "error" }.into()),
-            reason: inv.outcome.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            reason: inv
+                .outcome
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             details: serde_json::json!({
                 "call": inv.report.call,
                 "outcome": outcome,
@@ -169,7 +165,10 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
                     e.kind(),
                     next.policies.join(", ")
                 );
-                registry.quarantine(id, &reason).await.map_err(registry_error)?;
+                registry
+                    .quarantine(id, &reason)
+                    .await
+                    .map_err(registry_error)?;
                 events.push(Event {
                     actor: super::registry::actor(),
                     action: "plugin.quarantine".into(),
@@ -186,7 +185,7 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
         anyhow::Ok(inv)
     });
     super::audit_record(home, events)?;
-    let inv = result?;
+    let inv = result??;
     print(args, &inv)?;
     Ok(exit_of(&inv))
 }
