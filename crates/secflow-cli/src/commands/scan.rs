@@ -42,9 +42,8 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
     let runtime = super::runtime(home)?;
     // Installed plugins of the scan's kinds join the bundled ones, each cleared by the same
     // checks as `secflow run ID` and run with its stored grant.
-    let engine = super::registry::policy_engine(home)?;
     let mut events: Vec<secflow_audit::Event> = Vec::new();
-    let installed = installed_plugins(home, &engine, &mut events)?;
+    let (engine, installed) = installed_plugins(home, &mut events)?;
     let installed_meta: Vec<(String, String, secflow_registry::admission::Question)> = installed
         .iter()
         .map(|p| {
@@ -89,7 +88,9 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
     // The scan's security-relevant events: each plugin's run, each failure (violations
     // apart), and the scan itself. A log that cannot be written is reported, not fatal: the
     // findings are still true.
-    if let Err(e) = record_installed_runs(home, &engine, &report, installed_meta, &mut events) {
+    if let Some(engine) = &engine
+        && let Err(e) = record_installed_runs(home, engine, &report, installed_meta, &mut events)
+    {
         eprintln!("warning: {e:#}");
     }
     events.extend(audit_events(&report));
@@ -244,18 +245,32 @@ fn scan_kind(kind: secflow_manifest::PluginKind) -> bool {
     )
 }
 
-/// Enabled installed plugins of the scan's kinds, cleared to run. One that is refused (a
-/// revoked signer, a tampered blob, a policy) is left out with a warning, not the scan.
+/// Enabled installed plugins of the scan's kinds, cleared to run, and the policy engine that
+/// cleared them. One that is refused (a revoked signer, a tampered blob, a policy) is left
+/// out with a warning, not the scan. Without a registry there is nothing to clear, and the
+/// policies are not even loaded: a scan with the bundled plugins does not depend on them.
+type Installed = (
+    Option<secflow_policy::PolicyEngine>,
+    Vec<super::registry::Prepared>,
+);
+
 fn installed_plugins(
     home: &Home,
-    engine: &secflow_policy::PolicyEngine,
     events: &mut Vec<secflow_audit::Event>,
-) -> anyhow::Result<Vec<super::registry::Prepared>> {
+) -> anyhow::Result<Installed> {
     // A home without a registry has nothing installed; do not create one just to look.
     if !home.root.join("registry.db").exists() {
-        return Ok(Vec::new());
+        return Ok((None, Vec::new()));
     }
-    super::registry::block_on(async {
+    let engine = match super::registry::policy_engine(home) {
+        Ok(engine) => engine,
+        Err(e) => {
+            // Fail closed for installed plugins only; the bundled ones need no admission.
+            eprintln!("warning: installed plugins left out: {e:#}");
+            return Ok((None, Vec::new()));
+        }
+    };
+    let out = super::registry::block_on(async {
         let mut registry = super::registry::open(home).await?;
         let listed = registry
             .list()
@@ -281,7 +296,7 @@ fn installed_plugins(
                 );
                 continue;
             }
-            match super::registry::prepare_installed(home, &mut registry, engine, &p.id, events)
+            match super::registry::prepare_installed(home, &mut registry, &engine, &p.id, events)
                 .await
             {
                 Ok(prepared) => out.push(prepared),
@@ -289,7 +304,8 @@ fn installed_plugins(
             }
         }
         anyhow::Ok(out)
-    })?
+    })??;
+    Ok((Some(engine), out))
 }
 
 /// After the scan: each installed plugin's run goes into its registry statistics, and a
