@@ -194,6 +194,22 @@ impl Env {
     }
 }
 
+/// `secflow run hostile --action read-file` of `/data/note.txt`.
+fn read_note(env: &Env) -> Output {
+    env.run_stdin(
+        &[
+            "run",
+            "hostile",
+            "--action",
+            "read-file",
+            "--input",
+            "-",
+            "--json",
+        ],
+        r#"{"path":"/data/note.txt"}"#,
+    )
+}
+
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -620,18 +636,7 @@ fn run_uses_the_stored_grant_not_the_manifest() {
         "{perms}"
     );
 
-    let read = env.run_stdin(
-        &[
-            "run",
-            "hostile",
-            "--action",
-            "read-file",
-            "--input",
-            "-",
-            "--json",
-        ],
-        r#"{"path":"/data/note.txt"}"#,
-    );
+    let read = read_note(&env);
     assert!(read.status.success(), "{}", text(&read.stderr));
     assert!(text(&read.stdout).contains("granted contents"));
 
@@ -667,18 +672,7 @@ fn run_uses_the_stored_grant_not_the_manifest() {
     let perms = env.ok(&["plugin", "permissions", "hostile"]);
     assert!(perms.contains("granted fs:/data"), "{perms}");
     assert!(perms.contains("denied  kv"), "{perms}");
-    let read = env.run_stdin(
-        &[
-            "run",
-            "hostile",
-            "--action",
-            "read-file",
-            "--input",
-            "-",
-            "--json",
-        ],
-        r#"{"path":"/data/note.txt"}"#,
-    );
+    let read = read_note(&env);
     assert!(
         text(&read.stdout).contains("granted contents"),
         "{}",

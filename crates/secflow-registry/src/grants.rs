@@ -82,6 +82,11 @@ pub fn asks(caps: &Capabilities) -> Vec<Ask> {
     out
 }
 
+/// The labels of every capability in `caps`, in [`asks`] order.
+pub fn labels(caps: &Capabilities) -> Vec<String> {
+    asks(caps).into_iter().map(|a| a.label).collect()
+}
+
 /// The subset of `declared` that `labels` name. Every label must name a declared
 /// capability: a typo must not silently grant less (or be mistaken for more).
 pub fn select(declared: &Capabilities, labels: &[String]) -> Result<Capabilities, String> {
@@ -222,9 +227,8 @@ mod tests {
 
     #[test]
     fn labels_name_every_capability() {
-        let labels: Vec<String> = asks(&caps(FULL)).into_iter().map(|a| a.label).collect();
         assert_eq!(
-            labels,
+            labels(&caps(FULL)),
             [
                 "fs:/feeds",
                 "fs:/out:write",

@@ -135,11 +135,9 @@ fn load(dir: &std::path::Path) -> anyhow::Result<PolicyEngine> {
 fn installed_facts(home: &Home, id: &str) -> anyhow::Result<(PluginFacts, bool, bool)> {
     use super::registry::{block_on, open, registry_error};
     block_on(async {
-        let mut registry = open(home).await?;
-        let plugin = registry.require(id).await.map_err(registry_error)?;
-        let record = registry.active(id).await.map_err(registry_error)?;
-        let grant = registry
-            .grant(id, &record.version)
+        let (plugin, record, grant) = open(home)
+            .await?
+            .snapshot(id)
             .await
             .map_err(registry_error)?;
         let facts = secflow_registry::admission::facts(

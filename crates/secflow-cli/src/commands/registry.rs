@@ -536,10 +536,7 @@ async fn admit_one(
         )
         .await
         .map_err(registry_error)?;
-    let labels: Vec<String> = grants::asks(&grant.capabilities)
-        .into_iter()
-        .map(|a| a.label)
-        .collect();
+    let labels = grants::labels(&grant.capabilities);
     let (audit_action, message) = match &outcome {
         InstallOutcome::Installed => (
             "plugin.install",
@@ -1170,20 +1167,10 @@ pub fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
 }
 
 pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
-    let (record, grant) = block_on(async {
-        let mut registry = open(home).await?;
-        let record = registry.active(id).await.map_err(registry_error)?;
-        let grant = registry
-            .grant(id, &record.version)
-            .await
-            .map_err(registry_error)?;
-        anyhow::Ok((record, grant))
-    })??;
+    let (_, record, grant) =
+        block_on(async { open(home).await?.snapshot(id).await.map_err(registry_error) })??;
     let asked = grants::asks(&record.manifest.capabilities);
-    let granted: Vec<String> = grants::asks(&grant.capabilities)
-        .into_iter()
-        .map(|a| a.label)
-        .collect();
+    let granted = grants::labels(&grant.capabilities);
     if json {
         println!(
             "{}",
@@ -1238,25 +1225,13 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
 pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let (plugin, record, grant, stats, health, versions) = block_on(async {
         let mut registry = open(home).await?;
-        let plugin = registry.require(id).await.map_err(registry_error)?;
+        let (plugin, record, grant) = registry.snapshot(id).await.map_err(registry_error)?;
         let versions = registry.versions(id).await.map_err(registry_error)?;
-        let record = versions
-            .iter()
-            .find(|v| v.active)
-            .cloned()
-            .ok_or_else(|| fail(Exit::Usage, format!("{id} has no active version")))?;
-        let grant = registry
-            .grant(id, &plugin.version)
-            .await
-            .map_err(registry_error)?;
         let stats = registry.stats(id).await.map_err(registry_error)?;
         let health = registry.health(id).await.map_err(registry_error)?;
         anyhow::Ok((plugin, record, grant, stats, health, versions))
     })??;
-    let granted: Vec<String> = grants::asks(&grant.capabilities)
-        .into_iter()
-        .map(|a| a.label)
-        .collect();
+    let granted = grants::labels(&grant.capabilities);
     if json {
         println!(
             "{}",

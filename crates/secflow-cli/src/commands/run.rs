@@ -89,10 +89,7 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
                 "component_sha256": loaded.digest,
                 "compile_cache": format!("{:?}", loaded.cache).to_lowercase(),
                 "imports": loaded.imports,
-                "granted": secflow_registry::grants::asks(&grant.capabilities)
-                    .into_iter()
-                    .map(|a| a.label)
-                    .collect::<Vec<_>>(),
+                "granted": secflow_registry::grants::labels(&grant.capabilities),
             }),
         });
         let inv = runtime.invoke(&loaded, call, &config).await;
