@@ -30,7 +30,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    for file in ["Cargo.toml", "Cargo.lock"] {
+    for file in ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", plugins.join(file).display());
     }
     let members = plugin_dirs(&plugins);
@@ -59,7 +59,10 @@ fn main() {
 
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build")
+    // Run from the plugins workspace so its `.cargo/config.toml` (the guest stack size)
+    // applies, as it does for `secflow plugin build`.
+    cmd.current_dir(&plugins)
+        .arg("build")
         .arg("--release")
         .arg("--locked")
         .arg("--target=wasm32-wasip2")

@@ -260,6 +260,13 @@ fn plugin_new_build_run_works_for_every_kind() {
         assert!(out.status.success(), "new {kind}: {}", text(&out.stderr));
         let dir = tmp.path().join(&name);
         assert!(dir.join("plugin.toml").is_file() && dir.join("src/lib.rs").is_file());
+        // The SDK's guest stack, which keeps a fresh instance inside the memory the host
+        // resets in place.
+        let cargo_config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+        assert!(
+            cargo_config.contains("-zstack-size=131072"),
+            "{cargo_config}"
+        );
 
         let out = secflow(&home)
             .args(["plugin", "build"])

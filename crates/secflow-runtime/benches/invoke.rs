@@ -95,41 +95,46 @@ fn data_processor(c: &mut Criterion) {
     group.finish();
 }
 
+/// Invocations spread over 1 worker, then over every core, in the same run: the ratio is
+/// how well fresh instances scale (a kernel-bound teardown would serialize them).
 fn all_cores(c: &mut Criterion) {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()
-        .unwrap();
     let rt = runtime(true);
     let p = Arc::new(load(&rt, artifacts::TEST_NOOP, |_| {}));
     let mut group = c.benchmark_group("all_cores_noop");
     group.throughput(Throughput::Elements(1));
-    group.bench_function(format!("{cores}_workers"), |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            tokio.block_on(async {
-                let per = iters.div_ceil(cores as u64);
-                let tasks: Vec<_> = (0..cores)
-                    .map(|_| {
-                        let (rt, p) = (rt.clone(), p.clone());
-                        tokio::spawn(async move {
-                            let config = serde_json::json!({});
-                            for _ in 0..per {
-                                let inv = rt.invoke(&p, exec("echo", "{}".into()), &config).await;
-                                assert!(inv.outcome.is_ok());
-                            }
+    for workers in [1, cores] {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap();
+        group.bench_function(format!("{workers}_workers"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                tokio.block_on(async {
+                    let per = iters.div_ceil(workers as u64);
+                    let tasks: Vec<_> = (0..workers)
+                        .map(|_| {
+                            let (rt, p) = (rt.clone(), p.clone());
+                            tokio::spawn(async move {
+                                let config = serde_json::json!({});
+                                for _ in 0..per {
+                                    let inv =
+                                        rt.invoke(&p, exec("echo", "{}".into()), &config).await;
+                                    assert!(inv.outcome.is_ok());
+                                }
+                            })
                         })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-            });
-            start.elapsed()
-        })
-    });
+                        .collect();
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
     group.finish();
 }
 

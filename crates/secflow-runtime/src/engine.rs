@@ -48,6 +48,10 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Bytes at the start of each linear memory reset in place rather than returned to the
+/// kernel: the SDK's guest stack (128 KiB) plus room for a plugin's data and first heap pages.
+const GUEST_RESIDENT_BYTES: usize = 256 << 10;
+
 /// Pool slots: a little above `max_concurrent`, because a slot is returned after the permit.
 fn pool_config(slots: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
@@ -60,7 +64,18 @@ fn pool_config(slots: u32) -> PoolingAllocationConfig {
         .max_tables_per_component(8)
         .max_core_instances_per_component(16)
         .max_memory_size(secflow_manifest::HOST_CEILINGS.memory_bytes as usize)
-        .linear_memory_keep_resident(64 << 10)
+        // A fresh instance touches the top of its stack, its data and the start of its heap.
+        // With the SDK's 128 KiB guest stack (`plugins/.cargo/config.toml`, the scaffold of
+        // `plugin new`) all of that lies in the first 256 KiB of linear memory, which the
+        // pool resets with a memcpy of the initial image and keeps mapped: no page faults on
+        // the next instance and no `madvise` (with its TLB shootdowns) on teardown. Memory
+        // beyond it is still returned with `madvise`. Figures in BENCHMARKS.md.
+        .linear_memory_keep_resident(GUEST_RESIDENT_BYTES)
+        // PAGEMAP_SCAN (reset only the pages written) would also avoid the faults, but in
+        // wasmtime 48 it skips a written page that is swapped out or being migrated at the
+        // moment of the scan, and such a page would keep the previous invocation's data.
+        // The blind reset of a fixed prefix cannot miss a page.
+        .pagemap_scan(wasmtime::Enabled::No)
         .table_keep_resident(64 << 10)
         // Fiber stacks hold only host frames and the wasm call stack, never guest-readable
         // data, so keeping their hot top resident is safe and saves a fault per page.

@@ -425,6 +425,7 @@ fn classify(
             limit: limits.fuel.unwrap_or(0),
         },
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) if recursed(&err) => InvokeError::StackOverflow,
         Some(trap) => InvokeError::Trap {
             message: format!("{trap}{}", panic_message(state)),
         },
@@ -432,6 +433,24 @@ fn classify(
             message: format!("{err:#}"),
         },
     }
+}
+
+/// Whether a trap came from deep recursion. A Rust guest keeps its address-taken locals on a
+/// stack in linear memory, placed first (`--stack-first`): overflowing it wraps the stack
+/// pointer past zero, and the next store is out of bounds. Safe Rust cannot otherwise reach
+/// an out-of-bounds address, so an out-of-bounds trap under one function repeated many times
+/// is that overflow, not a memory bug.
+fn recursed(err: &wasmtime::Error) -> bool {
+    const DEPTH: usize = 16;
+    let Some(trace) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let mut calls: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    trace.frames().iter().any(|frame| {
+        let n = calls.entry(frame.func_index()).or_default();
+        *n += 1;
+        *n >= DEPTH
+    })
 }
 
 /// The panic message a Rust guest printed to stderr before aborting, if any.

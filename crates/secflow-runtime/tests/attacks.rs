@@ -91,12 +91,39 @@ async fn attack_unbounded_allocation_is_stopped() {
 async fn attack_deep_recursion_overflows_the_bounded_stack() {
     let rt = runtime();
     let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    // Frames with address-taken locals: the guest's 128 KiB stack in linear memory runs out
+    // first (the stack pointer wraps past zero), reported as a stack overflow all the same.
     let inv = exec(&rt, &p, "recurse", json!({})).await;
     assert!(
         matches!(err(&inv), InvokeError::StackOverflow),
         "{:?}",
         inv.outcome
     );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_deep_recursion_in_registers_overflows_the_native_stack() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "recurse-in-registers", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::StackOverflow),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_out_of_bounds_store_is_a_trap_not_a_stack_overflow() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "out-of-bounds", json!({})).await;
+    match err(&inv) {
+        InvokeError::Trap { message } => assert!(message.contains("out of bounds"), "{message}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
     assert_next_invocation_works(&rt, &p).await;
 }
 

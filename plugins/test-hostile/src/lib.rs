@@ -23,6 +23,17 @@ fn param<'a>(params: &'a Value, key: &str) -> &'a str {
     params.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// Recursion that keeps everything in registers: it exhausts the host-bounded native wasm
+/// stack, not the guest's stack in linear memory. The rotate keeps LLVM from turning it
+/// into a loop.
+#[inline(never)]
+fn recurse_in_registers(n: u64) -> u64 {
+    if n == 0 {
+        return 1;
+    }
+    recurse_in_registers(n - 1).rotate_left(3) ^ n
+}
+
 #[inline(never)]
 fn recurse(n: u64, pad: [u64; 16]) -> u64 {
     if n == 0 {
@@ -40,6 +51,8 @@ impl Action for Hostile {
             "grow",
             "alloc",
             "recurse",
+            "recurse-in-registers",
+            "out-of-bounds",
             "flood-stdout",
             "flood-log",
             "huge-output",
@@ -90,6 +103,13 @@ impl Action for Hostile {
                 unsafe { LEAK.push(black_box(chunk)) };
             },
             "recurse" => Ok(json!(recurse(u64::MAX / 2, [3; 16]))),
+            "recurse-in-registers" => Ok(json!(recurse_in_registers(black_box(u64::MAX / 2)))),
+            // A store far outside linear memory, as a memory bug in unsafe code would make.
+            "out-of-bounds" => {
+                let addr = black_box(0xFFFF_FF00usize) as *mut u8;
+                unsafe { addr.write_volatile(1) };
+                Ok(json!("unreachable"))
+            }
             "flood-stdout" => loop {
                 println!("{}", "A".repeat(4096));
             },

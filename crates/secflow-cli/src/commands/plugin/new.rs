@@ -33,10 +33,16 @@ pub fn run(home: &Home, args: NewArgs) -> anyhow::Result<Exit> {
     std::fs::write(dir.join("plugin.toml"), manifest(&id, args.kind))?;
     std::fs::write(dir.join("src/lib.rs"), source(args.kind))?;
     std::fs::write(dir.join(".gitignore"), "/target\n/plugin.wasm\n")?;
+    std::fs::create_dir_all(dir.join(".cargo"))?;
+    std::fs::write(dir.join(".cargo/config.toml"), CARGO_CONFIG)?;
     println!("Created {} plugin `{id}` in {}", args.kind, dir.display());
     println!("Next: secflow plugin build {}", dir.display());
     Ok(Exit::Success)
 }
+
+/// The guest build settings of the SDK (the 128 KiB guest stack), the same file the
+/// example plugins are built with.
+const CARGO_CONFIG: &str = include_str!("../../../../../plugins/.cargo/config.toml");
 
 fn cargo_toml(name: &str, sdk: &std::path::Path) -> String {
     format!(
