@@ -182,6 +182,16 @@ CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_event
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only: DELETE refused'); END;
+-- The Merkle frontier after the last append (one row), so that opening the log reads
+-- O(log n) hashes instead of every leaf. Only a cache: it is used when its size and last
+-- hash match the newest event, rebuilt from the events otherwise, and `verify` never
+-- trusts it (a forged frontier makes the next checkpoint disagree with the events).
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    size INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    roots TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size INTEGER PRIMARY KEY NOT NULL,
     body TEXT NOT NULL
@@ -576,7 +586,58 @@ impl AuditLog {
     }
 }
 
+/// The newest event's sequence number and hash: O(log n), `seq` being the rowid.
+async fn newest(conn: &mut SqliteConnection) -> Result<Option<(u64, String)>, AuditError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get::<i64, _>("seq")? as u64, r.try_get("hash")?)),
+        None => None,
+    })
+}
+
+fn parse_hash(hex_hash: &str) -> Option<Hash> {
+    hex::decode(hex_hash).ok()?.try_into().ok()
+}
+
+/// The chain's end: from the stored frontier when it matches the newest event, otherwise
+/// rebuilt from every event's hash.
 async fn load_head(conn: &mut SqliteConnection) -> Result<Head, AuditError> {
+    let newest = newest(conn).await?;
+    let stored = sqlx::query("SELECT size, last_hash, roots FROM audit_head WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let (Some((seq, hash)), Some(row)) = (&newest, stored) {
+        let size = row.try_get::<i64, _>("size")? as u64;
+        let last: String = row.try_get("last_hash")?;
+        let roots: String = row.try_get("roots")?;
+        let roots: Option<Vec<Hash>> = roots
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(parse_hash)
+            .collect();
+        if size == *seq
+            && last == *hash
+            && let (Some(roots), Some(last_hash)) = (roots, parse_hash(&last))
+            && let Some(frontier) = Frontier::from_roots(size, &roots)
+        {
+            return Ok(Head {
+                frontier,
+                last_hash,
+            });
+        }
+    }
+    if newest.is_none() {
+        return Ok(Head {
+            frontier: Frontier::new(),
+            last_hash: [0u8; 32],
+        });
+    }
+    rebuild_head(conn).await
+}
+
+async fn rebuild_head(conn: &mut SqliteConnection) -> Result<Head, AuditError> {
     let mut frontier = Frontier::new();
     let mut last_hash = [0u8; 32];
     let rows = sqlx::query("SELECT hash FROM audit_events ORDER BY seq")
@@ -584,13 +645,10 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<Head, AuditError> {
         .await?;
     for r in rows {
         let hex_hash: String = r.try_get("hash")?;
-        let hash: Hash = hex::decode(&hex_hash)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| AuditError::Tampered {
-                seq: Some(frontier.size() + 1),
-                message: format!("entry #{} has a malformed hash", frontier.size() + 1),
-            })?;
+        let hash = parse_hash(&hex_hash).ok_or_else(|| AuditError::Tampered {
+            seq: Some(frontier.size() + 1),
+            message: format!("entry #{} has a malformed hash", frontier.size() + 1),
+        })?;
         frontier.push(hash);
         last_hash = hash;
     }
@@ -600,23 +658,31 @@ async fn load_head(conn: &mut SqliteConnection) -> Result<Head, AuditError> {
     })
 }
 
+/// Stores the frontier after an append, in the append's transaction.
+async fn store_head(conn: &mut SqliteConnection, head: &Head) -> Result<(), AuditError> {
+    let roots: Vec<String> = head.frontier.roots().map(hex::encode).collect();
+    sqlx::query(
+        "INSERT INTO audit_head (id, size, last_hash, roots) VALUES (1, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, roots = excluded.roots",
+    )
+    .bind(head.frontier.size() as i64)
+    .bind(hex::encode(head.last_hash))
+    .bind(roots.join(","))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn append_locked(
     conn: &mut SqliteConnection,
     head: &Head,
     events: Vec<Event>,
 ) -> Result<(Vec<Entry>, Head), AuditError> {
     // Another process may have appended since this handle last wrote.
-    let (stored_size, stored_last): (i64, Option<String>) = {
-        let r = sqlx::query(
-            "SELECT COUNT(*) AS n, (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) AS last FROM audit_events",
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        (r.try_get("n")?, r.try_get("last")?)
+    let stale = match newest(conn).await? {
+        Some((seq, hash)) => seq != head.frontier.size() || hash != hex::encode(head.last_hash),
+        None => head.frontier.size() != 0,
     };
-    let stale = stored_size as u64 != head.frontier.size()
-        || (stored_size > 0
-            && stored_last.as_deref() != Some(hex::encode(head.last_hash).as_str()));
     let fresh;
     let head = if stale {
         fresh = load_head(conn).await?;
@@ -677,14 +743,13 @@ async fn append_locked(
         }
         query.execute(&mut *conn).await?;
     }
+    let head = Head {
+        frontier,
+        last_hash: prev,
+    };
+    store_head(conn, &head).await?;
     let entries = rows.into_iter().map(StoredRow::into_entry).collect();
-    Ok((
-        entries,
-        Head {
-            frontier,
-            last_hash: prev,
-        },
-    ))
+    Ok((entries, head))
 }
 
 /// Parses a hex public key (64 hex characters).

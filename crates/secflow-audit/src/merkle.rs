@@ -61,6 +61,26 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// The subtree roots, largest first: with [`Frontier::from_roots`], what the log keeps
+    /// so that opening it does not re-read every leaf.
+    pub fn roots(&self) -> impl Iterator<Item = &Hash> {
+        self.nodes.iter().map(|(_, root)| root)
+    }
+
+    /// Rebuilds the frontier of a tree of `size` leaves from its subtree roots (largest
+    /// first). The heights follow from `size` (one perfect subtree per set bit), so `None`
+    /// when the number of roots does not match it.
+    pub fn from_roots(size: u64, roots: &[Hash]) -> Option<Frontier> {
+        let heights: Vec<u32> = (0..u64::BITS)
+            .rev()
+            .filter(|bit| size & (1 << bit) != 0)
+            .collect();
+        (heights.len() == roots.len()).then(|| Frontier {
+            nodes: heights.into_iter().zip(roots.iter().copied()).collect(),
+            size,
+        })
+    }
+
     /// `MTH(D[0:n])` as RFC 9162 defines it: the subtrees folded from the right.
     pub fn root(&self) -> Hash {
         let mut iter = self.nodes.iter().rev();
@@ -100,6 +120,26 @@ mod tests {
             f.push(leaves[n - 1]);
             assert_eq!(f.root(), root_of(&leaves[..n]), "size {n}");
         }
+    }
+
+    #[test]
+    fn frontier_round_trips_through_its_roots_and_keeps_growing_the_same() {
+        let leaves: Vec<Hash> = (0..70u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut f = Frontier::new();
+        for n in 1..=leaves.len() {
+            f.push(leaves[n - 1]);
+            let roots: Vec<Hash> = f.roots().copied().collect();
+            let mut back = Frontier::from_roots(f.size(), &roots).expect("matching roots");
+            assert_eq!(back, f, "size {n}");
+            if let Some(next) = leaves.get(n) {
+                back.push(*next);
+                assert_eq!(back.root(), root_of(&leaves[..=n]), "size {}", n + 1);
+            }
+        }
+        // The number of roots must match the size's set bits.
+        assert!(Frontier::from_roots(3, &[leaves[0]]).is_none());
+        assert!(Frontier::from_roots(4, &[leaves[0], leaves[1]]).is_none());
+        assert_eq!(Frontier::from_roots(0, &[]), Some(Frontier::new()));
     }
 
     #[test]

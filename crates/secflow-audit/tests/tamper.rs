@@ -249,6 +249,53 @@ async fn a_rewritten_log_and_forged_checkpoints_are_caught() {
 }
 
 #[tokio::test]
+async fn reopening_continues_from_the_stored_frontier_and_a_bad_one_is_rebuilt_or_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    // Reopened between batches whose sizes cross powers of two: each handle starts from the
+    // stored frontier, and every checkpoint it signs matches the tree `verify` recomputes.
+    let mut n = 0u32;
+    for batch in [1u32, 2, 1, 4, 9, 15, 32] {
+        let log = AuditLog::open(&db, key(7)).await.unwrap();
+        log.append_batch((n + 1..=n + batch).map(event).collect())
+            .await
+            .unwrap();
+        n += batch;
+        assert_eq!(log.checkpoint().await.unwrap().tree_size, u64::from(n));
+    }
+    let log = AuditLog::open(&db, key(7)).await.unwrap();
+    let report = log.verify(&key(7).verifying_key(), None).await.unwrap();
+    assert_eq!((report.entries, report.checkpoints), (64, 7));
+    drop(log);
+
+    // An unreadable stored frontier is rebuilt from the events.
+    tamper(&db, "UPDATE audit_head SET roots = 'not-hex'").await;
+    let log = AuditLog::open(&db, key(7)).await.unwrap();
+    log.append(event(65)).await.unwrap();
+    log.checkpoint().await.unwrap();
+    let report = log.verify(&key(7).verifying_key(), None).await.unwrap();
+    assert_eq!((report.entries, report.checkpoints), (65, 8));
+    drop(log);
+
+    // A well-formed forged frontier (right size and last hash, wrong roots) is used, but the
+    // checkpoint signed over it disagrees with the events, and `verify` says so.
+    tamper(
+        &db,
+        "UPDATE audit_head SET roots = printf('%s,%s', hex(randomblob(32)), hex(randomblob(32)))",
+    )
+    .await;
+    let log = AuditLog::open(&db, key(7)).await.unwrap();
+    log.append(event(66)).await.unwrap();
+    log.checkpoint().await.unwrap();
+    match log.verify(&key(7).verifying_key(), None).await {
+        Err(AuditError::Tampered { message, .. }) => {
+            assert!(message.contains("checkpoint at size 66"), "{message}")
+        }
+        other => panic!("a forged frontier went unnoticed: {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn two_handles_appending_in_turn_keep_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("audit.db");
