@@ -301,13 +301,21 @@ fn plugin_new_build_run_works_for_every_kind() {
         let out = secflow(&home)
             .args(["run", "--dev"])
             .arg(&dir)
-            .args(["--health", "--json"])
+            .args(["--health", "--json", "--report"])
             .output()
             .unwrap();
         assert!(
             text(&out.stdout).contains("Healthy"),
             "health {kind}: {}",
             text(&out.stdout)
+        );
+        // Built with the SDK's 128 KiB guest stack: with Rust's default 1 MiB stack the
+        // linear memory alone would start above 1 MiB.
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let peak = report["report"]["peak_memory_bytes"].as_u64().unwrap();
+        assert!(
+            peak < 1 << 20,
+            "{kind}: peak memory {peak} B; built without the SDK's guest stack?"
         );
     }
     // `plugin new` refuses to overwrite and refuses bad ids.

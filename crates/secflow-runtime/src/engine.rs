@@ -52,6 +52,9 @@ impl Default for RuntimeConfig {
 /// kernel: the SDK's guest stack (128 KiB) plus room for a plugin's data and first heap pages.
 const GUEST_RESIDENT_BYTES: usize = 256 << 10;
 
+/// Wasm frames kept in a failed call's backtrace (wasmtime's default is 20).
+pub(crate) const BACKTRACE_FRAMES: usize = 128;
+
 /// Pool slots: a little above `max_concurrent`, because a slot is returned after the permit.
 fn pool_config(slots: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
@@ -98,6 +101,9 @@ impl EngineSet {
             let mut cfg = Config::new();
             cfg.epoch_interruption(true)
                 .consume_fuel(metered)
+                // Deep enough to tell a guest-stack overflow from a memory bug (see
+                // `invoke::recursed`); frames are only walked when a call fails.
+                .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
                 .max_wasm_stack(config.max_wasm_stack)
                 .async_stack_size(config.max_wasm_stack + (1 << 20));
             if pooling {

@@ -426,6 +426,14 @@ fn classify(
         },
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
         Some(Trap::MemoryOutOfBounds) if recursed(&err) => InvokeError::StackOverflow,
+        Some(Trap::MemoryOutOfBounds) => InvokeError::Trap {
+            message: format!(
+                "{}{} (in a Rust plugin this is usually its guest stack overflowing: a large \
+                 local array or value; see \"The guest stack\" in docs/writing-plugins.md)",
+                Trap::MemoryOutOfBounds,
+                panic_message(state)
+            ),
+        },
         Some(trap) => InvokeError::Trap {
             message: format!("{trap}{}", panic_message(state)),
         },
@@ -435,21 +443,30 @@ fn classify(
     }
 }
 
-/// Whether a trap came from deep recursion. A Rust guest keeps its address-taken locals on a
-/// stack in linear memory, placed first (`--stack-first`): overflowing it wraps the stack
-/// pointer past zero, and the next store is out of bounds. Safe Rust cannot otherwise reach
-/// an out-of-bounds address, so an out-of-bounds trap under one function repeated many times
-/// is that overflow, not a memory bug.
+/// Whether an out-of-bounds trap is the guest's own stack overflowing. A Rust guest keeps
+/// its address-taken locals on a stack in linear memory, placed first (`--stack-first`):
+/// overflowing it wraps the stack pointer past zero, and the next store is out of bounds.
+/// Safe Rust cannot otherwise reach an out-of-bounds address, so such a trap under a call
+/// stack deeper than the backtrace window, or under one function repeated many times, is
+/// recursion. (One huge local array overflows it at any depth; that case is named in the
+/// trap's message instead.)
 fn recursed(err: &wasmtime::Error) -> bool {
-    const DEPTH: usize = 16;
+    const REPEATS: usize = 16;
     let Some(trace) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
         return false;
     };
-    let mut calls: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    trace.frames().iter().any(|frame| {
-        let n = calls.entry(frame.func_index()).or_default();
+    let frames = trace.frames();
+    if frames.len() >= crate::engine::BACKTRACE_FRAMES {
+        return true;
+    }
+    let mut calls: std::collections::HashMap<(Option<&str>, u32), usize> =
+        std::collections::HashMap::new();
+    frames.iter().any(|frame| {
+        let n = calls
+            .entry((frame.module().name(), frame.func_index()))
+            .or_default();
         *n += 1;
-        *n >= DEPTH
+        *n >= REPEATS
     })
 }
 

@@ -91,8 +91,25 @@ async fn attack_unbounded_allocation_is_stopped() {
 async fn attack_deep_recursion_overflows_the_bounded_stack() {
     let rt = runtime();
     let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
-    // Frames with address-taken locals: the guest's 128 KiB stack in linear memory runs out
-    // first (the stack pointer wraps past zero), reported as a stack overflow all the same.
+    let inv = exec(&rt, &p, "recurse", json!({})).await;
+    assert!(
+        matches!(err(&inv), InvokeError::StackOverflow),
+        "{:?}",
+        inv.outcome
+    );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_deep_recursion_overflows_the_guest_stack_in_linear_memory() {
+    // A native stack far deeper than needed, so that only the guest's 128 KiB stack in linear
+    // memory (frames with address-taken locals) can run out: its stack pointer wraps past
+    // zero into an out-of-bounds store, reported as a stack overflow all the same.
+    let rt = runtime_with(secflow_runtime::RuntimeConfig {
+        max_wasm_stack: 8 << 20,
+        ..Default::default()
+    });
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
     let inv = exec(&rt, &p, "recurse", json!({})).await;
     assert!(
         matches!(err(&inv), InvokeError::StackOverflow),
@@ -112,6 +129,20 @@ async fn attack_deep_recursion_in_registers_overflows_the_native_stack() {
         "{:?}",
         inv.outcome
     );
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_local_array_larger_than_the_guest_stack_is_a_named_trap() {
+    let rt = runtime();
+    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
+    let inv = exec(&rt, &p, "big-local", json!({})).await;
+    match err(&inv) {
+        InvokeError::Trap { message } => {
+            assert!(message.contains("guest stack overflowing"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
     assert_next_invocation_works(&rt, &p).await;
 }
 

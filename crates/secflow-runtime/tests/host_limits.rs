@@ -101,3 +101,23 @@ fn compile_cache_reuses_and_rejects_tampered_artifacts() {
         "and replaced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_stack_holds_json_nested_as_deep_as_serde_json_allows() {
+    // The SDK's 128 KiB guest stack must not fail legitimate input: JSON nested 127 deep
+    // (serde_json's limit) is parsed into a `Value` and serialized back inside the plugin.
+    let rt = runtime();
+    let dir = std::path::PathBuf::from(secflow_plugin_artifacts::TEST_NOOP.dir);
+    let m = manifest(&std::fs::read_to_string(dir.join("plugin.toml")).unwrap());
+    let grants = Grants::all_declared(&m, &[]).unwrap();
+    let p = rt
+        .load(m, &secflow_plugin_artifacts::TEST_NOOP.bytes(), grants)
+        .unwrap();
+    let mut nested = serde_json::json!(1);
+    for _ in 0..126 {
+        nested = serde_json::json!([nested]);
+    }
+    let params = serde_json::json!({ "deep": nested });
+    let inv = exec(&rt, &p, "echo", params.clone()).await;
+    assert_eq!(ok_json(&inv), params);
+}

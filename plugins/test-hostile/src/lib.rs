@@ -34,6 +34,14 @@ fn recurse_in_registers(n: u64) -> u64 {
     recurse_in_registers(n - 1).rotate_left(3) ^ n
 }
 
+/// A local array larger than the whole guest stack, in its own frame (in `execute` it would
+/// enlarge the frame of every action).
+#[inline(never)]
+fn big_local() -> u8 {
+    let buf = black_box([7u8; 256 << 10]);
+    buf[black_box(5)]
+}
+
 #[inline(never)]
 fn recurse(n: u64, pad: [u64; 16]) -> u64 {
     if n == 0 {
@@ -53,6 +61,7 @@ impl Action for Hostile {
             "recurse",
             "recurse-in-registers",
             "out-of-bounds",
+            "big-local",
             "flood-stdout",
             "flood-log",
             "huge-output",
@@ -104,6 +113,8 @@ impl Action for Hostile {
             },
             "recurse" => Ok(json!(recurse(u64::MAX / 2, [3; 16]))),
             "recurse-in-registers" => Ok(json!(recurse_in_registers(black_box(u64::MAX / 2)))),
+            // A local array larger than the whole guest stack.
+            "big-local" => Ok(json!(big_local())),
             // A store far outside linear memory, as a memory bug in unsafe code would make.
             "out-of-bounds" => {
                 let addr = black_box(0xFFFF_FF00usize) as *mut u8;

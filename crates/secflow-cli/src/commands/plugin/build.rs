@@ -31,6 +31,9 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
         ));
     }
     ensure_target()?;
+    if let Some(note) = rustflags_drop_the_guest_stack(|k| std::env::var(k).ok()) {
+        eprintln!("warning: {note}");
+    }
     let built = cargo_build(&dir)?;
     let wasm = std::fs::read(&built).with_context(|| format!("read {}", built.display()))?;
     let dest = dir.join(&manifest.component);
@@ -77,6 +80,22 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
         Some(output) => super::pack::run(&dir, Some(output)),
         None => Ok(Exit::Success),
     }
+}
+
+/// Cargo lets `RUSTFLAGS` (or `CARGO_ENCODED_RUSTFLAGS`) replace the rustflags of
+/// `.cargo/config.toml`, where the SDK sets the 128 KiB guest stack. The plugin still builds
+/// and runs, with Rust's 1 MiB stack and slower fresh instances, so say so.
+fn rustflags_drop_the_guest_stack(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let (name, flags) = ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS"]
+        .into_iter()
+        .find_map(|name| var(name).filter(|v| !v.is_empty()).map(|v| (name, v)))?;
+    (!flags.contains("stack-size")).then(|| {
+        format!(
+            "{name} is set, so cargo ignores the rustflags in .cargo/config.toml and the plugin \
+             gets Rust's 1 MiB guest stack instead of the SDK's 128 KiB (fresh instances cost \
+             about twice as much); add `-C link-arg=-zstack-size=131072` to {name}"
+        )
+    })
 }
 
 /// Installs the wasm32-wasip2 standard library through rustup if it is missing.
@@ -161,4 +180,21 @@ fn cargo_build(dir: &Path) -> anyhow::Result<PathBuf> {
             dir.display()
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rustflags_drop_the_guest_stack as check;
+
+    #[test]
+    fn rustflags_without_a_stack_size_are_named() {
+        assert_eq!(check(|_| None), None);
+        assert_eq!(check(|_| Some(String::new())), None);
+        let note = check(|k| (k == "RUSTFLAGS").then(|| "-Dwarnings".to_string())).unwrap();
+        assert!(note.starts_with("RUSTFLAGS is set"), "{note}");
+        let note = check(|k| (k == "CARGO_ENCODED_RUSTFLAGS").then(|| "-Dwarnings".into()));
+        assert!(note.unwrap().starts_with("CARGO_ENCODED_RUSTFLAGS"));
+        let kept = "-C\x1flink-arg=-zstack-size=131072".to_string();
+        assert_eq!(check(|_| Some(kept.clone())), None);
+    }
 }
