@@ -87,17 +87,21 @@ async fn attack_unbounded_allocation_is_stopped() {
     assert_next_invocation_works(&rt, &p).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn attack_deep_recursion_overflows_the_bounded_stack() {
-    let rt = runtime();
-    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
-    let inv = exec(&rt, &p, "recurse", json!({})).await;
+/// Runs a recursing action and expects `stack-overflow`, then a working next invocation.
+async fn assert_overflows(rt: &secflow_runtime::Runtime, action: &str) {
+    let p = load_hostile(rt, HOSTILE_BASE_CAPS);
+    let inv = exec(rt, &p, action, json!({})).await;
     assert!(
         matches!(err(&inv), InvokeError::StackOverflow),
-        "{:?}",
+        "{action}: {:?}",
         inv.outcome
     );
-    assert_next_invocation_works(&rt, &p).await;
+    assert_next_invocation_works(rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_deep_recursion_overflows_the_bounded_stack() {
+    assert_overflows(&runtime(), "recurse").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,27 +113,12 @@ async fn attack_deep_recursion_overflows_the_guest_stack_in_linear_memory() {
         max_wasm_stack: 8 << 20,
         ..Default::default()
     });
-    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
-    let inv = exec(&rt, &p, "recurse", json!({})).await;
-    assert!(
-        matches!(err(&inv), InvokeError::StackOverflow),
-        "{:?}",
-        inv.outcome
-    );
-    assert_next_invocation_works(&rt, &p).await;
+    assert_overflows(&rt, "recurse").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn attack_deep_recursion_in_registers_overflows_the_native_stack() {
-    let rt = runtime();
-    let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
-    let inv = exec(&rt, &p, "recurse-in-registers", json!({})).await;
-    assert!(
-        matches!(err(&inv), InvokeError::StackOverflow),
-        "{:?}",
-        inv.outcome
-    );
-    assert_next_invocation_works(&rt, &p).await;
+    assert_overflows(&runtime(), "recurse-in-registers").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
