@@ -77,7 +77,8 @@ fn pool_config(slots: u32) -> PoolingAllocationConfig {
         // PAGEMAP_SCAN (reset only the pages written) would also avoid the faults, but in
         // wasmtime 48 it skips a written page that is swapped out or being migrated at the
         // moment of the scan, and such a page would keep the previous invocation's data.
-        // The blind reset of a fixed prefix cannot miss a page.
+        // The blind reset of a fixed prefix cannot miss a page. Set explicitly: wasmtime
+        // says its default may become `Auto`.
         .pagemap_scan(wasmtime::Enabled::No)
         .table_keep_resident(64 << 10)
         // Fiber stacks hold only host frames and the wasm call stack, never guest-readable

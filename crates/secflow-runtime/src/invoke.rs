@@ -426,17 +426,18 @@ fn classify(
         },
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
         Some(Trap::MemoryOutOfBounds) if recursed(&err) => InvokeError::StackOverflow,
-        Some(Trap::MemoryOutOfBounds) => InvokeError::Trap {
-            message: format!(
-                "{}{} (in a Rust plugin this is usually its guest stack overflowing: a large \
-                 local array or value; see \"The guest stack\" in docs/writing-plugins.md)",
-                Trap::MemoryOutOfBounds,
-                panic_message(state)
-            ),
-        },
-        Some(trap) => InvokeError::Trap {
-            message: format!("{trap}{}", panic_message(state)),
-        },
+        Some(trap) => {
+            let hint = match trap {
+                Trap::MemoryOutOfBounds => {
+                    " (in a Rust plugin this is usually its guest stack overflowing: a large \
+                     local array or value; see \"The guest stack\" in docs/writing-plugins.md)"
+                }
+                _ => "",
+            };
+            InvokeError::Trap {
+                message: format!("{trap}{}{hint}", panic_message(state)),
+            }
+        }
         None => InvokeError::Trap {
             message: format!("{err:#}"),
         },
