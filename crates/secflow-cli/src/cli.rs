@@ -327,8 +327,9 @@ pub enum PluginCommand {
         /// Local key name
         #[arg(long)]
         key: String,
-        /// Signature lifetime in days
-        #[arg(long)]
+        /// Signature lifetime in days (at least 1: a signature that expires as it is made
+        /// would be refused by everyone who verifies it)
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=36500))]
         expires_in_days: Option<u64>,
     },
     /// Verify a package against the trust store (exit 3 when refused)

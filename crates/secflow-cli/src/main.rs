@@ -9,18 +9,54 @@ mod exit;
 mod home;
 mod sdk;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let json = wants_json(&matches);
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.verbose);
     match commands::run(cli) {
         Ok(code) => code.into(),
         Err(err) => {
             let code = exit::code_of(&err);
-            eprintln!("error: {err:#}");
+            // An error can carry text a plugin controls (its error or panic message, a
+            // manifest field): escaped, never raw.
+            let message = format!("{err:#}");
+            if json {
+                let doc = serde_json::json!({
+                    "error": { "exit_code": code as u8, "message": message }
+                });
+                match secflow_term::to_json_pretty(&doc) {
+                    Ok(text) => println!("{text}"),
+                    Err(_) => eprintln!("error: {}", secflow_term::escape(&message)),
+                }
+            } else {
+                eprintln!("error: {}", secflow_term::escape(&message));
+            }
             code.into()
+        }
+    }
+}
+
+/// Whether the command asked for machine-readable output (`--json`, or `scan --format
+/// json`): its errors are then a JSON document on stdout too.
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut m = matches;
+    loop {
+        if m.try_get_one::<bool>("json").ok().flatten() == Some(&true)
+            || m.try_get_one::<String>("format")
+                .ok()
+                .flatten()
+                .map(String::as_str)
+                == Some("json")
+        {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
         }
     }
 }

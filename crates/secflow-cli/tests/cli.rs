@@ -484,6 +484,20 @@ fn sign_trust_verify_as_the_readme_shows() {
         "-o",
         pkg.to_str().unwrap(),
     ]);
+    // A signature that expires as it is made is a usage error, and nothing is written.
+    let before = std::fs::read(&pkg).unwrap();
+    let out = secflow(&home)
+        .args(["plugin", "sign"])
+        .arg(&pkg)
+        .args(["--key", "pub", "--expires-in-days", "0"])
+        .output()
+        .unwrap();
+    assert_fails(&out, 2, "--expires-in-days");
+    assert_eq!(
+        std::fs::read(&pkg).unwrap(),
+        before,
+        "the package is untouched"
+    );
     // Signed by a key nobody trusts yet: refused.
     ok(&["plugin", "sign", pkg.to_str().unwrap(), "--key", "pub"]);
     let out = secflow(&home)

@@ -252,7 +252,7 @@ fn fail_on_gates_ci_and_every_format_is_written() {
 }
 
 #[test]
-fn a_trapping_dev_plugin_makes_a_partial_scan_with_exit_4() {
+fn a_trapping_dev_plugin_makes_a_partial_scan_exit_4_unless_a_finding_reaches_fail_on() {
     let home = tempfile::tempdir().unwrap();
     let target = tempfile::tempdir().unwrap();
     std::fs::write(target.path().join("a.txt"), "TEST-FINDING:high\n").unwrap();
@@ -276,11 +276,24 @@ fn a_trapping_dev_plugin_makes_a_partial_scan_with_exit_4() {
             "--dev",
             plugin.path().to_str().unwrap(),
             "--fail-on",
-            "high",
+            "critical",
         ],
     );
     assert_eq!(code(&out), 4, "stderr: {}", text(&out.stderr));
     assert_eq!(report["partial"], true);
+    // A finding at or above --fail-on is certain whatever is missing: exit 1 wins.
+    let (gated, gated_report) = scan_json(
+        home.path(),
+        target.path(),
+        &[
+            "--dev",
+            plugin.path().to_str().unwrap(),
+            "--fail-on",
+            "high",
+        ],
+    );
+    assert_eq!(code(&gated), 1, "stderr: {}", text(&gated.stderr));
+    assert_eq!(gated_report["partial"], true);
     assert_eq!(report["errors"][0]["plugin"], "test-detector");
     assert_eq!(report["errors"][0]["file"], "b.txt");
     assert!(

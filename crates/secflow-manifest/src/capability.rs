@@ -70,6 +70,21 @@ impl Capabilities {
         }
         if let Some(kv) = &self.kv {
             check_reason("capabilities.kv", &kv.reason, out);
+            match kv.max_kib {
+                Some(0) => out.push(Problem::new(
+                    "capabilities.kv.max-kib",
+                    "must be greater than 0",
+                    "remove it to use the default of 1024 KiB",
+                )),
+                Some(kib) if kib > KV_MAX_KIB_CEILING => out.push(Problem::new(
+                    "capabilities.kv.max-kib",
+                    format!(
+                        "asks for {kib} KiB, above the host ceiling of {KV_MAX_KIB_CEILING} KiB"
+                    ),
+                    format!("request at most {KV_MAX_KIB_CEILING} KiB"),
+                )),
+                _ => {}
+            }
         }
     }
 }
@@ -280,13 +295,27 @@ impl HostPattern {
     }
 }
 
+/// Default size of a key-value store, in KiB.
+pub const KV_DEFAULT_KIB: u64 = 1024;
+/// Largest key-value store a manifest may ask for, in KiB (1 GiB). Policies set a lower
+/// maximum (the default policy allows 64 MiB).
+pub const KV_MAX_KIB_CEILING: u64 = 1 << 20;
+
 /// A per-plugin key-value store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KvCapability {
-    /// Largest total size of the store in KiB (default 1024).
+    /// Largest total size of the store in KiB (default 1024, at most 1048576; the default
+    /// policy allows 65536). Each entry costs its key, its value and 32 bytes.
     #[serde(default)]
     pub max_kib: Option<u64>,
     /// Why the plugin needs it.
     pub reason: String,
+}
+
+impl KvCapability {
+    /// The store's quota in bytes.
+    pub fn quota_bytes(&self) -> u64 {
+        self.max_kib.unwrap_or(KV_DEFAULT_KIB) << 10
+    }
 }

@@ -16,8 +16,8 @@ mod error;
 mod limits;
 
 pub use capability::{
-    Access, Capabilities, FsCapability, HostPattern, KvCapability, NetCapability, Scheme,
-    normalize_guest_path,
+    Access, Capabilities, FsCapability, HostPattern, KV_DEFAULT_KIB, KV_MAX_KIB_CEILING,
+    KvCapability, NetCapability, Scheme, normalize_guest_path,
 };
 pub use error::{ManifestError, Problem};
 pub use limits::{DEFAULT_LIMITS, HOST_CEILINGS, Limits, ResolvedLimits};

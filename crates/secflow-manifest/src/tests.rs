@@ -75,6 +75,46 @@ timeout-ms = 0
 }
 
 #[test]
+fn storage_and_log_limits_have_defaults_and_ceilings() {
+    let d = parse(MINIMAL).unwrap().limits.resolve();
+    assert_eq!(
+        (d.log_lines, d.write_bytes, d.write_files),
+        (1000, 64 << 20, 1000)
+    );
+    let text = format!(
+        "{MINIMAL}[capabilities.kv]\nreason = \"keeps a cache of lookups\"\nmax-kib = 2000000\n\
+         [limits]\nlog-lines = 100001\nwrite-mib = 5000\nwrite-files = 0\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let problems: Vec<(&str, &str)> = err
+        .problems
+        .iter()
+        .map(|p| (p.field.as_str(), p.message.as_str()))
+        .collect();
+    for (field, needle) in [
+        ("capabilities.kv.max-kib", "host ceiling of 1048576 KiB"),
+        ("limits.log-lines", "host ceiling of 100000 lines"),
+        ("limits.write-mib", "host ceiling of 4096 MiB"),
+        ("limits.write-files", "greater than 0"),
+    ] {
+        assert!(
+            problems
+                .iter()
+                .any(|(f, m)| *f == field && m.contains(needle)),
+            "{field}: {problems:?}"
+        );
+    }
+    let ok = format!(
+        "{MINIMAL}[capabilities.kv]\nreason = \"keeps a cache of lookups\"\nmax-kib = 4\n\
+         [limits]\nlog-lines = 5\nwrite-mib = 2\nwrite-files = 3\n"
+    );
+    let m = parse(&ok).unwrap();
+    let r = m.limits.resolve();
+    assert_eq!((r.log_lines, r.write_bytes, r.write_files), (5, 2 << 20, 3));
+    assert_eq!(m.capabilities.kv.unwrap().quota_bytes(), 4096);
+}
+
+#[test]
 fn plugin_id_syntax() {
     for good in ["a", "secret-scanner", "0day", "a-b-c-1"] {
         assert!(PluginId::new(good).is_ok(), "{good}");

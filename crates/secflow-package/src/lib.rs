@@ -74,6 +74,10 @@ pub enum PackageError {
     TooLarge(String),
     #[error("package payload is malformed: {0}")]
     Malformed(String),
+    /// The payload decodes, but not from the one byte sequence a package is: a signature
+    /// over it would vouch for bytes the reader never looks at.
+    #[error("package payload is not canonical: {0}")]
+    NotCanonical(String),
     #[error("package entry `{entry}` refused: {reason}")]
     BadEntry { entry: String, reason: String },
     #[error("package manifest is invalid: {0}")]

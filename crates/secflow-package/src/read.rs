@@ -72,8 +72,13 @@ fn check_path(raw: &[u8]) -> Result<String, PackageError> {
 }
 
 /// Unpacks a payload (gzip tar) into memory and validates it as a plugin package.
+///
+/// The payload must be canonical, because signatures cover its exact bytes: one gzip
+/// member whose CRC-32 and length match, nothing after it, and inside it a tar archive that
+/// ends with its end-of-archive marker (two zero blocks) and nothing else. Otherwise a
+/// valid signature would also vouch for bytes no reader looks at.
 pub fn read_payload(payload: &[u8], limits: &PackageLimits) -> Result<Package, PackageError> {
-    let decoder = flate2::read::GzDecoder::new(payload);
+    let decoder = flate2::bufread::GzDecoder::new(payload);
     // Tar headers add 512 bytes per entry on top of file data.
     let header_room = (limits.max_entries as u64 + 2) * 1024;
     let ratio_cap = (payload.len() as u64)
@@ -100,64 +105,15 @@ pub fn read_payload(payload: &[u8], limits: &PackageLimits) -> Result<Package, P
     let mut files = BTreeMap::new();
     let mut folded = HashSet::new();
     let mut total = 0u64;
-    let entries = archive.entries().map_err(malformed)?;
-    for entry in entries {
-        let mut entry = entry.map_err(malformed)?;
-        if files.len() >= limits.max_entries {
-            return Err(PackageError::TooLarge(format!(
-                "more than {} entries",
-                limits.max_entries
-            )));
-        }
-        let path = check_path(&entry.path_bytes())?;
-        let kind = entry.header().entry_type();
-        if !kind.is_file() {
-            let what = match kind {
-                tar::EntryType::Symlink => "a symbolic link",
-                tar::EntryType::Link => "a hard link",
-                tar::EntryType::Char | tar::EntryType::Block => "a device",
-                tar::EntryType::Fifo => "a FIFO",
-                tar::EntryType::Directory => "a directory entry",
-                _ => "not a regular file",
-            };
-            return Err(PackageError::BadEntry {
-                entry: path,
-                reason: format!("{what}; packages hold only regular files"),
-            });
-        }
-        let size = entry.header().size().map_err(malformed)?;
-        if size > limits.max_entry_bytes {
-            return Err(PackageError::TooLarge(format!(
-                "entry `{path}` is {size} bytes; the limit is {}",
-                limits.max_entry_bytes
-            )));
-        }
-        total += size;
-        if total > limits.max_total_bytes {
-            return Err(PackageError::TooLarge(format!(
-                "files add up to more than {} bytes",
-                limits.max_total_bytes
-            )));
-        }
-        // Case-folded too: `A` and `a` are one file on case-insensitive filesystems.
-        if files.contains_key(&path) || !folded.insert(path.to_lowercase()) {
-            return Err(PackageError::BadEntry {
-                entry: path,
-                reason: "duplicate name".into(),
-            });
-        }
-        let mut data = Vec::with_capacity(size as usize);
-        (&mut entry)
-            .take(size + 1)
-            .read_to_end(&mut data)
-            .map_err(malformed)?;
-        if data.len() as u64 != size {
-            return Err(PackageError::Truncated(format!(
-                "entry `{path}` is cut off"
-            )));
-        }
-        files.insert(path, data);
-    }
+    read_entries(
+        &mut archive,
+        limits,
+        &malformed,
+        &mut files,
+        &mut folded,
+        &mut total,
+    )?;
+    check_canonical_end(archive.into_inner(), &malformed)?;
 
     let manifest_names: Vec<&String> = files
         .keys()
@@ -213,4 +169,117 @@ pub fn read_payload(payload: &[u8], limits: &PackageLimits) -> Result<Package, P
         files,
         digest: crate::payload_digest(payload),
     })
+}
+
+type Reader<'a> = Capped<flate2::bufread::GzDecoder<&'a [u8]>>;
+
+/// Reads every entry of the archive into `files`, under the limits.
+fn read_entries(
+    archive: &mut tar::Archive<Reader<'_>>,
+    limits: &PackageLimits,
+    malformed: &dyn Fn(std::io::Error) -> PackageError,
+    files: &mut BTreeMap<String, Vec<u8>>,
+    folded: &mut HashSet<String>,
+    total: &mut u64,
+) -> Result<(), PackageError> {
+    let entries = archive.entries().map_err(malformed)?;
+    for entry in entries {
+        let mut entry = entry.map_err(malformed)?;
+        if files.len() >= limits.max_entries {
+            return Err(PackageError::TooLarge(format!(
+                "more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let path = check_path(&entry.path_bytes())?;
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            let what = match kind {
+                tar::EntryType::Symlink => "a symbolic link",
+                tar::EntryType::Link => "a hard link",
+                tar::EntryType::Char | tar::EntryType::Block => "a device",
+                tar::EntryType::Fifo => "a FIFO",
+                tar::EntryType::Directory => "a directory entry",
+                _ => "not a regular file",
+            };
+            return Err(PackageError::BadEntry {
+                entry: path,
+                reason: format!("{what}; packages hold only regular files"),
+            });
+        }
+        let size = entry.header().size().map_err(malformed)?;
+        if size > limits.max_entry_bytes {
+            return Err(PackageError::TooLarge(format!(
+                "entry `{path}` is {size} bytes; the limit is {}",
+                limits.max_entry_bytes
+            )));
+        }
+        *total += size;
+        if *total > limits.max_total_bytes {
+            return Err(PackageError::TooLarge(format!(
+                "files add up to more than {} bytes",
+                limits.max_total_bytes
+            )));
+        }
+        // Case-folded too: `A` and `a` are one file on case-insensitive filesystems.
+        if files.contains_key(&path) || !folded.insert(path.to_lowercase()) {
+            return Err(PackageError::BadEntry {
+                entry: path,
+                reason: "duplicate name".into(),
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        (&mut entry)
+            .take(size + 1)
+            .read_to_end(&mut data)
+            .map_err(malformed)?;
+        if data.len() as u64 != size {
+            return Err(PackageError::Truncated(format!(
+                "entry `{path}` is cut off"
+            )));
+        }
+        files.insert(path, data);
+    }
+    Ok(())
+}
+
+/// After the last entry the tar reader has consumed the first zero block of the
+/// end-of-archive marker: what is left of the decompressed stream must be exactly the
+/// second one. Reading to the end makes the gzip decoder check the stream's CRC-32 and
+/// length, and what follows the gzip stream must be nothing.
+fn check_canonical_end(
+    mut rest: Reader<'_>,
+    malformed: &dyn Fn(std::io::Error) -> PackageError,
+) -> Result<(), PackageError> {
+    const BLOCK: usize = 512;
+    let mut tail = Vec::with_capacity(BLOCK + 1);
+    (&mut rest)
+        .take(BLOCK as u64 + 1)
+        .read_to_end(&mut tail)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                PackageError::NotCanonical(format!(
+                    "the gzip stream does not match its checksum or length ({e})"
+                ))
+            }
+            _ => malformed(e),
+        })?;
+    if tail.len() > BLOCK || tail.iter().any(|&b| b != 0) {
+        return Err(PackageError::NotCanonical(
+            "data after the tar end-of-archive marker".into(),
+        ));
+    }
+    if tail.len() < BLOCK {
+        return Err(PackageError::NotCanonical(
+            "the tar archive does not end with its end-of-archive marker (two zero blocks)".into(),
+        ));
+    }
+    let after = rest.inner.into_inner();
+    if !after.is_empty() {
+        return Err(PackageError::NotCanonical(format!(
+            "{} byte(s) after the end of the gzip stream",
+            after.len()
+        )));
+    }
+    Ok(())
 }

@@ -264,3 +264,74 @@ fn packing_is_reproducible_and_reads_back() {
         assert!(err.contains("symlinks are not followed"), "{err}");
     }
 }
+
+/// The valid payload's tar, before gzip.
+fn plain_tar() -> Vec<u8> {
+    let mut tar = Vec::new();
+    entry(&mut tar, b"plugin.toml", b'0', MANIFEST.as_bytes(), b"");
+    entry(&mut tar, b"plugin.wasm", b'0', COMPONENT, b"");
+    tar
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+fn not_canonical(payload: &[u8]) -> String {
+    match read_payload(payload, &PackageLimits::default()) {
+        Err(PackageError::NotCanonical(reason)) => reason,
+        other => panic!("expected not-canonical, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_canonical_payload_bytes_are_read() {
+    let good = finish(plain_tar());
+    read_payload(&good, &PackageLimits::default()).expect("the canonical form reads");
+
+    // Bytes after the gzip stream: a reader that stops at the first member never sees them.
+    let mut trailing = good.clone();
+    trailing.extend_from_slice(b"appended after signing");
+    assert!(not_canonical(&trailing).contains("after the end of the gzip stream"));
+    // A second gzip member after the first.
+    let mut two = good.clone();
+    two.extend_from_slice(&gzip(b"second member"));
+    assert!(not_canonical(&two).contains("after the end of the gzip stream"));
+
+    // A wrong CRC-32 or length in the gzip trailer.
+    for at in [good.len() - 8, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        assert!(
+            not_canonical(&bad).contains("checksum or length"),
+            "byte {at}"
+        );
+    }
+
+    // Data after the tar end-of-archive marker, inside the gzip stream.
+    let mut tar = plain_tar();
+    tar.extend_from_slice(&[0; 1024]);
+    tar.extend_from_slice(b"hidden after the end of the archive");
+    assert!(not_canonical(&gzip(&tar)).contains("after the tar end-of-archive marker"));
+    let mut padded = plain_tar();
+    padded.extend_from_slice(&[0; 10240]);
+    assert!(not_canonical(&gzip(&padded)).contains("after the tar end-of-archive marker"));
+
+    // No end-of-archive marker, or half of it.
+    assert!(not_canonical(&gzip(&plain_tar())).contains("does not end with"));
+    let mut half = plain_tar();
+    half.extend_from_slice(&[0; 512]);
+    assert!(not_canonical(&gzip(&half)).contains("does not end with"));
+}
+
+#[test]
+fn packages_this_crate_writes_are_canonical() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plugin.toml"), MANIFEST).unwrap();
+    std::fs::write(dir.path().join("plugin.wasm"), COMPONENT).unwrap();
+    let package = pack_dir(dir.path()).expect("pack checks its output with the reader");
+    let envelope = Envelope::split(&package, &PackageLimits::default()).unwrap();
+    read_payload(envelope.payload, &PackageLimits::default()).expect("and it reads again");
+}

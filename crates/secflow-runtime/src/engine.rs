@@ -7,11 +7,13 @@
 //! small for the pool.
 
 use crate::cache::CompileCache;
+use crate::fsguard::SharedUsage;
 use crate::host::HostState;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Host-wide settings of the runtime.
@@ -105,6 +107,10 @@ impl EngineSet {
                 // Deep enough to tell a guest-stack overflow from a memory bug (see
                 // `invoke::recursed`); frames are only walked when a call fails.
                 .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
+                // A trap carries the instances' globals, so a guest stack pointer that
+                // wrapped past zero tells a stack overflow from a memory bug whatever the
+                // frame size (`invoke::wrapped_stack_pointer`). Captured only on a trap.
+                .coredump_on_trap(true)
                 .max_wasm_stack(config.max_wasm_stack)
                 .async_stack_size(config.max_wasm_stack + (1 << 20));
             if pooling {
@@ -124,7 +130,8 @@ impl EngineSet {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        crate::bindings::action::ActionPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        crate::imports::add_to_linker(&mut linker)?;
+        crate::fsglue::add_to_linker(&mut linker)?;
         Ok(EngineSet { engine, linker })
     }
 }
@@ -157,6 +164,9 @@ pub(crate) struct Inner {
     pub cache: Option<CompileCache>,
     pub slots: Arc<tokio::sync::Semaphore>,
     pub tls: Arc<rustls::ClientConfig>,
+    pub kv: Option<crate::kv::KvStores>,
+    /// Live usage of every writable directory invocations of this runtime write to.
+    pub fs_usage: Mutex<HashMap<PathBuf, SharedUsage>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -182,14 +192,41 @@ impl Runtime {
         };
         Ok(Runtime {
             inner: Arc::new(Inner {
+                kv: config.kv_dir.clone().map(crate::kv::KvStores::new),
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent)),
                 config,
                 plain,
                 metered: OnceLock::new(),
                 cache,
                 tls: crate::http::tls_config(),
+                fs_usage: Mutex::default(),
             }),
         })
+    }
+
+    /// The shared usage of a writable directory, measured on first use. Keyed by the
+    /// canonical path so two spellings of one directory share one quota.
+    pub(crate) fn fs_usage(
+        &self,
+        dir: &std::path::Path,
+        limits: &secflow_manifest::ResolvedLimits,
+    ) -> Result<SharedUsage, crate::error::InvokeError> {
+        let host_error = |e: std::io::Error| crate::error::InvokeError::Host {
+            message: format!(
+                "cannot measure the writable directory {}: {e}",
+                dir.display()
+            ),
+        };
+        let key = std::fs::canonicalize(dir).map_err(host_error)?;
+        let mut all = self.inner.fs_usage.lock().unwrap();
+        if let Some(usage) = all.get(&key) {
+            return Ok(usage.clone());
+        }
+        let measured = crate::fsguard::measure(&key, limits.write_bytes, limits.write_files)
+            .map_err(host_error)?;
+        let usage: SharedUsage = Arc::new(Mutex::new(measured));
+        all.insert(key, usage.clone());
+        Ok(usage)
     }
 
     pub fn config(&self) -> &RuntimeConfig {

@@ -50,6 +50,18 @@ pub enum InvokeError {
     CapabilityDenied { capability: String, reason: String },
     #[error("output too large: {what} exceeded {limit} bytes")]
     OutputTooLarge { what: String, limit: u64 },
+    #[error("log limit: {what} (limit {limit})")]
+    LogLimit { what: String, limit: u64 },
+    #[error("metric limit: {what} (limit {limit})")]
+    MetricLimit { what: String, limit: u64 },
+    #[error("kv limit: {what} (limit {limit} bytes)")]
+    KvLimit { what: String, limit: u64 },
+    #[error("filesystem quota: {what} in the writable grant {grant} (limit {limit})")]
+    FsQuota {
+        grant: String,
+        what: String,
+        limit: u64,
+    },
     #[error("invalid output: {message}")]
     InvalidOutput { message: String },
     #[error("trap: the plugin crashed: {message}")]
@@ -83,6 +95,10 @@ impl InvokeError {
             InvokeError::StackOverflow => "stack-overflow",
             InvokeError::CapabilityDenied { .. } => "capability-denied",
             InvokeError::OutputTooLarge { .. } => "output-too-large",
+            InvokeError::LogLimit { .. } => "log-limit",
+            InvokeError::MetricLimit { .. } => "metric-limit",
+            InvokeError::KvLimit { .. } => "kv-limit",
+            InvokeError::FsQuota { .. } => "fs-quota",
             InvokeError::InvalidOutput { .. } => "invalid-output",
             InvokeError::Trap { .. } => "trap",
             InvokeError::Plugin { .. } => "plugin-error",
@@ -92,8 +108,9 @@ impl InvokeError {
         }
     }
 
-    /// True for sandbox violations: the plugin hit a limit or asked for something it was
-    /// not granted. These count toward quarantine.
+    /// True for sandbox violations: the plugin hit a limit, asked for something it was
+    /// not granted, or returned something that breaks its contract. These count toward
+    /// quarantine. A plain trap (a panic) or an error the plugin reported is not one.
     pub fn is_violation(&self) -> bool {
         matches!(
             self,
@@ -103,6 +120,11 @@ impl InvokeError {
                 | InvokeError::StackOverflow
                 | InvokeError::CapabilityDenied { .. }
                 | InvokeError::OutputTooLarge { .. }
+                | InvokeError::LogLimit { .. }
+                | InvokeError::MetricLimit { .. }
+                | InvokeError::KvLimit { .. }
+                | InvokeError::FsQuota { .. }
+                | InvokeError::InvalidOutput { .. }
         )
     }
 }

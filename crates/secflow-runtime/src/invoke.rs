@@ -2,20 +2,41 @@
 //! a report of what it cost. Nothing survives from one invocation to the next.
 
 use crate::bindings::{self as b, PluginError};
+use crate::budget::{Budget, BudgetLimits, BudgetUsage};
+use crate::capture::CapturedOutput;
 use crate::engine::Runtime;
 use crate::error::InvokeError;
-use crate::host::{HostState, HostViolation, LogLine, MemoryLimiter, MetricSample};
+use crate::fsguard::{FsGuard, GrantQuota};
+use crate::guard::Guard;
+use crate::host::{HostState, LogLine, MemoryLimiter, MetricSample};
 use crate::http::{NetHooks, NetLog};
-use crate::kv::KvStore;
 use crate::plugin::{KindPre, Plugin};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx};
 use wasmtime_wasi_http::WasiHttpCtx;
+
+/// Most resource handles (streams, pollables, HTTP fields...) a plugin may hold at once.
+/// wasmtime's default is a million, each a host allocation.
+const MAX_RESOURCE_HANDLES: usize = 4096;
+/// Largest total size of one set of HTTP header fields the plugin builds (wasmtime's
+/// default is 128 KiB); with [`MAX_RESOURCE_HANDLES`] this bounds what headers can hold.
+const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
+/// Largest `get-random-bytes` answer (wasmtime's default is 64 MiB).
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// What one host call may copy from the plugin's memory into the host's, and what a
+/// returned value may be before it is measured: the plugin's memory limit plus room for
+/// its arguments. Every argument lies in the plugin's memory, so the host's own imports,
+/// which measure arguments in place, never hit it; it bounds what any one call (WASI's
+/// included) makes the host allocate to the plugin's memory size, which is what keeps the
+/// host within twice the memory limit. An argument or result past it is `output-too-large`.
+pub fn hostcall_budget(limits: &secflow_manifest::ResolvedLimits) -> u64 {
+    limits.memory_bytes + (64 << 10)
+}
 
 /// What to ask the plugin. Each variant belongs to one kind.
 #[derive(Debug, Clone)]
@@ -145,8 +166,34 @@ pub struct Report {
     pub http_response_bytes: u64,
     /// Every request or access the host refused, with the reason.
     pub denials: Vec<String>,
-    pub log_lines: usize,
-    pub metrics_dropped: u64,
+    /// What the plugin made the host keep or write, against its budget.
+    pub host: HostUsage,
+}
+
+/// What the plugin made the host hold (logs, metrics, captured output) or write (files in
+/// writable grants) during the invocation, counted against its limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HostUsage {
+    #[serde(flatten)]
+    pub budget: BudgetUsage,
+    /// Bytes the plugin wrote to stdout (kept or not).
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// Bytes by which the plugin grew files in its writable grants.
+    pub fs_bytes_written: u64,
+    /// Files, directories and links it created there.
+    pub fs_files_created: u64,
+}
+
+fn host_usage(state: &HostState) -> HostUsage {
+    let fs = state.fs.tally();
+    HostUsage {
+        budget: state.budget.usage(),
+        stdout_bytes: state.stdout.attempted(),
+        stderr_bytes: state.stderr.attempted(),
+        fs_bytes_written: fs.bytes,
+        fs_files_created: fs.files,
+    }
 }
 
 /// The result of an invocation: always a report, and an output or a typed error.
@@ -257,23 +304,29 @@ impl Runtime {
         // in a host call (an HTTP read, a sleep). Both are wall-clock.
         let result = tokio::time::timeout(
             deadline + Duration::from_millis(50),
-            run(&plugin.pre, &mut store, &config_json, call),
+            run(
+                &plugin.pre,
+                &mut store,
+                &config_json,
+                call,
+                limits.output_bytes,
+            ),
         )
         .await;
         report.wall_time_us = started.elapsed().as_micros() as u64;
 
-        let state = store.data_mut();
         let outcome = match result {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit_ms: limits.timeout_ms,
             }),
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(trap)) => Err(classify(trap, state, &limits)),
+            Ok(Err(trap)) => Err(classify(trap, &mut store, &limits)),
         };
+        let state = store.data_mut();
         report.peak_memory_bytes = state.limiter.peak as u64;
-        report.metrics_dropped = state.metrics_dropped;
         let (logs, metrics) = drain_output(state, &mut Drained::default());
-        report.log_lines = logs.len();
+        report.host = host_usage(state);
+        let guard = state.guard.clone();
         if let (Some(budget), true) = (limits.fuel, plugin.metered) {
             report.fuel_used = store
                 .get_fuel()
@@ -283,7 +336,7 @@ impl Runtime {
         drop(store); // never reused: a trapped instance is poisoned, and state must not leak
 
         let net = std::mem::take(&mut *net_log.lock().unwrap());
-        let outcome = settle(&mut report, outcome, net, &limits);
+        let outcome = settle(&mut report, outcome, net, &guard, &limits);
         Invocation {
             outcome,
             report,
@@ -303,11 +356,15 @@ impl Runtime {
         let set = self
             .engines(plugin.metered)
             .map_err(|message| InvokeError::Host { message })?;
-        let stdout = MemoryOutputPipe::new(limits.log_bytes as usize);
-        let stderr = MemoryOutputPipe::new(limits.log_bytes as usize);
+        let guard = Guard::default();
+        let stdout = CapturedOutput::new("stdout", limits.log_bytes, guard.clone());
+        let stderr = CapturedOutput::new("stderr", limits.log_bytes, guard.clone());
         // Nothing ambient: no env, no args, no stdin, no network sockets; only granted dirs.
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .max_random_size(MAX_RANDOM_BYTES);
+        let mut quotas = Vec::with_capacity(plugin.grants.filesystem.len());
         for fs in &plugin.grants.filesystem {
             let perms = if fs.write {
                 FsPerms::ReadWrite
@@ -322,19 +379,31 @@ impl Runtime {
                         fs.guest
                     ),
                 })?;
-        }
-        let kv = plugin
-            .grants
-            .kv_quota
-            .map(|quota| match &self.inner.config.kv_dir {
-                Some(dir) => KvStore::open(dir, plugin.manifest.id.as_str(), quota)
-                    .map_err(|e| e.to_string()),
-                None => Err("no key-value store is configured on this host".to_string()),
+            let usage = match fs.write {
+                true => Some(self.fs_usage(&fs.host, &limits)?),
+                false => None,
+            };
+            quotas.push(GrantQuota {
+                guest: fs.guest.clone(),
+                host: fs.host.clone(),
+                write: fs.write,
+                usage,
+                max_bytes: limits.write_bytes,
+                max_files: limits.write_files,
             });
+        }
+        let kv = plugin.grants.kv.as_ref().map(|grant| match &self.inner.kv {
+            Some(stores) => Ok(stores.store(grant)),
+            None => Err("no key-value store is configured on this host".to_string()),
+        });
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCE_HANDLES);
+        let mut http_ctx = WasiHttpCtx::new();
+        http_ctx.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
         let state = HostState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
-            http_ctx: WasiHttpCtx::new(),
+            table,
+            http_ctx,
             hooks: NetHooks {
                 grants: plugin.net.clone(),
                 max_requests: limits.http_requests,
@@ -346,24 +415,21 @@ impl Runtime {
                 limit: limits.memory_bytes as usize,
                 total: 0,
                 peak: 0,
-                violation: None,
+                guard: guard.clone(),
             },
             stdout,
             stderr,
             config: config.as_object().cloned().unwrap_or_default(),
+            budget: Budget::new(BudgetLimits::of(&limits)),
             logs: Vec::new(),
-            log_budget: limits.log_bytes,
-            log_limit: limits.log_bytes,
             metrics: Vec::new(),
-            metrics_dropped: 0,
             kv,
-            violation: None,
+            fs: FsGuard::new(quotas, guard.clone()),
+            guard,
         };
         let mut store = Store::new(&set.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // Bounds what the guest can make the host copy in one call (log lines, kv values,
-        // HTTP body chunks).
-        store.set_hostcall_fuel(16 << 20);
+        store.set_hostcall_fuel(usize::try_from(hostcall_budget(&limits)).unwrap_or(usize::MAX));
         if let Some(fuel) = limits.fuel {
             store.set_fuel(fuel).map_err(|e| InvokeError::Host {
                 message: e.to_string(),
@@ -388,34 +454,36 @@ impl Runtime {
 }
 
 /// Maps a wasmtime error to the typed reason, using what the host recorded before trapping.
+/// The message is one line; the whole chain (with the wasm backtrace) goes to the log at
+/// `info` level, which `secflow -v` shows.
 fn classify(
     err: wasmtime::Error,
-    state: &mut HostState,
+    store: &mut Store<HostState>,
     limits: &secflow_manifest::ResolvedLimits,
 ) -> InvokeError {
-    if let Some(v) = state
-        .limiter
-        .violation
-        .take()
-        .or_else(|| state.violation.take())
+    let state = store.data_mut();
+    tracing::info!(plugin_error = format!("{err:?}"), "plugin call failed");
+    if let Some(v) = state.guard.take_violation() {
+        return v.into_error();
+    }
+    if err
+        .chain()
+        .any(|e| e.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
     {
-        return match v {
-            HostViolation::Memory { requested, limit } => {
-                InvokeError::MemoryLimit { limit, requested }
-            }
-            HostViolation::LogFlood { limit } => InvokeError::OutputTooLarge {
-                what: "the plugin's log".into(),
-                limit,
-            },
+        // Without a wasm backtrace the failure was lifting the export's result.
+        let what = match err.downcast_ref::<wasmtime::WasmBacktrace>() {
+            Some(_) => "what the plugin passed to one host call",
+            None => "the returned value",
+        };
+        return InvokeError::OutputTooLarge {
+            what: what.into(),
+            limit: hostcall_budget(limits),
         };
     }
-    for (name, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-        if pipe.contents().len() as u64 >= limits.log_bytes {
-            return InvokeError::OutputTooLarge {
-                what: format!("the plugin's {name}"),
-                limit: limits.log_bytes,
-            };
-        }
+    if err.chain().any(|e| e.is::<std::str::Utf8Error>()) {
+        return InvokeError::InvalidOutput {
+            message: "the plugin returned a string that is not valid UTF-8".into(),
+        };
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => InvokeError::Timeout {
@@ -425,23 +493,47 @@ fn classify(
             limit: limits.fuel.unwrap_or(0),
         },
         Some(Trap::StackOverflow) => InvokeError::StackOverflow,
-        Some(Trap::MemoryOutOfBounds) if recursed(&err) => InvokeError::StackOverflow,
-        Some(trap) => {
-            let hint = match trap {
-                Trap::MemoryOutOfBounds => {
-                    " (in a Rust plugin this is usually its guest stack overflowing: a large \
-                     local array or value; see \"The guest stack\" in docs/writing-plugins.md)"
-                }
-                _ => "",
-            };
-            InvokeError::Trap {
-                message: format!("{trap}{}{hint}", panic_message(state)),
-            }
+        Some(Trap::MemoryOutOfBounds) if recursed(&err) || wrapped_stack_pointer(&err, store) => {
+            InvokeError::StackOverflow
         }
+        Some(trap) => InvokeError::Trap {
+            message: format!("{trap}{}", panic_message(store.data())),
+        },
         None => InvokeError::Trap {
-            message: format!("{err:#}"),
+            message: one_line(&err),
         },
     }
+}
+
+/// wasmtime's message when a call moved more data than the store's hostcall fuel allows
+/// (its error type is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// The first line of the outermost message that is not a backtrace.
+fn one_line(err: &wasmtime::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .find(|m| !m.starts_with("error while executing at wasm backtrace"))
+        .and_then(|m| m.lines().next().map(str::to_string))
+        .unwrap_or_else(|| "the plugin trapped".into())
+}
+
+/// Whether the trap left a guest stack pointer wrapped past zero: a Rust guest keeps its
+/// stack first in linear memory (`--stack-first`), so overflowing it, whatever the frame
+/// size, moves `__stack_pointer` to the top of the 32-bit space before the first store
+/// faults. No linear memory SecFlow allows comes near those addresses (the ceiling is
+/// 1 GiB), so a memory bug does not look like this. Read from the trap's core dump: the
+/// first mutable `i32` global of each instance is its stack pointer.
+fn wrapped_stack_pointer(err: &wasmtime::Error, store: &mut Store<HostState>) -> bool {
+    const WRAPPED: u32 = 0xFC00_0000;
+    let Some(dump) = err.downcast_ref::<wasmtime::WasmCoreDump>() else {
+        return false;
+    };
+    dump.globals().iter().any(|g| {
+        let ty = g.ty(&*store);
+        ty.mutability() == wasmtime::Mutability::Var
+            && matches!(g.get(&mut *store), wasmtime::Val::I32(v) if v as u32 >= WRAPPED)
+    })
 }
 
 /// Whether an out-of-bounds trap is the guest's own stack overflowing. A Rust guest keeps
@@ -473,8 +565,7 @@ fn recursed(err: &wasmtime::Error) -> bool {
 
 /// The panic message a Rust guest printed to stderr before aborting, if any.
 fn panic_message(state: &HostState) -> String {
-    let err = state.stderr.contents();
-    let text = String::from_utf8_lossy(&err);
+    let text = state.stderr.text();
     let lines: Vec<&str> = text.lines().collect();
     let Some(start) = lines.iter().rposition(|l| l.contains("panicked at")) else {
         return String::new();
@@ -494,30 +585,26 @@ fn panic_message(state: &HostState) -> String {
 
 type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
 
-/// How much of a store's log and pipes earlier calls already returned.
+/// How much of a store's captured stdout and stderr earlier calls already returned.
 #[derive(Debug, Default)]
 struct Drained {
-    logs: usize,
     pipes: [usize; 2],
 }
 
 /// The log lines (host log, then stdout and stderr as lines) and metrics the plugin produced
-/// since the last drain.
+/// since the last drain. A stream cut at its limit ends with a marker line.
 fn drain_output(state: &mut HostState, drained: &mut Drained) -> (Vec<LogLine>, Vec<MetricSample>) {
-    let mut logs: Vec<LogLine> = state.logs[drained.logs.min(state.logs.len())..].to_vec();
-    drained.logs = state.logs.len();
+    let mut logs = std::mem::take(&mut state.logs);
     let metrics = std::mem::take(&mut state.metrics);
     for (i, (stream, pipe)) in [("stdout", &state.stdout), ("stderr", &state.stderr)]
         .into_iter()
         .enumerate()
     {
-        let contents = pipe.contents();
-        let new = &contents[drained.pipes[i].min(contents.len())..];
-        drained.pipes[i] = contents.len();
-        let text = String::from_utf8_lossy(new);
-        logs.extend(text.lines().filter(|l| !l.is_empty()).map(|l| LogLine {
+        let (lines, next) = pipe.lines_since(drained.pipes[i]);
+        drained.pipes[i] = next;
+        logs.extend(lines.into_iter().map(|message| LogLine {
             level: stream.to_string(),
-            message: l.to_string(),
+            message,
             fields: Vec::new(),
         }));
     }
@@ -525,17 +612,20 @@ fn drain_output(state: &mut HostState, drained: &mut Drained) -> (Vec<LogLine>, 
 }
 
 /// Fills the report's network figures and applies the host's last word on the outcome: an
-/// oversized return value is an error, and a refused request is a violation even if the
-/// plugin swallowed the error it got.
+/// oversized or malformed return value is an error, and a refusal or quota the plugin met
+/// (a denied request, a write past its quota, a write to a read-only grant) is the
+/// invocation's error even if the plugin swallowed the error it got.
 fn settle(
     report: &mut Report,
     mut outcome: Result<Output, InvokeError>,
     net: NetLog,
+    guard: &Guard,
     limits: &secflow_manifest::ResolvedLimits,
 ) -> Result<Output, InvokeError> {
     report.http_requests = net.requests;
     report.http_response_bytes = net.response_bytes;
     report.denials = net.denials.iter().map(ToString::to_string).collect();
+    report.denials.extend(guard.take_denials());
     if let Ok(output) = &outcome {
         let size = json_size(output);
         report.bytes_out = size;
@@ -544,15 +634,19 @@ fn settle(
                 what: "the returned value".into(),
                 limit: limits.output_bytes,
             });
+        } else if let Err(message) = crate::contract::check_output(output) {
+            outcome = Err(InvokeError::InvalidOutput { message });
         }
     }
-    if let Some(first) = net.denials.first()
-        && !matches!(outcome, Err(ref e) if e.is_violation())
-    {
-        outcome = Err(InvokeError::CapabilityDenied {
-            capability: "network".into(),
-            reason: first.to_string(),
-        });
+    if !matches!(outcome, Err(ref e) if e.is_violation()) {
+        if let Some(v) = guard.take_violation() {
+            outcome = Err(v.into_error());
+        } else if let Some(first) = net.denials.first() {
+            outcome = Err(InvokeError::CapabilityDenied {
+                capability: "network".into(),
+                reason: first.to_string(),
+            });
+        }
     }
     if let Err(e) = &outcome {
         tracing::info!(plugin = %report.plugin, error = %e, kind = e.kind(), "invocation failed");
@@ -664,7 +758,7 @@ impl Runtime {
                 });
             }
             Ok(Ok((_, Err(e)))) => plugin_err(e),
-            Ok(Err(trap)) => classify(trap, store.data_mut(), &limits),
+            Ok(Err(trap)) => classify(trap, &mut store, &limits),
             Err(_) => InvokeError::Timeout {
                 limit_ms: limits.timeout_ms,
             },
@@ -710,27 +804,24 @@ impl DetectSession {
         }
         let store = &mut self.store;
         let api = self.bindings.secflow_plugin_detector();
-        let result = tokio::time::timeout(timeout + Duration::from_millis(50), async {
-            let mut results = Vec::with_capacity(files.len());
-            for file in files.iter() {
-                results.push(api.call_detect(&mut *store, file).await?);
-            }
-            wasmtime::Result::Ok(results)
-        })
+        let result = tokio::time::timeout(
+            timeout + Duration::from_millis(50),
+            detect_each(api, store, &files, limits.output_bytes),
+        )
         .await;
         report.wall_time_us = started.elapsed().as_micros() as u64;
-        let state = self.store.data_mut();
         let outcome = match result {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit_ms: limits.timeout_ms,
             }),
-            Ok(Ok(results)) => Ok(Output::BatchFindings(results)),
-            Ok(Err(trap)) => Err(classify(trap, state, &limits)),
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(trap)) => Err(classify(trap, &mut self.store, &limits)),
         };
+        let state = self.store.data_mut();
         report.peak_memory_bytes = state.limiter.peak as u64;
-        report.metrics_dropped = state.metrics_dropped;
         let (logs, metrics) = drain_output(state, &mut self.drained);
-        report.log_lines = logs.len();
+        report.host = host_usage(state);
+        let guard = state.guard.clone();
         if let (Some(budget), true) = (limits.fuel, plugin.metered) {
             report.fuel_used = self
                 .store
@@ -739,7 +830,7 @@ impl DetectSession {
                 .map(|left| budget.saturating_sub(left));
         }
         let net = std::mem::take(&mut *self.net_log.lock().unwrap());
-        let outcome = settle(&mut report, outcome, net, &limits);
+        let outcome = settle(&mut report, outcome, net, &guard, &limits);
         if outcome.is_err() {
             self.poisoned = true;
         }
@@ -756,6 +847,31 @@ fn plugin_err(error: PluginError) -> InvokeError {
     InvokeError::Plugin { error }
 }
 
+/// Runs `detect` on each file in one instance, stopping as soon as the findings of the
+/// batch so far exceed the output limit: the limit applies to the batch as a whole, so the
+/// host never holds more than one call's worth past it.
+async fn detect_each(
+    api: &b::detector::exports::secflow::plugin::detector::Guest,
+    store: &mut Store<HostState>,
+    files: &[b::FileInput],
+    output_limit: u64,
+) -> CallResult {
+    let mut results = Vec::with_capacity(files.len());
+    let mut size = 0u64;
+    for file in files {
+        let found = api.call_detect(&mut *store, file).await?;
+        size = size.saturating_add(json_size(&found));
+        if size > output_limit {
+            return Ok(Err(InvokeError::OutputTooLarge {
+                what: format!("the findings of a batch of {} files", files.len()),
+                limit: output_limit,
+            }));
+        }
+        results.push(found);
+    }
+    Ok(Ok(Output::BatchFindings(results)))
+}
+
 macro_rules! init_or_return {
     ($bindings:expr, $store:expr, $config:expr) => {
         if let Err(e) = $bindings.call_init(&mut *$store, $config).await? {
@@ -764,7 +880,13 @@ macro_rules! init_or_return {
     };
 }
 
-async fn run(pre: &KindPre, store: &mut Store<HostState>, config: &str, call: Call) -> CallResult {
+async fn run(
+    pre: &KindPre,
+    store: &mut Store<HostState>,
+    config: &str,
+    call: Call,
+    output_limit: u64,
+) -> CallResult {
     macro_rules! health {
         ($p:expr) => {
             if let Call::Health = call {
@@ -804,13 +926,7 @@ async fn run(pre: &KindPre, store: &mut Store<HostState>, config: &str, call: Ca
                     .await?
                     .map(Output::Findings)
                     .map_err(plugin_err)),
-                Call::DetectBatch(files) => {
-                    let mut results = Vec::with_capacity(files.len());
-                    for file in files.iter() {
-                        results.push(api.call_detect(&mut *store, file).await?);
-                    }
-                    Ok(Ok(Output::BatchFindings(results)))
-                }
+                Call::DetectBatch(files) => detect_each(api, store, &files, output_limit).await,
                 _ => unreachable!("checked by supports()"),
             }
         }

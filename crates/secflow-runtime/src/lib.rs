@@ -13,11 +13,18 @@
 //! SecFlow crate that depends on wasmtime.
 
 pub mod bindings;
+pub mod budget;
 pub mod cache;
+mod capture;
+pub mod contract;
 mod engine;
 mod error;
+mod fsglue;
+pub mod fsguard;
+mod guard;
 mod host;
 pub mod http;
+mod imports;
 mod invoke;
 pub mod kv;
 pub mod netpolicy;
@@ -27,5 +34,6 @@ pub use cache::CacheOutcome;
 pub use engine::{Runtime, RuntimeConfig};
 pub use error::{InvokeError, LoadError};
 pub use host::{LogLine, MetricSample};
-pub use invoke::{Call, DetectSession, Invocation, Output, Report};
+pub use invoke::{Call, DetectSession, HostUsage, Invocation, Output, Report, hostcall_budget};
+pub use kv::{KvGrant, KvNamespace};
 pub use plugin::{FsGrant, Grants, Plugin, check_import};

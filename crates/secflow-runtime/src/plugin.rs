@@ -19,8 +19,8 @@ use wasmtime::component::Component;
 pub struct Grants {
     pub filesystem: Vec<FsGrant>,
     pub network: Vec<NetGrant>,
-    /// Quota in bytes when the key-value store is granted.
-    pub kv_quota: Option<u64>,
+    /// The key-value store's namespace and quota, when it is granted.
+    pub kv: Option<crate::kv::KvGrant>,
 }
 
 /// A directory preopened for the plugin.
@@ -38,6 +38,10 @@ impl Grants {
     /// path on the host unless `mounts` maps it elsewhere (`guest -> host`). Used by
     /// `secflow run --dev`, where the developer is the one approving. A mount for a path the
     /// manifest does not declare is an error, never a silent extra grant or a silent no-op.
+    ///
+    /// The key-value store is the `--dev` store of the plugin's id
+    /// ([`KvNamespace::dev`](crate::kv::KvNamespace::dev)); bundled and installed plugins
+    /// get theirs with [`Grants::with_kv_namespace`].
     pub fn all_declared(
         manifest: &Manifest,
         mounts: &[(String, PathBuf)],
@@ -73,11 +77,20 @@ impl Grants {
                 })
                 .collect(),
             network: NetGrant::from_capabilities(&caps.network),
-            kv_quota: caps.kv.as_ref().map(|kv| {
-                kv.max_kib
-                    .map_or(crate::kv::DEFAULT_QUOTA_BYTES, |k| k << 10)
+            kv: caps.kv.as_ref().map(|kv| crate::kv::KvGrant {
+                namespace: crate::kv::KvNamespace::dev(manifest.id.as_str()),
+                quota: kv.quota_bytes(),
             }),
         })
+    }
+
+    /// Puts the key-value store (if granted) in `namespace`: the verified identity of the
+    /// plugin, so a plugin that only claims an id never shares its store.
+    pub fn with_kv_namespace(mut self, namespace: crate::kv::KvNamespace) -> Grants {
+        if let Some(kv) = &mut self.kv {
+            kv.namespace = namespace;
+        }
+        self
     }
 
     /// Grants nothing, whatever the manifest asks.

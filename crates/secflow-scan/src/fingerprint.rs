@@ -1,6 +1,11 @@
 //! Stable finding identities, so a baseline and GitHub's alert tracking survive unrelated
 //! edits: a finding keeps its fingerprint when lines are inserted above it, and two identical
 //! findings in one file stay distinct through their occurrence index.
+//!
+//! The host computes every fingerprint, and each one covers the id of the plugin that
+//! reported the finding. A plugin's own `fingerprint` value is only an input, namespaced by
+//! its id: no plugin can produce another plugin's fingerprint, so deduplication (which never
+//! compares findings of two plugins) cannot be used to erase another plugin's finding.
 
 use crate::model::Finding;
 use sha2::{Digest, Sha256};
@@ -20,27 +25,57 @@ pub fn normalize_path(path: &str) -> String {
         .join("/")
 }
 
-/// Hex SHA-256 (first 128 bits) of the identity parts, each length-prefixed so no two
-/// different tuples hash the same input.
-pub fn fingerprint(rule_id: &str, path: &str, snippet: &str, occurrence: u32) -> String {
+/// Hex SHA-256 (first 128 bits) of length-prefixed parts, so no two different tuples hash
+/// the same input.
+fn digest(parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
-    for part in [rule_id.as_bytes(), path.as_bytes(), snippet.as_bytes()] {
+    for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.update(occurrence.to_le_bytes());
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// Gives every finding without a plugin-supplied fingerprint its stable one, and removes
-/// exact duplicates (same rule at the same place, or the same fingerprint twice).
+/// The fingerprint the host gives a finding: the reporting plugin, the rule, the
+/// normalized path and snippet, and the occurrence index among identical findings.
+pub fn fingerprint(
+    plugin: &str,
+    rule_id: &str,
+    path: &str,
+    snippet: &str,
+    occurrence: u32,
+) -> String {
+    digest(&[
+        b"secflow.finding.v2",
+        plugin.as_bytes(),
+        rule_id.as_bytes(),
+        path.as_bytes(),
+        snippet.as_bytes(),
+        &occurrence.to_le_bytes(),
+    ])
+}
+
+/// The fingerprint of a finding whose plugin supplied an identity of its own: that value,
+/// namespaced by the plugin's id.
+pub fn namespaced(plugin: &str, supplied: &str) -> String {
+    digest(&[
+        b"secflow.finding.plugin-supplied.v2",
+        plugin.as_bytes(),
+        supplied.as_bytes(),
+    ])
+}
+
+/// Gives every finding its host-computed fingerprint (a plugin-supplied value only through
+/// [`namespaced`]), and removes exact duplicates *of one plugin*: the same rule at the same
+/// place with the same message, or the same fingerprint twice. Findings of two plugins are
+/// never compared.
 ///
 /// `snippet_of` returns the normalized source text of a finding (the plugin's snippet or the
 /// source line); it must be computed before secrets are redacted from outputs, and be the
 /// same from run to run.
 pub fn assign_and_dedup(findings: Vec<(Finding, String)>) -> Vec<Finding> {
     let mut seen_places = std::collections::HashSet::new();
-    let mut occurrences: HashMap<(String, String, String), u32> = HashMap::new();
+    let mut occurrences: HashMap<(String, String, String, String), u32> = HashMap::new();
     let mut seen_fingerprints = std::collections::HashSet::new();
     let mut sorted = findings;
     // Occurrence indexes count in source order.
@@ -60,6 +95,7 @@ pub fn assign_and_dedup(findings: Vec<(Finding, String)>) -> Vec<Finding> {
     let mut out = Vec::with_capacity(sorted.len());
     for (mut finding, snippet) in sorted {
         let place = (
+            finding.plugin.clone(),
             finding.rule_id.clone(),
             finding
                 .location
@@ -72,10 +108,18 @@ pub fn assign_and_dedup(findings: Vec<(Finding, String)>) -> Vec<Finding> {
         }
         if finding.fingerprint.is_empty() {
             let path = normalize_path(finding.path());
-            let key = (finding.rule_id.clone(), path.clone(), snippet.clone());
+            let key = (
+                finding.plugin.clone(),
+                finding.rule_id.clone(),
+                path.clone(),
+                snippet.clone(),
+            );
             let n = occurrences.entry(key).or_insert(0);
-            finding.fingerprint = fingerprint(&finding.rule_id, &path, &snippet, *n);
+            finding.fingerprint =
+                fingerprint(&finding.plugin, &finding.rule_id, &path, &snippet, *n);
             *n += 1;
+        } else {
+            finding.fingerprint = namespaced(&finding.plugin, &finding.fingerprint);
         }
         if seen_fingerprints.insert(finding.fingerprint.clone()) {
             out.push(finding);
@@ -92,12 +136,65 @@ mod tests {
     fn whitespace_and_path_forms_do_not_change_identity() {
         assert_eq!(normalize_snippet("  a =\t b  + c "), "a = b + c");
         assert_eq!(normalize_path("./src//x\\y.py"), "src/x/y.py");
-        let a = fingerprint("r", "src/x.py", "a = b", 0);
-        assert_eq!(a, fingerprint("r", "src/x.py", "a = b", 0));
-        assert_ne!(a, fingerprint("r", "src/x.py", "a = b", 1));
-        assert_ne!(a, fingerprint("r2", "src/x.py", "a = b", 0));
+        let a = fingerprint("p", "r", "src/x.py", "a = b", 0);
+        assert_eq!(a, fingerprint("p", "r", "src/x.py", "a = b", 0));
+        assert_ne!(a, fingerprint("p", "r", "src/x.py", "a = b", 1));
+        assert_ne!(a, fingerprint("p", "r2", "src/x.py", "a = b", 0));
+        assert_ne!(
+            a,
+            fingerprint("q", "r", "src/x.py", "a = b", 0),
+            "plugin is part of it"
+        );
         // Length prefixes: moving a boundary changes the hash.
-        assert_ne!(fingerprint("ab", "c", "", 0), fingerprint("a", "bc", "", 0));
+        assert_ne!(
+            fingerprint("p", "ab", "c", "", 0),
+            fingerprint("p", "a", "bc", "", 0)
+        );
         assert_eq!(a.len(), 32);
+    }
+
+    fn finding(plugin: &str, line: u32, supplied: &str) -> (Finding, String) {
+        let f = Finding {
+            rule_id: "r".into(),
+            title: "t".into(),
+            message: "m".into(),
+            severity: crate::model::Severity::High,
+            confidence: crate::model::Confidence::High,
+            cwe_ids: vec![],
+            cve_ids: vec![],
+            cvss_vector: None,
+            location: Some(crate::model::Location {
+                path: "a.py".into(),
+                start_line: line,
+                ..Default::default()
+            }),
+            fingerprint: supplied.into(),
+            plugin: plugin.into(),
+            tags: vec![],
+            properties: Default::default(),
+        };
+        (f, "x = 1".into())
+    }
+
+    #[test]
+    fn a_plugin_cannot_collide_with_another_plugins_fingerprint() {
+        let victim = assign_and_dedup(vec![finding("victim", 3, "")]);
+        let stolen = victim[0].fingerprint.clone();
+        // The attacker supplies the victim's fingerprint, and even reports the same rule at
+        // the same place: both findings stay.
+        let both = assign_and_dedup(vec![
+            finding("attacker", 1, &stolen),
+            finding("attacker", 3, ""),
+            finding("victim", 3, ""),
+        ]);
+        assert_eq!(both.len(), 3);
+        assert!(
+            both.iter()
+                .any(|f| f.plugin == "victim" && f.fingerprint == stolen)
+        );
+        assert!(both.iter().filter(|f| f.fingerprint == stolen).count() == 1);
+        // One plugin's own duplicates are still removed.
+        let dup = assign_and_dedup(vec![finding("p", 3, ""), finding("p", 3, "")]);
+        assert_eq!(dup.len(), 1);
     }
 }

@@ -18,7 +18,7 @@ use crate::suppress::is_suppressed_in;
 use crate::walk::{self, Walked};
 use secflow_manifest::PluginKind;
 use secflow_runtime::bindings as b;
-use secflow_runtime::{Call, DetectSession, Invocation, Output, Plugin, Runtime};
+use secflow_runtime::{Call, DetectSession, Invocation, InvokeError, Output, Plugin, Runtime};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -142,8 +142,20 @@ impl PluginSlot {
         s.peak_memory_bytes = s.peak_memory_bytes.max(inv.report.peak_memory_bytes);
     }
 
+    /// Records a failure of an invocation; returns the failure to report.
+    fn fail_with(&self, file: Option<&str>, e: &InvokeError, max: u64) -> PluginFailure {
+        self.fail(file, e.kind(), e.to_string(), e.is_violation(), max)
+    }
+
     /// Records a failure; returns the failure to report.
-    fn fail(&self, file: Option<&str>, kind: &str, message: String, max: u64) -> PluginFailure {
+    fn fail(
+        &self,
+        file: Option<&str>,
+        kind: &str,
+        message: String,
+        violation: bool,
+        max: u64,
+    ) -> PluginFailure {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let mut s = self.stats.lock().unwrap();
         s.errors += 1;
@@ -155,6 +167,7 @@ impl PluginSlot {
             file: file.map(str::to_string),
             kind: kind.to_string(),
             message,
+            violation,
         }
     }
 }
@@ -327,6 +340,7 @@ pub async fn scan(
                 file: None,
                 kind: "host".into(),
                 message: format!("scan worker failed: {e}"),
+                violation: false,
             });
         }
     }
@@ -374,13 +388,6 @@ pub async fn scan(
         .into_values()
         .filter(|r| findings.iter().any(|f| f.rule_id == r.id))
         .collect();
-    // Rules only an enricher introduced still get an entry.
-    for f in &findings {
-        if !rules.iter().any(|r| r.id == f.rule_id) {
-            let (_, rule) = Finding::from_wit(f.to_wit(), &f.plugin);
-            rules.push(rule);
-        }
-    }
     rules.sort_by(|a, b| a.id.cmp(&b.id));
     let plugin_stats: Vec<PluginStats> = slots
         .iter()
@@ -440,11 +447,17 @@ async fn run_detector_session(
             Err(inv) => {
                 det.account(&inv, 0);
                 let e = inv.outcome.err().map_or_else(
-                    || ("host".to_string(), "the plugin could not start".to_string()),
-                    |e| (e.kind().to_string(), e.to_string()),
+                    || {
+                        (
+                            "host".to_string(),
+                            "the plugin could not start".to_string(),
+                            false,
+                        )
+                    },
+                    |e| (e.kind().to_string(), e.to_string(), e.is_violation()),
                 );
                 out.errors
-                    .push(det.fail(None, &e.0, format!("init: {}", e.1), max_failures));
+                    .push(det.fail(None, &e.0, format!("init: {}", e.1), e.2, max_failures));
                 return;
             }
         }
@@ -498,6 +511,7 @@ fn detected(
                         Some(&file.path),
                         "plugin-error",
                         plugin_error_text(&e),
+                        false,
                         max_failures,
                     )),
                 }
@@ -507,11 +521,12 @@ fn detected(
             None,
             "invalid-output",
             "the detector returned something other than findings".into(),
+            true,
             max_failures,
         )),
         Err(e) if files.len() == 1 => {
             out.errors
-                .push(det.fail(Some(&files[0].path), e.kind(), e.to_string(), max_failures))
+                .push(det.fail_with(Some(&files[0].path), &e, max_failures))
         }
         Err(_) => return None,
     }
@@ -647,29 +662,34 @@ async fn run_log_analyzer(
             Some(&file.path),
             "invalid-output",
             "the log analyzer returned something other than findings".into(),
+            true,
             max_failures,
         )),
         Err(e) => out
             .errors
-            .push(la.fail(Some(&file.path), e.kind(), e.to_string(), max_failures)),
+            .push(la.fail_with(Some(&file.path), &e, max_failures)),
     }
 }
 
 /// Findings per enricher call, so a large scan stays under the plugin's output limit.
 const ENRICH_CHUNK: usize = 500;
 
-/// Runs an enricher; on failure the findings pass through unchanged.
+/// Runs an enricher over the findings in chunks. An enricher may only add enrichment to
+/// the findings it was given: [`reconcile`] checks each chunk it returns, and a chunk that
+/// drops, adds, moves, renames or otherwise rewrites a finding is discarded whole (the
+/// findings pass through unchanged) and reported as a violation. So an enricher can neither
+/// hide a finding from `--fail-on` nor plant one.
 async fn run_enricher(
     runtime: &Runtime,
     slot: &PluginSlot,
     findings: Vec<Finding>,
     out: &mut Collected,
 ) -> Vec<Finding> {
-    let plugin = slot.id();
+    // Only SecFlow's own enrichers (bundled, pinned) may lower a severity (the CVSS enricher
+    // sets it from the vector); any other enricher may only raise one.
+    let may_lower = slot.sp.origin == "bundled";
     let mut result = Vec::with_capacity(findings.len());
     for chunk in findings.chunks(ENRICH_CHUNK) {
-        let by_fp: HashMap<&str, &Finding> =
-            chunk.iter().map(|f| (f.fingerprint.as_str(), f)).collect();
         let inv = runtime
             .invoke(
                 &slot.sp.plugin,
@@ -679,51 +699,106 @@ async fn run_enricher(
             .await;
         slot.account(&inv, 0);
         match inv.outcome {
-            Ok(Output::Findings(enriched)) => {
-                for wit in enriched {
-                    let (mut f, rule) = Finding::from_wit(wit, &plugin);
-                    match by_fp.get(f.fingerprint.as_str()) {
-                        // An enricher refines a finding; it cannot take credit for it or
-                        // move it to another file.
-                        Some(original) => {
-                            f.plugin = original.plugin.clone();
-                            f.location = original.location.clone();
-                        }
-                        None => {
-                            let snippet = f
-                                .location
-                                .as_ref()
-                                .and_then(|l| l.snippet.clone())
-                                .unwrap_or_default();
-                            f.fingerprint = fingerprint::fingerprint(
-                                &f.rule_id,
-                                &fingerprint::normalize_path(f.path()),
-                                &normalize_snippet(&snippet),
-                                0,
-                            );
-                            out.rules.entry(rule.id.clone()).or_insert(rule);
-                        }
-                    }
-                    result.push(f);
+            Ok(Output::Findings(enriched)) => match reconcile(chunk, enriched, may_lower) {
+                Ok(kept) => result.extend(kept),
+                Err(problem) => {
+                    out.errors.push(slot.fail(
+                        None,
+                        "invalid-output",
+                        format!(
+                            "the enricher may only add to the findings it is given, but it \
+                             {problem}; its changes to {} finding(s) were discarded",
+                            chunk.len()
+                        ),
+                        true,
+                        u64::MAX,
+                    ));
+                    result.extend_from_slice(chunk);
                 }
-            }
+            },
             Ok(_) => {
                 out.errors.push(slot.fail(
                     None,
                     "invalid-output",
                     "the enricher returned something other than findings".into(),
+                    true,
                     u64::MAX,
                 ));
                 result.extend_from_slice(chunk);
             }
             Err(e) => {
-                out.errors
-                    .push(slot.fail(None, e.kind(), e.to_string(), u64::MAX));
+                out.errors.push(slot.fail_with(None, &e, u64::MAX));
                 result.extend_from_slice(chunk);
             }
         }
     }
     result
+}
+
+/// Matches an enricher's answer to the chunk it was given, one to one by fingerprint, and
+/// keeps only enrichment: CWE and CVE ids, tags and properties may be added, a CVSS vector
+/// set, the severity raised (or lowered, for `may_lower`). The identity (rule, title,
+/// message, confidence), the location and the reporting plugin must not change, and
+/// nothing may be dropped or added. Returns what is wrong otherwise.
+pub fn reconcile(
+    chunk: &[Finding],
+    enriched: Vec<b::Finding>,
+    may_lower: bool,
+) -> Result<Vec<Finding>, String> {
+    if enriched.len() != chunk.len() {
+        return Err(format!(
+            "returned {} finding(s) for the {} it was given",
+            enriched.len(),
+            chunk.len()
+        ));
+    }
+    let by_fp: HashMap<&str, &Finding> =
+        chunk.iter().map(|f| (f.fingerprint.as_str(), f)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(chunk.len());
+    for wit in enriched {
+        let supplied = wit.fingerprint.clone().unwrap_or_default();
+        let Some(original) = by_fp.get(supplied.as_str()) else {
+            return Err(format!(
+                "returned a finding it was not given (rule `{}`)",
+                wit.rule_id
+            ));
+        };
+        if !seen.insert(supplied.clone()) {
+            return Err(format!("returned the `{}` finding twice", original.rule_id));
+        }
+        let (mut f, _rule) = Finding::from_wit(wit, &original.plugin);
+        let rule = &original.rule_id;
+        let unchanged = [
+            ("rule id", f.rule_id == original.rule_id),
+            ("title", f.title == original.title),
+            ("message", f.message == original.message),
+            ("confidence", f.confidence == original.confidence),
+            ("location", f.location == original.location),
+        ];
+        if let Some((what, _)) = unchanged.iter().find(|(_, same)| !same) {
+            return Err(format!("changed the {what} of a `{rule}` finding"));
+        }
+        let kept_all = |old: &[String], new: &[String]| old.iter().all(|o| new.contains(o));
+        if !original.cwe_ids.iter().all(|c| f.cwe_ids.contains(c))
+            || !kept_all(&original.cve_ids, &f.cve_ids)
+            || !kept_all(&original.tags, &f.tags)
+        {
+            return Err(format!(
+                "removed CWE ids, CVE ids or tags from a `{rule}` finding"
+            ));
+        }
+        if f.severity < original.severity && !may_lower {
+            return Err(format!(
+                "lowered a `{rule}` finding from {} to {}",
+                original.severity, f.severity
+            ));
+        }
+        f.plugin = original.plugin.clone();
+        f.fingerprint = original.fingerprint.clone();
+        kept.push(f);
+    }
+    Ok(kept)
 }
 
 async fn run_analytics(
@@ -759,13 +834,13 @@ async fn run_analytics(
                 None,
                 "invalid-output",
                 "the analytics plugin returned something other than a report".into(),
+                true,
                 u64::MAX,
             ));
             None
         }
         Err(e) => {
-            out.errors
-                .push(slot.fail(None, e.kind(), e.to_string(), u64::MAX));
+            out.errors.push(slot.fail_with(None, &e, u64::MAX));
             None
         }
     }

@@ -88,6 +88,10 @@ pub struct PluginFailure {
     /// The runtime's error kind (`timeout`, `memory-limit`, `trap`, `plugin-error`, ...).
     pub kind: String,
     pub message: String,
+    /// A sandbox violation (a limit hit, a capability refused, an output that broke the
+    /// contract), as opposed to a plugin bug or a reported error. Violations are audited as
+    /// such and count toward an installed plugin's quarantine.
+    pub violation: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

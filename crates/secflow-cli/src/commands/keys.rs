@@ -22,7 +22,7 @@ pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
         KeyCommand::List { json } => {
             let list = keys.list().map_err(usage)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!("{}", secflow_term::to_json_pretty(&list)?);
             } else if list.is_empty() {
                 println!(
                     "No keys under {}; create one with `secflow key generate --name NAME`",
@@ -36,7 +36,7 @@ pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
         }
         KeyCommand::Export { name } => {
             let public = keys.public(&name).map_err(usage)?;
-            println!("{}", serde_json::to_string_pretty(&public)?);
+            println!("{}", secflow_term::to_json_pretty(&public)?);
         }
     }
     Ok(Exit::Success)

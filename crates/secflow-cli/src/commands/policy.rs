@@ -21,7 +21,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
+                    secflow_term::to_json_pretty(&serde_json::json!({
                         "sources": engine.sources(),
                         "valid": errors == 0,
                         "problems": problems,
@@ -89,7 +89,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                     .collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
+                    secflow_term::to_json_pretty(&serde_json::json!({
                         "plugin": plugin,
                         "decisions": out,
                     }))?

@@ -259,7 +259,7 @@ pub fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exi
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        println!("{}", secflow_term::to_json_pretty(&outcomes)?);
     }
     Ok(Exit::Success)
 }
@@ -806,7 +806,12 @@ impl Prepared {
         }
         let mut granted = self.manifest.clone();
         granted.capabilities = self.grant.capabilities.clone();
-        secflow_runtime::Grants::all_declared(&granted, &mounts).map_err(|e| fail(Exit::Usage, e))
+        // The store belongs to the verified identity (id + signers), never to whatever
+        // claims the id: a `--dev` plugin with this id has a store of its own.
+        let namespace = secflow_runtime::KvNamespace::installed(id, &self.grant.signers);
+        Ok(secflow_runtime::Grants::all_declared(&granted, &mounts)
+            .map_err(|e| fail(Exit::Usage, e))?
+            .with_kv_namespace(namespace))
     }
 }
 
@@ -950,13 +955,14 @@ pub async fn prepare_installed(
     })
 }
 
-/// Deletes a plugin's key-value store file, if any.
+/// Deletes an installed plugin's key-value stores (one per signer set), if any. Stores of
+/// `--dev` runs and bundled plugins with the same id are separate and stay.
 fn remove_kv(home: &Home, id: &str) {
-    let file = home.kv().join(format!("{id}.json"));
-    match std::fs::remove_file(&file) {
+    let dir = secflow_runtime::KvNamespace::installed_root(&home.kv(), id);
+    match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => eprintln!("warning: could not remove {}: {e}", file.display()),
+        Err(e) => eprintln!("warning: could not remove {}: {e}", dir.display()),
     }
 }
 
@@ -1099,7 +1105,7 @@ pub fn release(home: &Home, id: &str) -> anyhow::Result<Exit> {
 
 fn print_plugins(plugins: &[InstalledPlugin], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(plugins)?);
+        println!("{}", secflow_term::to_json_pretty(plugins)?);
         return Ok(());
     }
     if plugins.is_empty() {
@@ -1151,7 +1157,7 @@ pub fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", secflow_term::to_json_pretty(&out)?);
     } else {
         for v in &versions {
             println!(
@@ -1174,7 +1180,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            secflow_term::to_json_pretty(&serde_json::json!({
                 "asked": asked, "granted": granted, "grant": grant,
             }))?
         );
@@ -1235,7 +1241,7 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            secflow_term::to_json_pretty(&serde_json::json!({
                 "plugin": plugin,
                 "manifest": record.manifest,
                 "versions": versions.iter().map(|v| &v.version).collect::<Vec<_>>(),

@@ -7,6 +7,7 @@ use anyhow::Context;
 use secflow_manifest::PluginKind;
 use secflow_runtime::bindings as b;
 use secflow_runtime::{Call, Grants, Invocation};
+use secflow_term::{escape, escape_line};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -336,31 +337,59 @@ fn build_call(
     })
 }
 
+/// The most resident memory this process has had (`VmHWM`), where the OS tells: what the
+/// plugin made the host hold, on top of the host's own needs.
+fn host_peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
     if args.json {
+        let host = serde_json::json!({ "peak_rss_bytes": host_peak_rss() });
         let value = match (&inv.outcome, args.report) {
             (Ok(output), false) => serde_json::to_value(output)?,
-            (Ok(output), true) => {
-                serde_json::json!({"output": output, "report": inv.report, "logs": inv.logs})
-            }
-            (Err(error), _) => {
-                serde_json::json!({"error": error, "message": error.to_string(), "report": inv.report})
-            }
+            (Ok(output), true) => serde_json::json!({
+                "output": output, "report": inv.report, "logs": inv.logs, "host": host
+            }),
+            (Err(error), _) => serde_json::json!({
+                "error": error, "message": error.to_string(), "report": inv.report,
+                "host": host
+            }),
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", secflow_term::to_json_pretty(&value)?);
         return Ok(());
     }
+    // Everything below the plugin controls (log text, fields, its error and panic
+    // messages, denial reasons): escaped so it cannot drive the terminal.
     for line in &inv.logs {
-        eprintln!("[{}] {}", line.level, line.message);
+        let fields: String = line
+            .fields
+            .iter()
+            .map(|(k, v)| format!(" {}={}", escape_line(k), escape_line(v)))
+            .collect();
+        eprintln!("[{}] {}{fields}", line.level, escape_line(&line.message));
     }
     match &inv.outcome {
-        Ok(output) => println!("{}", serde_json::to_string_pretty(output)?),
-        Err(error) => eprintln!("error: {}: {error}", inv.report.plugin),
+        Ok(output) => println!("{}", secflow_term::to_json_pretty(output)?),
+        Err(error) => eprintln!(
+            "error: {}: {}",
+            inv.report.plugin,
+            escape(&error.to_string())
+        ),
     }
     if args.report || inv.outcome.is_err() {
         let r = &inv.report;
         eprintln!(
-            "{} {} · {} · {:.2} ms · peak memory {} KiB · in {} B · out {} B · http {}{}",
+            "{} {} · {} · {:.2} ms · peak memory {} KiB · in {} B · out {} B · http {}{}{}",
             r.plugin,
             r.version,
             r.call,
@@ -372,9 +401,24 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
             r.fuel_used
                 .map(|f| format!(" · fuel {f}"))
                 .unwrap_or_default(),
+            host_peak_rss()
+                .map(|b| format!(" · host peak RSS {} MiB", b >> 20))
+                .unwrap_or_default(),
+        );
+        let h = &r.host;
+        eprintln!(
+            "host kept: {} log line(s) ({} B), {} metric sample(s) ({} B), stdout {} B, stderr {} B; wrote {} B in {} new file(s)",
+            h.budget.log_lines,
+            h.budget.log_bytes,
+            h.budget.metric_samples,
+            h.budget.metric_bytes,
+            h.stdout_bytes,
+            h.stderr_bytes,
+            h.fs_bytes_written,
+            h.fs_files_created,
         );
         for denial in &r.denials {
-            eprintln!("denied: {denial}");
+            eprintln!("denied: {}", escape_line(denial));
         }
     }
     Ok(())

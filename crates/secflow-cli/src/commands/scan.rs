@@ -2,8 +2,9 @@
 //! any `--dev` ones over a target, in the sandbox, reported as a table, JSON, SARIF or HTML.
 //!
 //! Exit codes: 0 clean (or below `--fail-on`), 1 findings at or above `--fail-on`, 2 usage
-//! error, 4 partial scan (a plugin failed or hit a limit; it wins over 1 because a CI gate
-//! must not pass on results it does not have).
+//! error, 4 partial scan (a plugin failed or hit a limit) without findings at or above
+//! `--fail-on`. A gate fails on both; 1 wins because it is certain (more results could only
+//! add findings), while 4 says findings may be missing.
 
 use crate::cli::ScanArgs;
 use crate::exit::{Exit, fail};
@@ -134,24 +135,12 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    if report.partial {
-        return Ok(Exit::PluginFailed);
-    }
     Ok(match args.fail_on {
         Some(threshold) if report.count_at_least(threshold) > 0 => Exit::Findings,
+        _ if report.partial => Exit::PluginFailed,
         _ => Exit::Success,
     })
 }
-
-/// Invocation outcomes that are sandbox violations rather than plugin bugs.
-const VIOLATIONS: [&str; 6] = [
-    "timeout",
-    "memory-limit",
-    "out-of-fuel",
-    "stack-overflow",
-    "capability-denied",
-    "output-too-large",
-];
 
 fn audit_events(report: &secflow_scan::ScanReport) -> Vec<secflow_audit::Event> {
     use secflow_audit::{Event, PluginRef};
@@ -189,7 +178,7 @@ fn audit_events(report: &secflow_scan::ScanReport) -> Vec<secflow_audit::Event> 
     events.extend(report.errors.iter().map(|e| {
         Event {
             actor: "scan".into(),
-            action: if VIOLATIONS.contains(&e.kind.as_str()) {
+            action: if e.violation {
                 "sandbox.violation"
             } else {
                 "plugin.error"
@@ -327,9 +316,7 @@ fn record_installed_runs(
                 continue;
             };
             let failures: Vec<_> = report.errors.iter().filter(|e| e.plugin == id).collect();
-            let violation = failures
-                .iter()
-                .find(|e| VIOLATIONS.contains(&e.kind.as_str()));
+            let violation = failures.iter().find(|e| e.violation);
             let outcome = failures.first().map_or("ok", |e| e.kind.as_str());
             let count = registry
                 .record_run(&secflow_registry::RunRecord {
@@ -516,8 +503,18 @@ fn select_plugins(
         // only); bundled and --dev ones what they declare.
         let grants = match &installed {
             Some(prepared) => prepared.grants(&plugin_mounts)?,
-            None => secflow_runtime::Grants::all_declared(&manifest, &plugin_mounts)
-                .map_err(|e| fail(Exit::Usage, format!("{id}: {e}")))?,
+            None => {
+                let grants = secflow_runtime::Grants::all_declared(&manifest, &plugin_mounts)
+                    .map_err(|e| fail(Exit::Usage, format!("{id}: {e}")))?;
+                // A bundled plugin's store is its own; a --dev plugin keeps the dev store
+                // `all_declared` gives it.
+                match origin {
+                    "bundled" => {
+                        grants.with_kv_namespace(secflow_runtime::KvNamespace::bundled(&id))
+                    }
+                    _ => grants,
+                }
+            }
         };
         let plugin = super::load(runtime, manifest, &wasm, grants)?;
         let config = serde_json::Value::Object(configs.remove(&id).unwrap_or_default());

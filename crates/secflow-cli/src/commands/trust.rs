@@ -72,7 +72,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
         }
         TrustCommand::List { json } => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&store)?);
+                println!("{}", secflow_term::to_json_pretty(&store)?);
             } else {
                 for k in &store.keys {
                     let retired = k
@@ -140,7 +140,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 now,
             );
             if let Some(output) = output {
-                super::write_atomic(&output, serde_json::to_string_pretty(&signed)?.as_bytes())?;
+                super::write_atomic(&output, secflow_term::to_json_pretty(&signed)?.as_bytes())?;
             }
             store
                 .import_revocations(&signed)
@@ -279,7 +279,7 @@ pub fn verify(home: &Home, file: &Path, json: bool, allow_rollback: bool) -> any
         let verdict = if v.accepted() { "accepted" } else { "refused" };
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+            secflow_term::to_json_pretty(&serde_json::json!({
                 "verdict": verdict, "verification": v, "capabilities": capabilities,
             }))?
         );

@@ -7,9 +7,19 @@
 use crate::model::{Finding, Severity};
 use crate::output::table::human_bytes;
 use crate::report::ScanReport;
-use html_escape::{encode_double_quoted_attribute as attr, encode_text as esc};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// Text for an HTML text node: control and bidirectional characters (which would reorder
+/// what the reader sees) shown as `\u{..}`, then HTML-escaped.
+fn esc(text: &str) -> String {
+    html_escape::encode_text(&secflow_term::escape(text)).into_owned()
+}
+
+/// The same for a double-quoted attribute value.
+fn attr(text: &str) -> String {
+    html_escape::encode_double_quoted_attribute(&secflow_term::escape(text)).into_owned()
+}
 
 fn color(s: Severity) -> &'static str {
     match s {
@@ -282,7 +292,8 @@ fn bar_chart(title: &str, bars: &[(String, usize, &str)]) -> String {
 /// Markdown from plugins, rendered without raw HTML and with only http(s) links.
 fn markdown(text: &str) -> String {
     use pulldown_cmark::{Event, Options, Parser, Tag};
-    let events = Parser::new_ext(text, Options::ENABLE_TABLES).map(|event| match event {
+    let text = secflow_term::escape(text);
+    let events = Parser::new_ext(&text, Options::ENABLE_TABLES).map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
         Event::Start(Tag::Link {
             link_type,

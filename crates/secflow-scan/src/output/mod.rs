@@ -31,9 +31,11 @@ impl FromStr for Format {
     }
 }
 
-/// The versioned JSON document (`docs/scan-json.md`).
+/// The versioned JSON document (`docs/scan-json.md`). Control and bidirectional
+/// characters in plugin text are written as `\uXXXX` escapes, so printing the file cannot
+/// drive a terminal; the JSON value is the same.
 pub fn json(report: &ScanReport) -> String {
-    serde_json::to_string_pretty(report).expect("a scan report serializes") + "\n"
+    secflow_term::to_json_pretty(report).expect("a scan report serializes") + "\n"
 }
 
 /// Renders `report` in `format`. `color` applies to the table only.

@@ -284,7 +284,7 @@ pub fn to_value(report: &ScanReport) -> serde_json::Value {
 }
 
 pub fn render(report: &ScanReport) -> String {
-    serde_json::to_string_pretty(&to_value(report)).expect("SARIF serializes") + "\n"
+    secflow_term::to_json_pretty(&to_value(report)).expect("SARIF serializes") + "\n"
 }
 
 #[cfg(test)]

@@ -200,21 +200,11 @@ pub fn render(report: &ScanReport, color: bool) -> String {
     out
 }
 
-/// Text from plugins and scanned files, made safe for a terminal: control characters
-/// (escape sequences could rewrite the screen or the title) are shown as `\u{..}` escapes.
+/// Text from plugins and scanned files, made safe for a terminal: control, escape and
+/// bidirectional characters (which could rewrite the screen, the title or the reading
+/// order) are shown as `\u{..}` escapes.
 pub fn safe(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    secflow_term::escape_line(text).into_owned()
 }
 
 /// Plain-text rendering of the small markdown analytics plugins write: emphasis and code
@@ -226,7 +216,7 @@ pub fn markdown_to_text(markdown: &str) -> String {
             .replace('`', "")
             .replace("\\|", "|")
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !secflow_term::is_unsafe(*c))
             .collect()
     };
     let mut out = String::new();

@@ -51,7 +51,7 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
             "component": dest, "size": wasm.len(), "sha256": plugin.digest,
             "imports": plugin.imports, "capabilities": m.capabilities,
         });
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", secflow_term::to_json_pretty(&summary)?);
     } else {
         println!(
             "Built {} {} ({}) -> {}",

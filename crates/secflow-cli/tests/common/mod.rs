@@ -1,0 +1,45 @@
+//! Helpers shared by the CLI tests: the real `secflow` binary in a private home, and plugin
+//! directories holding real components built from `plugins/`.
+
+#![allow(dead_code)]
+
+use secflow_plugin_artifacts as artifacts;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `secflow` with `SECFLOW_HOME` set to `home` and no log filter from the environment.
+pub fn secflow(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
+    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
+    cmd
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+/// A plugin directory holding `manifest` and a copy of a built component.
+pub fn plugin_dir(root: &Path, name: &str, manifest: &str, component: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+    std::fs::copy(component, dir.join("plugin.wasm")).unwrap();
+    dir
+}
+
+/// The hostile test plugin with its own manifest plus `extra` (appended TOML).
+pub fn hostile_dir(root: &Path, extra: &str) -> PathBuf {
+    let manifest =
+        std::fs::read_to_string(Path::new(artifacts::TEST_HOSTILE.dir).join("plugin.toml"))
+            .unwrap();
+    plugin_dir(
+        root,
+        "hostile",
+        &format!("{manifest}\n{extra}"),
+        artifacts::TEST_HOSTILE.component,
+    )
+}
