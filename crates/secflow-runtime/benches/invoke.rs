@@ -17,6 +17,7 @@ fn cache_dir() -> PathBuf {
 fn runtime(pooling: bool) -> Runtime {
     Runtime::new(RuntimeConfig {
         cache_dir: Some(cache_dir()),
+        cache_key: Some(secflow_runtime::CacheKey([7; 32])),
         pooling,
         ..Default::default()
     })

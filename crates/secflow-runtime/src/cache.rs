@@ -2,10 +2,13 @@
 //!
 //! Compiling a component takes 100–200 ms; loading a precompiled one takes well under a
 //! millisecond. Precompiled code is native code that wasmtime only lightly validates, so the
-//! cache never loads a file it did not write itself: each artifact carries an HMAC-SHA256
-//! under a random per-cache key (file mode 0600) and is checked before `deserialize`. Entries
-//! are keyed by the SHA-256 of the component and wasmtime's compatibility hash of the engine
-//! configuration, so a different wasmtime or different engine settings never share entries.
+//! cache never loads a file it did not write itself *for that entry*: each artifact carries
+//! an HMAC-SHA256 over the entry's identity (the SHA-256 of the component and wasmtime's
+//! compatibility hash of the engine configuration) and the artifact's bytes. A valid
+//! artifact of plugin A renamed to plugin B's entry fails the check, is discarded and B is
+//! compiled again. The key is the caller's (the CLI derives it from the host key in
+//! `SECFLOW_HOME/keys`), never stored in the cache directory, so write access to the cache
+//! alone is not enough to plant code.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -18,11 +21,22 @@ use wasmtime::component::Component;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Where compiled components are kept, with the key that authenticates them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CompileCache {
     dir: PathBuf,
     key: [u8; 32],
 }
+
+impl std::fmt::Debug for CompileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Domain separation for the cache MAC.
+const MAC_CONTEXT: &[u8] = b"secflow compiled component v2\0";
 
 /// How a component was obtained, for reports and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -35,28 +49,14 @@ pub enum CacheOutcome {
 }
 
 impl CompileCache {
-    /// Opens (creating if needed) a cache directory and its key.
-    pub fn open(dir: &Path) -> std::io::Result<CompileCache> {
+    /// Opens (creating if needed) a cache directory whose entries are authenticated with
+    /// `key`. Keep the key outside the directory.
+    pub fn open(dir: &Path, key: [u8; 32]) -> std::io::Result<CompileCache> {
         std::fs::create_dir_all(dir)?;
         restrict(dir, 0o700)?;
-        let key_path = dir.join("cache.key");
-        let key = match std::fs::read(&key_path) {
-            Ok(bytes) if bytes.len() == 32 => {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&bytes);
-                key
-            }
-            _ => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-                restrict(tmp.path(), 0o600)?;
-                tmp.write_all(&key)?;
-                tmp.as_file().sync_all()?;
-                tmp.persist(&key_path).map_err(|e| e.error)?;
-                key
-            }
-        };
+        // Caches written before the key moved out of the directory: the old key is useless
+        // now (every entry fails the new MAC) and should not linger.
+        let _ = std::fs::remove_file(dir.join("cache.key"));
         Ok(CompileCache {
             dir: dir.to_path_buf(),
             key,
@@ -69,10 +69,15 @@ impl CompileCache {
         format!("{component_digest}-{:016x}", hasher.finish())
     }
 
-    fn mac(&self, bytes: &[u8]) -> Vec<u8> {
+    /// The MAC of an artifact *as the entry `name`*: the identity is covered, so a valid
+    /// artifact moved to another entry does not verify.
+    fn mac(&self, name: &str, bytes: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
+        mac.update(MAC_CONTEXT);
+        mac.update(&(name.len() as u64).to_le_bytes());
+        mac.update(name.as_bytes());
         mac.update(bytes);
-        mac.finalize().into_bytes().to_vec()
+        mac
     }
 
     /// Loads the component from the cache, or compiles and stores it.
@@ -86,12 +91,11 @@ impl CompileCache {
         let artifact = self.dir.join(format!("{name}.cwasm"));
         let tag_path = self.dir.join(format!("{name}.mac"));
         if let (Ok(bytes), Ok(tag)) = (std::fs::read(&artifact), std::fs::read(&tag_path)) {
-            let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
-            mac.update(&bytes);
-            if mac.verify_slice(&tag).is_ok() {
-                // SAFETY: the bytes were produced by `precompile_component` in this cache (the
-                // HMAC under the cache's private key proves it) for an engine with the same
-                // compatibility hash; wasmtime rejects mismatched configurations itself.
+            if self.mac(&name, &bytes).verify_slice(&tag).is_ok() {
+                // SAFETY: the bytes were produced by `precompile_component` for this very
+                // component and engine configuration (the HMAC under the host's key over the
+                // entry name and the bytes proves it); wasmtime rejects mismatched
+                // configurations itself.
                 #[allow(unsafe_code)]
                 let component = unsafe { Component::deserialize(engine, &bytes) };
                 if let Ok(component) = component {
@@ -102,7 +106,7 @@ impl CompileCache {
         }
         let compiled = engine.precompile_component(wasm)?;
         // Persist best effort: a read-only cache must not stop the plugin from running.
-        if let Err(e) = self.store(&artifact, &tag_path, &compiled) {
+        if let Err(e) = self.store(&name, &artifact, &tag_path, &compiled) {
             tracing::warn!(error = %e, "could not write the component cache");
         }
         // SAFETY: produced just now by this engine.
@@ -111,11 +115,15 @@ impl CompileCache {
         Ok((component, CacheOutcome::Compiled))
     }
 
-    fn store(&self, artifact: &Path, tag_path: &Path, compiled: &[u8]) -> std::io::Result<()> {
-        for (path, bytes) in [
-            (artifact, compiled.to_vec()),
-            (tag_path, self.mac(compiled)),
-        ] {
+    fn store(
+        &self,
+        name: &str,
+        artifact: &Path,
+        tag_path: &Path,
+        compiled: &[u8],
+    ) -> std::io::Result<()> {
+        let tag = self.mac(name, compiled).finalize().into_bytes().to_vec();
+        for (path, bytes) in [(artifact, compiled.to_vec()), (tag_path, tag)] {
             let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
             tmp.write_all(&bytes)?;
             tmp.persist(path).map_err(|e| e.error)?;

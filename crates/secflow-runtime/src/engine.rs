@@ -16,11 +16,25 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+/// The secret that authenticates the compile cache; shown redacted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(<redacted>)")
+    }
+}
+
 /// Host-wide settings of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Where precompiled components are cached. `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates cached components; the cache is used only when it is
+    /// set. Derive it from a secret kept outside `cache_dir` (the CLI uses the host key), so
+    /// that write access to the cache is not enough to plant native code.
+    pub cache_key: Option<CacheKey>,
     /// Where plugins' key-value stores live. `None` gives plugins with a kv grant an error.
     pub kv_dir: Option<PathBuf>,
     /// Most invocations running at once across all plugins.
@@ -40,6 +54,7 @@ impl Default for RuntimeConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         RuntimeConfig {
             cache_dir: None,
+            cache_key: None,
             kv_dir: None,
             max_concurrent: (cores * 4).clamp(8, 64),
             max_concurrent_per_plugin: (cores * 2).clamp(4, 32),
@@ -180,15 +195,15 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> wasmtime::Result<Runtime> {
         let plain = EngineSet::new(&config, false)?;
-        let cache = match &config.cache_dir {
-            Some(dir) => match CompileCache::open(dir) {
+        let cache = match (&config.cache_dir, config.cache_key) {
+            (Some(dir), Some(key)) => match CompileCache::open(dir, key.0) {
                 Ok(cache) => Some(cache),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "component cache disabled");
                     None
                 }
             },
-            None => None,
+            _ => None,
         };
         Ok(Runtime {
             inner: Arc::new(Inner {

@@ -904,6 +904,13 @@ async fn run(
                 Call::Actions => Ok(Ok(Output::Actions(api.call_actions(&mut *store).await?))),
                 Call::Execute { action, params } => Ok(
                     match api.call_execute(&mut *store, &action, &params).await? {
+                        // Measured as returned, before it is parsed into a second copy.
+                        Ok(json) if json.len() as u64 > output_limit => {
+                            Err(InvokeError::OutputTooLarge {
+                                what: "the returned value".into(),
+                                limit: output_limit,
+                            })
+                        }
                         Ok(json) => serde_json::from_str(&json).map(Output::Json).map_err(|e| {
                             InvokeError::InvalidOutput {
                                 message: format!("the action result is not JSON: {e}"),

@@ -31,7 +31,7 @@ pub mod netpolicy;
 mod plugin;
 
 pub use cache::CacheOutcome;
-pub use engine::{Runtime, RuntimeConfig};
+pub use engine::{CacheKey, Runtime, RuntimeConfig};
 pub use error::{InvokeError, LoadError};
 pub use host::{LogLine, MetricSample};
 pub use invoke::{Call, DetectSession, HostUsage, Invocation, Output, Report, hostcall_budget};

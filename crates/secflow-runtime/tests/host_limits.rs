@@ -100,6 +100,77 @@ fn compile_cache_reuses_and_rejects_tampered_artifacts() {
         CacheOutcome::Hit,
         "and replaced"
     );
+    // The key is not in the cache directory: what is there cannot authenticate anything.
+    assert!(!dir.path().join("cache.key").exists());
+    let other_key = runtime_with(RuntimeConfig {
+        cache_key: Some(secflow_runtime::CacheKey([1; 32])),
+        ..config()
+    });
+    assert_eq!(
+        other_key.load(m(), &wasm, Grants::none()).unwrap().cache,
+        CacheOutcome::Compiled,
+        "an entry made under another key is refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_cache_entry_swapped_into_another_plugins_place_is_refused() {
+    // Both components compiled into a fresh cache, then the noop's (valid, MAC-checked)
+    // artifact renamed over the data processor's entry: loading the data processor must
+    // not run the noop's code.
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let action = |id: &str| {
+        manifest(&format!(
+            "id = \"{id}\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"n\"\ndescription = \"n\"\n"
+        ))
+    };
+    let noop = secflow_plugin_artifacts::TEST_NOOP.bytes();
+    let dp = secflow_plugin_artifacts::DATA_PROCESSOR.bytes();
+    let rt = runtime_with(config());
+    rt.load(action("test-noop"), &noop, Grants::none()).unwrap();
+    rt.load(action("data-processor"), &dp, Grants::none())
+        .unwrap();
+    let entry = |wasm: &[u8], ext: &str| {
+        let digest = secflow_runtime::cache::digest(wasm);
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name.starts_with(&digest) && name.ends_with(ext)
+            })
+            .unwrap()
+    };
+    for ext in [".cwasm", ".mac"] {
+        std::fs::copy(entry(&noop, ext), entry(&dp, ext)).unwrap();
+    }
+    let rt = runtime_with(config());
+    let loaded = rt
+        .load(action("data-processor"), &dp, Grants::none())
+        .unwrap();
+    assert_eq!(
+        loaded.cache,
+        CacheOutcome::Compiled,
+        "the swapped entry is refused"
+    );
+    // And what runs is the data processor: it lists its own actions, the noop has `echo`.
+    let inv = rt
+        .invoke(
+            &loaded,
+            secflow_runtime::Call::Actions,
+            &serde_json::json!({}),
+        )
+        .await;
+    let names: Vec<String> = match &inv.outcome {
+        Ok(secflow_runtime::Output::Actions(a)) => a.iter().map(|x| x.name.clone()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert!(names.contains(&"aggregate".to_string()), "{names:?}");
+    assert!(!names.contains(&"echo".to_string()), "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -265,6 +265,7 @@ fn main() {
     let cache = work.path().join("cache");
     let config = RuntimeConfig {
         cache_dir: Some(cache.clone()),
+        cache_key: Some(secflow_runtime::CacheKey([7; 32])),
         ..RuntimeConfig::default()
     };
     let rt = Runtime::new(config.clone()).unwrap();

@@ -20,6 +20,17 @@ fn host_key(home: &Home) -> anyhow::Result<ed25519_dalek::SigningKey> {
         .map_err(|e| fail(Exit::Usage, format!("cannot create the host key: {e}")))
 }
 
+/// The compile cache's key: derived from the host key with its own label, so it says
+/// nothing about the key and stays outside the cache directory.
+pub fn cache_key(home: &Home) -> anyhow::Result<secflow_runtime::CacheKey> {
+    use sha2::{Digest, Sha256};
+    let key = host_key(home)?;
+    let mut h = Sha256::new();
+    h.update(b"secflow compile-cache key v1\0");
+    h.update(key.to_bytes());
+    Ok(secflow_runtime::CacheKey(h.finalize().into()))
+}
+
 async fn open(home: &Home) -> anyhow::Result<AuditLog> {
     std::fs::create_dir_all(&home.root)?;
     AuditLog::open(&home.audit_db(), host_key(home)?)

@@ -100,10 +100,12 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T>
         .block_on(f))
 }
 
-/// A runtime configured from the home directory.
+/// A runtime configured from the home directory. The compile cache is authenticated with
+/// a key derived from the host key (`keys/`, mode 0600), never stored in the cache.
 pub fn runtime(home: &Home) -> anyhow::Result<secflow_runtime::Runtime> {
     let config = secflow_runtime::RuntimeConfig {
         cache_dir: Some(home.component_cache()),
+        cache_key: Some(audit::cache_key(home)?),
         kv_dir: Some(home.kv()),
         ..Default::default()
     };

@@ -8,6 +8,9 @@ use secflow_plugin_artifacts as artifacts;
 use secflow_runtime::{Call, Grants, Invocation, InvokeError, Plugin, Runtime, RuntimeConfig};
 use std::path::PathBuf;
 
+/// The compile cache key of the tests (a real host derives its key from the host key).
+pub const TEST_CACHE_KEY: secflow_runtime::CacheKey = secflow_runtime::CacheKey([42; 32]);
+
 pub fn runtime() -> Runtime {
     runtime_with(RuntimeConfig::default())
 }
@@ -17,6 +20,7 @@ pub fn runtime_with(mut config: RuntimeConfig) -> Runtime {
         // Shared across tests so each component is compiled once per test run.
         config.cache_dir = Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
     }
+    config.cache_key.get_or_insert(TEST_CACHE_KEY);
     Runtime::new(config).expect("runtime starts")
 }
 
