@@ -200,3 +200,68 @@ fn stats_summarise_violations_verifications_and_trust_changes() {
     assert_eq!(violation["plugin"]["id"], "test-detector");
     assert_eq!(violation["details"]["file"], "spin.txt");
 }
+
+#[test]
+fn a_scan_that_fails_is_still_audited() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let target = tempfile::tempdir().unwrap();
+    std::fs::write(target.path().join("a.py"), "x = 1\n").unwrap();
+    // A config the plugin's schema refuses: the scan stops at the health check, after the
+    // plugins were selected and loaded.
+    let out = run(
+        h,
+        &[
+            "scan",
+            target.path().to_str().unwrap(),
+            "--config",
+            "secrets-detector.disabled-rules=42",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let log = run(h, &["audit", "log", "--json"]);
+    assert_eq!(log.status.code(), Some(0), "{}", text(&log));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&log.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "scan.run" && e["decision"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    assert!(
+        failed[0]["details"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("disabled-rules"),
+        "{:?}",
+        failed[0]
+    );
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_written_fails_the_scan() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // Something in the way of the database: it cannot be opened, whoever runs the test.
+    std::fs::create_dir_all(h.join("audit.db")).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    std::fs::write(target.path().join("a.py"), "x = 1\n").unwrap();
+    let out = run(
+        h,
+        &["scan", target.path().to_str().unwrap(), "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // With --format json the error is the JSON document on stdout, and there is no report.
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("audit events could not be recorded"),
+        "{doc}"
+    );
+    assert!(
+        doc.get("findings").is_none(),
+        "no report without its audit trail"
+    );
+}

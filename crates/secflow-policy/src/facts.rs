@@ -92,6 +92,12 @@ pub struct LimitFacts {
     /// Fuel per invocation; 0 means not metered.
     pub fuel: u64,
     pub output_kib: u64,
+    /// The key-value store's quota in KiB; 0 when the plugin asks for no store.
+    pub kv_kib: u64,
+    /// What each writable grant may hold, in MiB and in files; 0 when the plugin asks to
+    /// write nowhere.
+    pub write_mib: u64,
+    pub write_files: u64,
 }
 
 /// Everything policies know about one plugin version.
@@ -126,6 +132,7 @@ impl PluginFacts {
     {
         let caps = &manifest.capabilities;
         let limits = manifest.limits.resolve();
+        let writes = caps.filesystem.iter().any(|f| f.access == Access::Write);
         let mut signer_roles: Vec<String> = signer_roles.into_iter().map(Into::into).collect();
         signer_roles.sort();
         signer_roles.dedup();
@@ -142,7 +149,7 @@ impl PluginFacts {
                     .iter()
                     .any(|n| n.allow_private || n.pattern().is_some_and(|p| is_internal(&p))),
                 filesystem: caps.filesystem.len() as u64,
-                filesystem_write: caps.filesystem.iter().any(|f| f.access == Access::Write),
+                filesystem_write: writes,
                 kv: caps.kv.is_some(),
             },
             limits: LimitFacts {
@@ -151,6 +158,13 @@ impl PluginFacts {
                 fuel: limits.fuel.unwrap_or(0),
                 // Round up so that 1 byte over a KiB boundary is not reported as less.
                 output_kib: limits.output_bytes.div_ceil(1024),
+                kv_kib: caps.kv.as_ref().map_or(0, |kv| kv.quota_bytes() >> 10),
+                write_mib: if writes {
+                    limits.write_bytes.div_ceil(1 << 20)
+                } else {
+                    0
+                },
+                write_files: if writes { limits.write_files } else { 0 },
             },
             violations: 0,
             quarantined: false,

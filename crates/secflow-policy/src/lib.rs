@@ -713,6 +713,9 @@ fn plugin_attrs(p: &PluginFacts) -> Result<HashMap<String, RestrictedExpression>
         ("timeout_ms", long(limits.timeout_ms)),
         ("fuel", long(limits.fuel)),
         ("output_kib", long(limits.output_kib)),
+        ("kv_kib", long(limits.kv_kib)),
+        ("write_mib", long(limits.write_mib)),
+        ("write_files", long(limits.write_files)),
     ])?;
     Ok(HashMap::from([
         (

@@ -33,6 +33,9 @@ fn detector(action: Action) -> PolicyRequest {
                 timeout_ms: 5_000,
                 fuel: 0,
                 output_kib: 1024,
+                kv_kib: 1024,
+                write_mib: 0,
+                write_files: 0,
             },
             violations: 0,
             quarantined: false,
@@ -155,6 +158,28 @@ fn limits_per_kind_allow_the_maximum_and_deny_one_more() {
             over.plugin.limits.timeout_ms = timeout + 1;
             assert_denied_by(&over, id);
         }
+    }
+}
+
+#[test]
+fn storage_quotas_have_a_policy_maximum() {
+    let mut req = detector(Action::Install);
+    req.plugin.limits.kv_kib = 65536;
+    req.plugin.limits.write_mib = 1024;
+    req.plugin.limits.write_files = 100_000;
+    assert_allowed(&req);
+    for bump in [
+        |r: &mut PolicyRequest| r.plugin.limits.kv_kib += 1,
+        |r: &mut PolicyRequest| r.plugin.limits.write_mib += 1,
+        |r: &mut PolicyRequest| r.plugin.limits.write_files += 1,
+    ] {
+        let mut over = req.clone();
+        bump(&mut over);
+        assert_denied_by(&over, "limits-storage");
+        // Also for runs, also in dev mode: a quota is not a developer convenience.
+        over.action = Action::Run;
+        over.dev = true;
+        assert_denied_by(&over, "limits-storage");
     }
 }
 
@@ -310,6 +335,9 @@ fuel = 5000
             timeout_ms: 5_000,
             fuel: 5_000,
             output_kib: 1024,
+            kv_kib: 1024,
+            write_mib: 64,
+            write_files: 1000,
         }
     );
     let mut req = detector(Action::Install);

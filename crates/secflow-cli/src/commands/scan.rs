@@ -40,64 +40,29 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
         .transpose()
         .map_err(|e| fail(Exit::Usage, e))?;
 
-    let runtime = super::runtime(home)?;
-    // Installed plugins of the scan's kinds join the bundled ones, each cleared by the same
-    // checks as `secflow run ID` and run with its stored grant.
+    // Every security-relevant event of the scan (admission of installed plugins, their
+    // loads, each plugin's run, each failure and violation, the scan itself) is recorded,
+    // also when the scan fails halfway; a log that cannot be written fails the command.
     let mut events: Vec<secflow_audit::Event> = Vec::new();
-    let (engine, installed) = installed_plugins(home, &mut events)?;
-    let installed_meta: Vec<(String, String, secflow_registry::admission::Question)> = installed
-        .iter()
-        .map(|p| {
-            (
-                p.record.id.clone(),
-                p.record.version.clone(),
-                p.question.clone(),
-            )
-        })
-        .collect();
-    let plugins = select_plugins(&runtime, &args, installed)?;
-    if plugins.is_empty() {
-        return Err(fail(
+    let scanned = scan_recording(home, &args, jobs, baseline, &mut events);
+    if let Err(e) = &scanned {
+        events.push(secflow_audit::Event {
+            actor: "scan".into(),
+            action: "scan.run".into(),
+            plugin: None,
+            decision: Some("failed".into()),
+            reason: args.path.display().to_string(),
+            details: serde_json::json!({ "error": format!("{e:#}") }),
+        });
+    }
+    let audited = super::audit_record(home, events);
+    let report = scanned?;
+    audited.map_err(|e| {
+        fail(
             Exit::Usage,
-            "no plugins left to run; check --plugin and --exclude-plugin",
-        ));
-    }
-
-    let opts = ScanOptions {
-        jobs,
-        max_file_size: args.max_file_size,
-        baseline,
-        redact: !args.no_redact,
-        ..ScanOptions::default()
-    };
-    let progress = Progress::new(!args.no_progress && std::io::stderr().is_terminal());
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(jobs)
-        .enable_all()
-        .build()?;
-    tokio.block_on(check_health(&runtime, &plugins))?;
-    let report = tokio
-        .block_on(secflow_scan::scan(
-            &runtime,
-            &args.path,
-            &plugins,
-            &opts,
-            progress.clone(),
-        ))
-        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
-    progress.finish();
-    // The scan's security-relevant events: each plugin's run, each failure (violations
-    // apart), and the scan itself. A log that cannot be written is reported, not fatal: the
-    // findings are still true.
-    if let Some(engine) = &engine
-        && let Err(e) = record_installed_runs(home, engine, &report, installed_meta, &mut events)
-    {
-        eprintln!("warning: {e:#}");
-    }
-    events.extend(audit_events(&report));
-    if let Err(e) = super::audit_record(home, events) {
-        eprintln!("warning: {e:#}");
-    }
+            format!("the scan ran but its audit events could not be recorded: {e:#}"),
+        )
+    })?;
 
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
@@ -295,6 +260,68 @@ fn installed_plugins(
         anyhow::Ok(out)
     })??;
     Ok((Some(engine), out))
+}
+
+/// Selects, checks and runs the plugins, pushing every audit event on the way into
+/// `events` (so the caller records them whatever happens), and the registry bookkeeping of
+/// installed plugins after the run.
+fn scan_recording(
+    home: &Home,
+    args: &ScanArgs,
+    jobs: usize,
+    baseline: Option<Baseline>,
+    events: &mut Vec<secflow_audit::Event>,
+) -> anyhow::Result<secflow_scan::ScanReport> {
+    let runtime = super::runtime(home)?;
+    // Installed plugins of the scan's kinds join the bundled ones, each cleared by the same
+    // checks as `secflow run ID` and run with its stored grant.
+    let (engine, installed) = installed_plugins(home, events)?;
+    let installed_meta: Vec<(String, String, secflow_registry::admission::Question)> = installed
+        .iter()
+        .map(|p| {
+            (
+                p.record.id.clone(),
+                p.record.version.clone(),
+                p.question.clone(),
+            )
+        })
+        .collect();
+    let plugins = select_plugins(&runtime, args, installed)?;
+    if plugins.is_empty() {
+        return Err(fail(
+            Exit::Usage,
+            "no plugins left to run; check --plugin and --exclude-plugin",
+        ));
+    }
+
+    let opts = ScanOptions {
+        jobs,
+        max_file_size: args.max_file_size,
+        baseline,
+        redact: !args.no_redact,
+        ..ScanOptions::default()
+    };
+    let progress = Progress::new(!args.no_progress && std::io::stderr().is_terminal());
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(jobs)
+        .enable_all()
+        .build()?;
+    tokio.block_on(check_health(&runtime, &plugins))?;
+    let report = tokio
+        .block_on(secflow_scan::scan(
+            &runtime,
+            &args.path,
+            &plugins,
+            &opts,
+            progress.clone(),
+        ))
+        .map_err(|e| fail(Exit::Usage, e.to_string()))?;
+    progress.finish();
+    events.extend(audit_events(&report));
+    if let Some(engine) = &engine {
+        record_installed_runs(home, engine, &report, installed_meta, events)?;
+    }
+    Ok(report)
 }
 
 /// After the scan: each installed plugin's run goes into its registry statistics, and a
