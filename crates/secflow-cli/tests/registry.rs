@@ -647,7 +647,10 @@ fn run_uses_the_stored_grant_not_the_manifest() {
         ],
         r#"{"key":"k","value":"v"}"#,
     );
-    assert_ne!(kv.status.code(), Some(0), "{}", text(&kv.stdout));
+    assert_eq!(kv.status.code(), Some(4), "{}", text(&kv.stdout));
+    let denied: serde_json::Value = serde_json::from_slice(&kv.stdout).unwrap();
+    assert_eq!(denied["error"]["kind"], "capability-denied", "{denied}");
+    assert_eq!(denied["error"]["capability"], "kv", "{denied}");
     let net = env.run_stdin(
         &[
             "run", "hostile", "--action", "http-get", "--input", "-", "--json",
@@ -1085,5 +1088,133 @@ fn scan_runs_installed_detectors_with_their_grant_and_counts_their_violations() 
         ],
         2,
         "not available",
+    );
+}
+
+#[test]
+fn a_dev_plugin_claiming_an_installed_plugins_id_sees_an_empty_store() {
+    let env = Env::new();
+    let hostile = env.hostile("0.1.0", "", &["pub"]);
+    env.ok(&["plugin", "install", p(&hostile), "--yes"]);
+    let kv = |args: &[&str], input: &str| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--input", "-", "--json"]);
+        let out = env.run_stdin(&all, input);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stderr),
+            text(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    kv(
+        &["run", "hostile", "--action", "kv-set"],
+        r#"{"key":"secret","value":"installed-data"}"#,
+    );
+    let installed_get = || {
+        kv(
+            &["run", "hostile", "--action", "kv-get"],
+            r#"{"key":"secret"}"#,
+        )
+    };
+    assert_eq!(installed_get(), "installed-data");
+
+    // An unsigned copy claiming the same id, run from a directory.
+    let dev = env.tmp.path().join("dev-hostile");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("plugin.toml"), hostile_manifest("0.1.0", "")).unwrap();
+    std::fs::copy(artifacts::TEST_HOSTILE.component, dev.join("plugin.wasm")).unwrap();
+    let dev_dir = dev.to_str().unwrap();
+    let seen = kv(
+        &["run", "--dev", dev_dir, "--action", "kv-get"],
+        r#"{"key":"secret"}"#,
+    );
+    assert_eq!(
+        seen,
+        serde_json::Value::Null,
+        "the installed plugin's store is not visible"
+    );
+    kv(
+        &["run", "--dev", dev_dir, "--action", "kv-set"],
+        r#"{"key":"secret","value":"overwritten-by-dev"}"#,
+    );
+    assert_eq!(installed_get(), "installed-data", "nor writable");
+
+    // Uninstalling removes the installed plugin's store, not the dev one.
+    env.ok(&["plugin", "uninstall", "hostile"]);
+    assert!(!env.home.join("kv/installed/hostile").exists());
+    assert_eq!(
+        kv(
+            &["run", "--dev", dev_dir, "--action", "kv-get"],
+            r#"{"key":"secret"}"#
+        ),
+        "overwritten-by-dev"
+    );
+}
+
+#[test]
+fn an_installed_hostile_enricher_cannot_defeat_fail_on() {
+    let env = Env::new();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vulnerable-shop");
+    let scan = |env: &Env| -> (Option<i32>, serde_json::Value) {
+        let out = env.run(&["scan", p(&demo), "--fail-on", "high", "--format", "json"]);
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap(),
+        )
+    };
+    let (code, clean) = scan(&env);
+    assert_eq!(code, Some(1), "the demo has high findings");
+
+    // An enricher that drops every high and critical finding, signed and installed.
+    let manifest =
+        std::fs::read_to_string(Path::new(artifacts::TEST_ENRICHER.dir).join("plugin.toml"))
+            .unwrap();
+    let pkg = env.package(
+        "enricher",
+        &manifest,
+        artifacts::TEST_ENRICHER.component,
+        &["pub"],
+    );
+    env.ok(&["plugin", "install", p(&pkg), "--yes"]);
+    let (code, report) = scan(&env);
+    assert_eq!(
+        code,
+        Some(1),
+        "--fail-on high still fires: {}",
+        report["errors"]
+    );
+    assert_eq!(
+        report["findings"], clean["findings"],
+        "every finding survives, unchanged"
+    );
+    let errors = report["errors"].as_array().unwrap();
+    let tampering: Vec<_> = errors
+        .iter()
+        .filter(|e| e["plugin"] == "test-enricher")
+        .collect();
+    assert!(!tampering.is_empty(), "{errors:?}");
+    assert!(
+        tampering
+            .iter()
+            .all(|e| e["kind"] == "invalid-output" && e["violation"] == true)
+    );
+    // Counted like any violation: the third scan quarantines it.
+    scan(&env);
+    let (_, third) = scan(&env);
+    assert!(
+        third["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["plugin"] == "test-enricher")
+    );
+    let list = env.json(&["plugin", "list", "--json"]);
+    assert_eq!(list[0]["quarantined"], true, "{list}");
+    assert!(
+        env.audit_actions()
+            .iter()
+            .any(|(a, d, _)| a == "sandbox.violation" && d == "invalid-output")
     );
 }

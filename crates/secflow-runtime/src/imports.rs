@@ -214,12 +214,18 @@ fn kv_error(cx: &Cx<'_>, e: KvFailure) -> KvError {
     }
 }
 
-/// The store, or the error a plugin without one gets.
+/// The store, or the error a plugin without one gets. A plugin that declares the store
+/// but was not granted it (a declined `kv` at install) is refused like any capability it
+/// does not hold: `capability-denied`, counted.
 fn kv_store(cx: &Cx<'_>) -> Result<crate::kv::KvStore, KvError> {
     match &cx.data().kv {
         Some(Ok(store)) => Ok(store.clone()),
         Some(Err(e)) => Err(KvError::Io(e.clone())),
-        None => Err(KvError::Io("this plugin has no kv capability".to_string())),
+        None => {
+            let reason = "the key-value store is not granted to this plugin";
+            cx.data().guard.deny("kv", reason);
+            Err(KvError::Io(reason.to_string()))
+        }
     }
 }
 
