@@ -57,8 +57,9 @@ impl CapturedOutput {
         }
     }
 
-    /// Appends what fits; past the cap records the violation and fails the write.
-    fn accept(&self, bytes: &[u8]) -> Result<(), String> {
+    /// Appends what fits; past the cap records the violation and fails the write (the
+    /// stream trait methods call this; public for the fuzz target).
+    pub fn accept(&self, bytes: &[u8]) -> Result<(), String> {
         let mut c = self.inner.lock().unwrap();
         c.attempted = c.attempted.saturating_add(bytes.len() as u64);
         let room = c.cap.saturating_sub(c.buf.len());

@@ -15,13 +15,13 @@
 pub mod bindings;
 pub mod budget;
 pub mod cache;
-mod capture;
+pub mod capture;
 pub mod contract;
 mod engine;
 mod error;
 mod fsglue;
 pub mod fsguard;
-mod guard;
+pub mod guard;
 mod host;
 pub mod http;
 mod imports;
