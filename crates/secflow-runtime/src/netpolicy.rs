@@ -268,7 +268,13 @@ mod tests {
     fn resolved_internal_address_needs_explicit_grant() {
         let name = grant("localhost", Scheme::Http, 8080, false);
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        assert!(check_resolved(&name, "localhost", lo).is_err());
+        assert_eq!(
+            check_resolved(&name, "localhost", lo),
+            Err(NetDenial::InternalAddress {
+                host: "localhost".into(),
+                ip: lo
+            })
+        );
         let by_ip = grant("127.0.0.1", Scheme::Http, 8080, false);
         assert!(check_resolved(&by_ip, "127.0.0.1", lo).is_ok());
         assert!(check_resolved(&by_ip, "127.0.0.1", "::ffff:127.0.0.1".parse().unwrap()).is_ok());
@@ -276,5 +282,22 @@ mod tests {
         assert!(check_resolved(&opted, "localhost", lo).is_ok());
         let public = grant("example.com", Scheme::Https, 443, false);
         assert!(check_resolved(&public, "example.com", "93.184.216.34".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn metadata_addresses_behind_a_granted_name_are_refused() {
+        // A granted public name that DNS points at a cloud metadata service.
+        let g = grant("metadata.example.com", Scheme::Http, 80, false);
+        for ip in ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                check_resolved(&g, "metadata.example.com", ip),
+                Err(NetDenial::InternalAddress {
+                    host: "metadata.example.com".into(),
+                    ip
+                }),
+                "{ip}"
+            );
+        }
     }
 }

@@ -125,6 +125,8 @@ pub struct Plugin {
     pub(crate) config: secflow_manifest::ConfigValidator,
     pub(crate) metered: bool,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// The size of `slots`: most invocations of this plugin at once.
+    pub(crate) slot_limit: usize,
     pub(crate) net: Arc<Vec<NetGrant>>,
 }
 
@@ -143,6 +145,12 @@ impl Plugin {
     /// anything, so a caller can report a bad `--config` before a long job starts.
     pub fn check_config(&self, config: &serde_json::Value) -> Result<(), Vec<String>> {
         self.config.validate(config)
+    }
+
+    /// Invocations of this plugin holding a slot right now (for back-pressure metrics and
+    /// tests).
+    pub fn in_flight(&self) -> usize {
+        self.slot_limit - self.slots.available_permits()
     }
 }
 
@@ -327,6 +335,7 @@ impl Runtime {
             slots: Arc::new(tokio::sync::Semaphore::new(
                 self.inner.config.max_concurrent_per_plugin,
             )),
+            slot_limit: self.inner.config.max_concurrent_per_plugin,
             net,
             grants,
             manifest,

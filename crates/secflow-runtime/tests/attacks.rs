@@ -236,6 +236,8 @@ fn plugin_denied(inv: &secflow_runtime::Invocation) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn escape_read_etc_passwd_without_grant() {
+    // The probe aims at a file that is there on the host: an open sandbox would read it.
+    assert!(std::path::Path::new("/etc/passwd").is_file());
     let rt = runtime();
     let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
     let inv = exec(&rt, &p, "read-file", json!({"path": "/etc/passwd"})).await;
@@ -244,6 +246,9 @@ async fn escape_read_etc_passwd_without_grant() {
         !msg.contains("root:"),
         "no file content leaks into the error"
     );
+    // Without a grant there is no preopen to resolve the path against: from inside, the
+    // host's file does not exist.
+    assert!(msg.contains("No such file or directory"), "{msg}");
     let inv = exec(&rt, &p, "list-dir", json!({"path": "/"})).await;
     plugin_denied(&inv);
     assert_next_invocation_works(&rt, &p).await;
@@ -265,9 +270,17 @@ fn fs_caps(access: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn escape_dotdot_traversal_out_of_granted_dir() {
-    let (granted, outside) = granted_dir();
+    // The grant and the targets share one base directory, so every `..` probe resolves (on
+    // the host, without a sandbox) to a file that exists.
+    let base = tempfile::tempdir().unwrap();
+    let granted = base.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    std::fs::write(granted.join("rules.txt"), "rule-1").unwrap();
+    std::fs::write(base.path().join("secret.txt"), "TOP-SECRET").unwrap();
+    std::fs::create_dir(base.path().join("outside")).unwrap();
+    std::fs::write(base.path().join("outside/secret.txt"), "TOP-SECRET").unwrap();
     let rt = runtime();
-    let mounts = vec![("/data".to_string(), granted.path().to_path_buf())];
+    let mounts = vec![("/data".to_string(), granted.clone())];
     let p = load_hostile_with(&rt, &fs_caps("read"), &mounts);
     let ok = exec(&rt, &p, "read-file", json!({"path": "/data/rules.txt"})).await;
     assert_eq!(
@@ -275,18 +288,28 @@ async fn escape_dotdot_traversal_out_of_granted_dir() {
         json!("rule-1"),
         "the granted file is readable"
     );
-    let rel = format!("/data/../{}/secret.txt", outside.path().display());
+    let deep = format!(
+        "/data/{}etc/passwd",
+        "../".repeat(granted.components().count())
+    );
     for path in [
-        rel.as_str(),
-        "/data/../../../../etc/passwd",
         "/data/../secret.txt",
+        "/data/../outside/secret.txt",
+        deep.as_str(),
     ] {
+        let host = granted.join(path.strip_prefix("/data/").unwrap());
+        assert!(
+            host.is_file(),
+            "{path}: the probe must hit a real host file"
+        );
         let inv = exec(&rt, &p, "read-file", json!({ "path": path })).await;
         let msg = plugin_denied(&inv);
         assert!(
             !msg.contains("TOP-SECRET") && !msg.contains("root:"),
             "{path}: {msg}"
         );
+        // Refused as an escape (EPERM), not merely not found.
+        assert!(msg.contains("Operation not permitted"), "{path}: {msg}");
     }
     assert_next_invocation_works(&rt, &p).await;
 }
@@ -455,7 +478,8 @@ async fn attack_component_of_the_wrong_kind_is_refused_at_load() {
         .load(m, &wasm, secflow_runtime::Grants::none())
         .unwrap_err();
     assert!(
-        e.to_string().contains("manifest says kind `detector`"),
+        matches!(e, secflow_runtime::LoadError::KindMismatch { .. })
+            && e.to_string().contains("manifest says kind `detector`"),
         "{e}"
     );
     let e = rt
@@ -497,4 +521,42 @@ async fn kv_store_is_private_and_persistent() {
     );
     // A `--dev` grant (what `all_declared` gives) lives in the dev namespace.
     assert!(kv_dir.path().join("dev/test-hostile.sqlite").is_file());
+
+    // Private: another plugin (the same component under another id) can neither read nor
+    // overwrite it...
+    let other_m = manifest(&format!(
+        "id = \"test-hostile-other\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"O\"\n\
+         description = \"o\"\n{HOSTILE_BASE_CAPS}"
+    ));
+    let grants = secflow_runtime::Grants::all_declared(&other_m, &[]).unwrap();
+    let other = rt
+        .load(
+            other_m,
+            &secflow_plugin_artifacts::TEST_HOSTILE.bytes(),
+            grants,
+        )
+        .unwrap();
+    let read = exec(&rt, &other, "kv-get", json!({"key": "k"})).await;
+    assert_eq!(
+        ok_json(&read),
+        json!(null),
+        "not readable by another plugin"
+    );
+    let write = exec(&rt, &other, "kv-set", json!({"key": "k", "value": "evil"})).await;
+    assert_eq!(ok_json(&write), json!("set"));
+    let get = exec(&rt, &p, "kv-get", json!({"key": "k"})).await;
+    assert_eq!(ok_json(&get), json!("v1"), "nor writable");
+    // ... and the same id under an installed (signed) identity has a store of its own.
+    let m = hostile_manifest(HOSTILE_BASE_CAPS);
+    let grants = secflow_runtime::Grants::all_declared(&m, &[])
+        .unwrap()
+        .with_kv_namespace(secflow_runtime::KvNamespace::installed(
+            "test-hostile",
+            &["0123456789abcdef0123456789abcdef".into()],
+        ));
+    let installed = rt
+        .load(m, &secflow_plugin_artifacts::TEST_HOSTILE.bytes(), grants)
+        .unwrap();
+    let read = exec(&rt, &installed, "kv-get", json!({"key": "k"})).await;
+    assert_eq!(ok_json(&read), json!(null));
 }

@@ -22,7 +22,15 @@ async fn attack_one_plugin_flooding_invocations_cannot_starve_another() {
             tokio::spawn(async move { exec(&rt, &p, "spin", json!({})).await })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Wait until the flood holds both of its slots (state, not time: a loaded machine must
+    // not let the other plugin in before the flood is there).
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while hostile.in_flight() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the spinners take their slots");
     let m = manifest(
         &std::fs::read_to_string(
             std::path::Path::new(secflow_plugin_artifacts::TEST_NOOP.dir).join("plugin.toml"),
@@ -38,6 +46,11 @@ async fn attack_one_plugin_flooding_invocations_cannot_starve_another() {
         .unwrap();
     let inv = exec(&rt, &noop, "echo", json!({"still": "served"})).await;
     assert_eq!(ok_json(&inv), json!({"still": "served"}));
+    assert_eq!(
+        hostile.in_flight(),
+        2,
+        "served while the flood held its two slots, and never more than two"
+    );
     let unfinished = spinners.iter().filter(|h| !h.is_finished()).count();
     assert!(
         unfinished >= 6,

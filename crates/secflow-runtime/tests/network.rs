@@ -66,7 +66,10 @@ async fn attack_http_to_host_not_granted() {
         json!({"url": "https://allowed.example.com.evil.net/"}),
     )
     .await;
-    denied(&inv);
+    assert_eq!(
+        denied(&inv),
+        "request to https://allowed.example.com.evil.net:443 is not covered by any network grant"
+    );
     assert_next_invocation_works(&rt, &p).await;
 }
 
@@ -81,8 +84,14 @@ async fn attack_http_to_granted_name_resolving_to_loopback() {
     let p = load_hostile(&rt, &caps);
     let url = format!("http://localhost:{}/ok", server.port);
     let inv = exec(&rt, &p, "http-get", json!({ "url": url })).await;
+    // The name is granted, so the URL check passed: the resolved-address check refused it.
     let reason = denied(&inv);
-    assert!(reason.contains("internal address"), "{reason}");
+    assert!(
+        reason.starts_with("localhost resolved to internal address "),
+        "{reason}"
+    );
+    assert_eq!(inv.report.denials.len(), 1);
+    assert_eq!(server.connections(), 0, "nothing reached the server");
     assert_next_invocation_works(&rt, &p).await;
 }
 
@@ -90,14 +99,36 @@ async fn attack_http_to_granted_name_resolving_to_loopback() {
 async fn attack_http_to_cloud_metadata_address() {
     let rt = runtime();
     let p = load_hostile(&rt, HOSTILE_BASE_CAPS);
-    for url in [
-        "http://169.254.169.254/latest/meta-data/",
-        "https://169.254.169.254/",
-        "http://[::ffff:169.254.169.254]/",
+    // Not granted: refused by the URL check (the resolved-address check for metadata
+    // addresses behind a granted name is `metadata_addresses_behind_a_granted_name_are_refused`
+    // in netpolicy.rs, and end to end `attack_http_to_granted_name_resolving_to_loopback`).
+    for (url, shown) in [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://169.254.169.254:80",
+        ),
+        ("https://169.254.169.254/", "https://169.254.169.254:443"),
     ] {
         let inv = exec(&rt, &p, "http-get", json!({ "url": url })).await;
-        denied(&inv);
+        assert_eq!(
+            denied(&inv),
+            format!("request to {shown} is not covered by any network grant")
+        );
+        assert_eq!(inv.report.denials.len(), 1);
     }
+    let inv = exec(
+        &rt,
+        &p,
+        "http-get",
+        json!({"url": "http://[::ffff:169.254.169.254]/"}),
+    )
+    .await;
+    let reason = denied(&inv);
+    assert!(
+        reason.starts_with("request to ")
+            && reason.ends_with(" is not covered by any network grant"),
+        "{reason}"
+    );
     assert_next_invocation_works(&rt, &p).await;
 }
 
@@ -144,7 +175,23 @@ async fn attack_oversized_response_and_request_flood_are_capped() {
     let p = load_hostile(&rt, &caps);
     let url = format!("http://127.0.0.1:{}/big", server.port);
     let inv = exec(&rt, &p, "http-get", json!({ "url": url })).await;
-    assert!(inv.outcome.is_err(), "a 4 MiB body over a 64 KiB cap fails");
+    match err(&inv) {
+        InvokeError::Plugin {
+            error: secflow_runtime::bindings::PluginError::Denied(m),
+        } => assert!(
+            m.contains("response body size exceeds limit: 65536 bytes"),
+            "{m}"
+        ),
+        other => panic!("expected the body cap to cut the transfer, got {other:?}"),
+    }
+    assert!(
+        inv.report.http_response_bytes > 64 << 10,
+        "the cap was actually crossed"
+    );
+    assert!(
+        inv.report.denials.is_empty(),
+        "not refused by the URL check"
+    );
     assert!(
         inv.report.http_response_bytes <= (64 << 10) + (64 << 10),
         "{}",

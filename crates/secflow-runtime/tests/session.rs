@@ -58,7 +58,13 @@ async fn a_session_serves_many_batches_each_with_its_own_deadline_until_one_fail
     );
     assert!(!session.usable(), "a failed call poisons the session");
     let inv = session.detect(batch(&[("a.txt", "TEST-FINDING\n")])).await;
-    assert!(inv.outcome.is_err(), "a poisoned session refuses to run");
+    match &inv.outcome {
+        Err(InvokeError::Host { message }) => {
+            assert_eq!(message, "this session failed earlier; open a new one")
+        }
+        other => panic!("a poisoned session refuses to run: {other:?}"),
+    }
+    assert_eq!(inv.report.wall_time_us, 0, "nothing ran");
 
     // A new session starts clean.
     let mut fresh = rt.detect_session(plugin.clone(), &config).await.unwrap();
@@ -70,5 +76,10 @@ async fn a_session_serves_many_batches_each_with_its_own_deadline_until_one_fail
         .detect_session(plugin, &serde_json::json!("not an object"))
         .await
         .unwrap_err();
-    assert!(err.outcome.is_err());
+    match &err.outcome {
+        Err(InvokeError::InvalidConfig { errors }) => {
+            assert!(errors.iter().any(|e| e.contains("object")), "{errors:?}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -110,7 +110,15 @@ pub async fn assert_next_invocation_works(rt: &Runtime, plugin: &Plugin) {
 #[derive(Debug)]
 pub struct TestServer {
     pub port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     handle: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Connections the server accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Drop for TestServer {
@@ -123,11 +131,14 @@ pub async fn start_server() -> TestServer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     let handle = tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -160,5 +171,9 @@ pub async fn start_server() -> TestServer {
             });
         }
     });
-    TestServer { port, handle }
+    TestServer {
+        port,
+        accepted,
+        handle,
+    }
 }
