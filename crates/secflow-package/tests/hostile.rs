@@ -61,14 +61,22 @@ fn a_plain_package_reads() {
 
 #[test]
 fn zip_slip_path_is_refused() {
-    for name in [
-        &b"../evil.sh"[..],
-        b"assets/../../evil",
-        b"assets/./x",
-        b"assets//x",
+    for (name, want) in [
+        (&b"../evil.sh"[..], "`..` path component (path traversal)"),
+        (b"assets/../../evil", "`..` path component (path traversal)"),
+        (b"assets/./x", "empty or `.` path component"),
+        (b"assets//x", "empty or `.` path component"),
     ] {
-        let msg = refused(&payload_with(|t| entry(t, name, b'0', b"x", b"")));
-        assert!(msg.contains("refused"), "{msg}");
+        match read_payload(
+            &payload_with(|t| entry(t, name, b'0', b"x", b"")),
+            &PackageLimits::default(),
+        ) {
+            Err(PackageError::BadEntry { entry, reason }) => {
+                assert_eq!(reason, want);
+                assert_eq!(entry.as_bytes(), name);
+            }
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(name)),
+        }
     }
 }
 
@@ -100,9 +108,18 @@ fn hardlink_is_refused() {
 
 #[test]
 fn device_entry_is_refused() {
-    for kind in [b'3', b'4', b'6'] {
-        let msg = refused(&payload_with(|t| entry(t, b"assets/dev", kind, b"", b"")));
-        assert!(msg.contains("device") || msg.contains("FIFO"), "{msg}");
+    for (kind, want) in [
+        (b'3', "a device; packages hold only regular files"),
+        (b'4', "a device; packages hold only regular files"),
+        (b'6', "a FIFO; packages hold only regular files"),
+    ] {
+        match read_payload(
+            &payload_with(|t| entry(t, b"assets/dev", kind, b"", b"")),
+            &PackageLimits::default(),
+        ) {
+            Err(PackageError::BadEntry { reason, .. }) => assert_eq!(reason, want),
+            other => panic!("{}: {other:?}", kind as char),
+        }
     }
 }
 
@@ -123,12 +140,31 @@ fn duplicate_entry_names_are_refused() {
 
 #[test]
 fn decompression_bomb_is_cut_off() {
-    // 200 MiB of zeros compresses to about 200 KiB.
+    // 30 MiB of zeros: every header check passes (entry and total size under their caps),
+    // so only the decompression cap (100:1 of the payload) can stop it, while reading.
+    let zeros = vec![0u8; 30 << 20];
+    let payload = payload_with(|t| entry(t, b"assets/bomb", b'0', &zeros, b""));
+    assert!(
+        (payload.len() as u64) * 100 < 30 << 20,
+        "over the 100:1 ratio: {}",
+        payload.len()
+    );
+    match read_payload(&payload, &PackageLimits::default()) {
+        Err(PackageError::TooLarge(m)) => assert!(m.contains("decompression bomb"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // One entry announcing more than the entry cap is refused by its header alone.
     let zeros = vec![0u8; 200 << 20];
     let payload = payload_with(|t| entry(t, b"assets/bomb", b'0', &zeros, b""));
-    assert!(payload.len() < 1 << 20);
-    let msg = refused(&payload);
-    assert!(msg.contains("exceeds a limit"), "{msg}");
+    match read_payload(&payload, &PackageLimits::default()) {
+        Err(PackageError::TooLarge(m)) => {
+            assert!(
+                m.starts_with("entry `assets/bomb` is 209715200 bytes"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -148,8 +184,15 @@ fn oversized_manifest_is_refused() {
     let big = format!("{MANIFEST}# {}\n", "x".repeat(300 << 10));
     entry(&mut tar, b"plugin.toml", b'0', big.as_bytes(), b"");
     entry(&mut tar, b"plugin.wasm", b'0', COMPONENT, b"");
-    let msg = refused(&finish(tar));
-    assert!(msg.contains("manifest is"), "{msg}");
+    match read_payload(&finish(tar), &PackageLimits::default()) {
+        Err(PackageError::TooLarge(m)) => {
+            assert!(
+                m.starts_with("manifest is ") && m.contains("the limit is"),
+                "{m}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -190,16 +233,38 @@ fn truncated_empty_and_random_files_are_refused() {
         Envelope::split(&[], &limits),
         Err(PackageError::NotAPackage(_))
     ));
-    for cut in [4, 12, 20, good.len() / 2, good.len() - 1] {
-        assert!(
-            Envelope::split(&good[..cut], &limits).is_err(),
-            "cut at {cut}"
-        );
-    }
+    use PackageError::*;
+    assert!(matches!(
+        Envelope::split(&good[..4], &limits),
+        Err(NotAPackage(_))
+    ));
+    assert!(matches!(
+        Envelope::split(&good[..12], &limits),
+        Err(Truncated(m)) if m == "the payload length is cut off"
+    ));
+    assert!(matches!(
+        Envelope::split(&good[..20], &limits),
+        Err(Truncated(m)) if m.starts_with("the header announces")
+    ));
+    assert!(matches!(
+        Envelope::split(&good[..good.len() / 2], &limits),
+        Err(Truncated(_))
+    ));
+    assert!(matches!(
+        Envelope::split(&good[..good.len() - 1], &limits),
+        Err(Truncated(m)) if m.starts_with("the signature block")
+    ));
     // A truncated payload inside a correctly framed file.
     let payload = payload_with(|_| {});
     let half = &payload[..payload.len() / 2];
-    assert!(read_payload(half, &limits).is_err());
+    assert!(
+        matches!(
+            read_payload(half, &limits),
+            Err(Malformed(_) | Truncated(_))
+        ),
+        "{:?}",
+        read_payload(half, &limits)
+    );
     // Random bytes, framed and unframed.
     let mut state = 0x9e3779b97f4a7c15u64;
     let random: Vec<u8> = (0..4096)
@@ -210,12 +275,18 @@ fn truncated_empty_and_random_files_are_refused() {
             state as u8
         })
         .collect();
-    assert!(Envelope::split(&random, &limits).is_err());
-    assert!(read_payload(&random, &limits).is_err());
+    assert!(matches!(
+        Envelope::split(&random, &limits),
+        Err(NotAPackage(_))
+    ));
+    assert!(matches!(read_payload(&random, &limits), Err(Malformed(_))));
     // Trailing garbage after the signature block.
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(Envelope::split(&trailing, &limits).is_err());
+    assert!(matches!(
+        Envelope::split(&trailing, &limits),
+        Err(Malformed(m)) if m == "1 unexpected bytes after the signature block"
+    ));
 }
 
 #[test]

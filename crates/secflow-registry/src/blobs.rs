@@ -140,9 +140,22 @@ mod tests {
 
     #[test]
     fn hostile_blob_names_are_refused() {
-        let store = BlobStore::new("/nonexistent");
-        for name in ["../../etc/passwd", "", "ABCDEF", &"g".repeat(64)] {
-            assert!(store.get(name).is_err(), "{name}");
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path().join("blobs"));
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(dir.path().join("secret"), b"x").unwrap();
+        // Without the name check `../secret` would be read from blobs/sha256/../../secret,
+        // which is a real file.
+        assert!(dir.path().join("blobs/sha256/../../secret").is_file());
+        let upper = "A".repeat(64);
+        let not_hex = "g".repeat(64);
+        for name in ["../secret", "", "ABCDEF", upper.as_str(), not_hex.as_str()] {
+            match store.get(name) {
+                Err(RegistryError::Blob { reason, .. }) => {
+                    assert_eq!(reason, "not a SHA-256 blob name", "{name}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
 
@@ -157,7 +170,10 @@ mod tests {
         let removed = store.retain(&[keep.clone()].into_iter().collect()).unwrap();
         assert_eq!(removed, 2);
         assert!(store.get(&keep).is_ok());
-        assert!(store.get(&drop).is_err());
+        assert!(matches!(
+            store.get(&drop),
+            Err(RegistryError::Blob { reason, .. }) if reason.starts_with("cannot read")
+        ));
         assert!(!stray.exists());
     }
 }

@@ -227,6 +227,31 @@ async fn a_missing_or_edited_blob_is_found_by_check() {
         .join("blobs/sha256")
         .join(&record.blob[..2])
         .join(&record.blob);
+    // Edited in place.
+    let original = std::fs::read(&path).unwrap();
+    let mut bytes = original.clone();
+    bytes[20] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let problems = reg.check().await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("was modified on disk"), "{problems:?}");
+    assert!(matches!(
+        reg.package(&record),
+        Err(secflow_registry::RegistryError::Blob { reason, .. }) if reason.contains("modified on disk")
+    ));
+    // Replaced by another valid package under this blob's name: the content address
+    // catches it before the payload digest is even looked at.
+    let (other, _) = package(b"another payload");
+    std::fs::write(&path, &other).unwrap();
+    match reg.package(&record) {
+        Err(secflow_registry::RegistryError::Blob { reason, .. }) => {
+            assert!(reason.contains("modified on disk"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(&path, &original).unwrap();
+    assert!(reg.check().await.unwrap().is_empty());
+    // Missing.
     std::fs::remove_file(&path).unwrap();
     let problems = reg.check().await.unwrap();
     assert_eq!(problems.len(), 1, "{problems:?}");

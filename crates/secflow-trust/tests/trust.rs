@@ -6,7 +6,6 @@ use secflow_trust::{
     KeyDir, Revocation, RevokedItem, Role, SignatureStatus, TrustStore, VerifyOptions,
     add_signature, verify,
 };
-use std::path::Path;
 
 const T0: u64 = 1_790_000_000;
 
@@ -84,6 +83,12 @@ fn every_single_byte_flip_fails_verification() {
     let mut e = env(&[("pub", Role::Publisher, "*")]);
     let pkg = sign(&e, &package("demo", "1.0.0", "", b"\0asm"), "pub", T0, None);
     assert!(check(&mut e, &pkg, T0).accepted());
+    let payload_len = secflow_package::Envelope::split(&pkg, &PackageLimits::default())
+        .unwrap()
+        .payload
+        .len();
+    // magic (8) + payload length (8), then the payload.
+    let (payload_start, payload_end) = (16, 16 + payload_len);
     let mut checked = 0;
     for mask in [0xffu8, 0x01, 0x20] {
         for i in 0..pkg.len() {
@@ -97,9 +102,22 @@ fn every_single_byte_flip_fails_verification() {
                 VerifyOptions::default(),
             );
             assert!(
-                outcome.map_or(true, |v| !v.accepted()),
+                outcome.as_ref().map_or(true, |v| !v.accepted()),
                 "flipping byte {i} with {mask:#04x} was accepted"
             );
+            // Inside the payload the outcome is exact: the signature is for other bytes.
+            if (payload_start..payload_end).contains(&i) {
+                let v = outcome.expect("a framed package with a changed payload verifies");
+                assert_eq!(
+                    v.signatures[0].status,
+                    SignatureStatus::WrongPackage("signed for different package bytes".into()),
+                    "byte {i}"
+                );
+                assert_eq!(
+                    v.refusals,
+                    vec!["0 valid trusted signature(s); 1 required".to_string()]
+                );
+            }
             checked += 1;
         }
     }
@@ -196,9 +214,35 @@ fn untrusted_key_out_of_scope_and_threshold() {
         "publisher + marketplace countersignature: {:?}",
         v.refusals
     );
-    // Signing twice with one key does not count twice.
-    let again = sign(&e, &one, "acme", T0 + 5, None);
-    assert!(!check(&mut e, &again, T0).accepted());
+    // Two valid signatures by one key count once. (`add_signature` replaces a key's
+    // earlier signature, so the doubled block is built by hand, as an attacker would.)
+    use secflow_trust::signature::{SignatureBlock, sign as sign_statement};
+    let limits = PackageLimits::default();
+    let framed = secflow_package::Envelope::split(&one, &limits).unwrap();
+    let mut block = SignatureBlock::parse(framed.signatures).unwrap();
+    let manifest = secflow_package::read_payload(framed.payload, &limits)
+        .unwrap()
+        .manifest;
+    block.signatures.push(sign_statement(
+        &e.keys.signing_key("acme").unwrap(),
+        &manifest,
+        &framed.digest(),
+        T0 + 5,
+        None,
+    ));
+    let doubled = assemble(framed.payload, &block.to_bytes());
+    let v = check(&mut e, &doubled, T0 + 5);
+    assert_eq!(v.signatures.len(), 2);
+    assert!(
+        v.signatures
+            .iter()
+            .all(|s| s.status == SignatureStatus::Valid)
+    );
+    assert_eq!(v.valid, 1, "one key, one vote");
+    assert_eq!(
+        v.refusals,
+        vec!["1 valid trusted signature(s); 2 required".to_string()]
+    );
 }
 
 #[test]
@@ -283,11 +327,18 @@ fn revoked_key_revoked_digest_and_signatures_after_revocation() {
 
     // Only a revocation authority may revoke; a publisher's list is refused.
     let forged = sign_revocations(&e.keys.signing_key("pub").unwrap(), vec![], T0);
-    assert!(e.store.import_revocations(&forged).is_err());
+    assert!(matches!(
+        e.store.import_revocations(&forged),
+        Err(secflow_trust::TrustError::Refused(m)) if m.ends_with("it cannot revoke")
+    ));
     // A revocation list edited after signing is refused.
     let mut edited = list.clone();
     edited.body = edited.body.replace("malware", "fine!!!");
-    assert!(e.store.import_revocations(&edited).is_err());
+    assert_ne!(edited.body, list.body, "the edit changed something");
+    assert!(matches!(
+        e.store.import_revocations(&edited),
+        Err(secflow_trust::TrustError::Refused(m)) if m == "the signature does not verify"
+    ));
 }
 
 #[test]
@@ -355,35 +406,68 @@ fn key_rotation_accepts_the_new_key_and_retires_the_old() {
         "{:?}",
         status(&v)
     );
-    // A rotation signed by a key that is not trusted is refused.
+    // A rotation signed by a key that is not trusted is refused, for that reason.
     let mallory = e.keys.generate("mallory").unwrap();
-    let forged = sign_rotation(&e.keys.signing_key("mallory").unwrap(), &mallory, T0);
-    assert!(e.store.rotate(&forged).is_err());
+    let mallory_next = e.keys.generate("mallory-next").unwrap();
+    let forged = sign_rotation(
+        &e.keys.signing_key("mallory").unwrap(),
+        &mallory_next,
+        T0 + 400,
+    );
+    match e.store.rotate(&forged) {
+        Err(secflow_trust::TrustError::Refused(m)) => assert_eq!(
+            m,
+            format!("key {} is not in the trust store", mallory.key_id)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.store.key(&mallory_next.key_id).is_none());
 }
 
 #[test]
 fn keys_are_private_and_stable() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = KeyDir::new(dir.path());
+    let top = tempfile::tempdir().unwrap();
+    let dir_path = top.path().join("keys");
+    let keys = KeyDir::new(&dir_path);
     let public = keys.generate("pub").unwrap();
     assert_eq!(keys.public("pub").unwrap(), public, "stable key id");
-    assert!(keys.generate("pub").is_err(), "no overwrite");
-    assert!(keys.generate("../evil").is_err());
+    let secret = std::fs::read(dir_path.join("pub.key")).unwrap();
+    assert!(matches!(
+        keys.generate("pub"),
+        Err(secflow_trust::TrustError::BadKey(m)) if m.contains("already exists")
+    ));
+    assert_eq!(
+        std::fs::read(dir_path.join("pub.key")).unwrap(),
+        secret,
+        "no overwrite"
+    );
+    assert!(matches!(
+        keys.generate("../evil"),
+        Err(secflow_trust::TrustError::BadKey(m)) if m.contains("use 1 to 64")
+    ));
+    assert!(
+        !top.path().join("evil.key").exists(),
+        "nothing written outside"
+    );
+
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("pub.key"))
+        let mode = std::fs::metadata(dir_path.join("pub.key"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let text = std::fs::read_to_string(dir.path().join("pub.pub")).unwrap();
+    let text = std::fs::read_to_string(dir_path.join("pub.pub")).unwrap();
     let (parsed, _) = secflow_trust::PublicKeyFile::parse(&text).unwrap();
     assert_eq!(parsed.key_id, public.key_id);
     let tampered = text.replace(&public.key_id, &"0".repeat(32));
-    assert!(secflow_trust::PublicKeyFile::parse(&tampered).is_err());
-    assert!(Path::new(&dir.path().join("pub.key")).exists());
+    assert!(matches!(
+        secflow_trust::PublicKeyFile::parse(&tampered),
+        Err(secflow_trust::TrustError::BadKey(m)) if m == "the key id does not match the public key"
+    ));
+    assert!(dir_path.join("pub.key").exists());
 }
 
 #[test]
