@@ -152,6 +152,11 @@ fn run_dev_exit_codes_follow_the_contract() {
         .output()
         .unwrap();
     assert_fails(&out, 3, "refused");
+    assert!(
+        text(&out.stderr).contains("wasi:http/") || text(&out.stderr).contains("secflow:plugin/kv"),
+        "names the undeclared import: {}",
+        text(&out.stderr)
+    );
 
     // A limit hit is a plugin failure: 4, and the JSON error names the kind.
     let hostile_manifest =
@@ -535,5 +540,13 @@ fn sign_trust_verify_as_the_readme_shows() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "byte {pos}");
+        let said = text(&out.stdout) + &text(&out.stderr);
+        assert!(
+            said.contains("refused")
+                || said.contains("not a SecFlow package")
+                || said.contains("malformed")
+                || said.contains("not canonical"),
+            "byte {pos}: says why: {said}"
+        );
     }
 }

@@ -28,19 +28,36 @@ fn check_explain_and_a_broken_site_policy() {
 
     let out = run(h, &["policy", "explain", "--dev", dp, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for d in v["decisions"].as_array().unwrap() {
+    let decisions = |out: &Output| -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+        v["decisions"].as_array().unwrap().clone()
+    };
+    let unsigned = decisions(&out);
+    assert_eq!(unsigned.len(), 4, "install, upgrade, enable, run");
+    for d in &unsigned {
         assert_eq!(d["decision"]["allowed"], false);
         assert_eq!(d["decision"]["policies"][0], "signature-required");
     }
     let out = run(
         h,
-        &["policy", "explain", "--dev", dp, "--signed-by", "publisher"],
+        &[
+            "policy",
+            "explain",
+            "--dev",
+            dp,
+            "--signed-by",
+            "publisher",
+            "--json",
+        ],
     );
-    assert!(
-        text(&out).contains("allow") && text(&out).contains("allow-admitted"),
-        "{}",
-        text(&out)
+    let signed = decisions(&out);
+    assert_eq!(signed.len(), 4);
+    let install = signed.iter().find(|d| d["action"] == "install").unwrap();
+    assert_eq!(install["decision"]["allowed"], true, "{install}");
+    assert_eq!(
+        install["decision"]["policies"],
+        serde_json::json!(["allow-admitted"])
     );
     let out = run(h, &["policy", "explain", "--dev", dp, "--dev-mode"]);
     assert!(text(&out).contains("allow-admitted"), "{}", text(&out));
@@ -66,7 +83,7 @@ fn check_explain_and_a_broken_site_policy() {
         msg.contains("site.cedar") && msg.contains("no-big-plugins") && msg.contains("memory"),
         "{msg}"
     );
-    // Fail closed: with an invalid policy set, everything is denied.
+    // Fail closed: with an invalid policy set, everything is denied, by that reason.
     let out = run(
         h,
         &[
@@ -76,7 +93,17 @@ fn check_explain_and_a_broken_site_policy() {
             dp,
             "--signed-by",
             "marketplace",
+            "--json",
         ],
     );
-    assert!(text(&out).contains("policy-check-failed"), "{}", text(&out));
+    let closed = decisions(&out);
+    assert_eq!(closed.len(), 4, "{}", text(&out));
+    for d in &closed {
+        assert_eq!(d["decision"]["allowed"], false, "{d}");
+        assert_eq!(
+            d["decision"]["policies"],
+            serde_json::json!(["policy-check-failed"]),
+            "{d}"
+        );
+    }
 }

@@ -547,10 +547,21 @@ timeout-ms = 120000
     ] {
         assert!(denials.iter().any(|r| r.contains(policy)), "{policy}");
     }
+    // The statistics count exactly what the log holds.
     let stats = env.json(&["stats", "--json"]);
-    assert!(stats["policy_violations"].as_u64().unwrap() >= 3, "{stats}");
-    assert!(
-        stats["verification_failures"].as_u64().unwrap() >= 1,
+    assert_eq!(
+        stats["policy_violations"].as_u64().unwrap() as usize,
+        denials.len(),
+        "{stats}"
+    );
+    let refused_verifications = actions
+        .iter()
+        .filter(|(a, d, _)| a == "signature.verify" && d == "refused")
+        .count();
+    assert!(refused_verifications >= 1);
+    assert_eq!(
+        stats["verification_failures"].as_u64().unwrap() as usize,
+        refused_verifications,
         "{stats}"
     );
 }
@@ -658,11 +669,15 @@ fn run_uses_the_stored_grant_not_the_manifest() {
         r#"{"url":"https://allowed.example.com/"}"#,
     );
     let net_out = text(&net.stdout) + &text(&net.stderr);
-    assert!(
-        net_out.contains("denied") || net_out.contains("not granted"),
-        "{net_out}"
+    assert_eq!(net.status.code(), Some(4), "{net_out}");
+    let v: serde_json::Value = serde_json::from_slice(&net.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "capability-denied", "{v}");
+    assert_eq!(v["error"]["capability"], "network", "{v}");
+    assert_eq!(
+        v["error"]["reason"],
+        "request to https://allowed.example.com:443 is not covered by any network grant"
     );
-    assert!(!net_out.contains("\"status\": 200"), "{net_out}");
+    assert_eq!(v["report"]["http_requests"], 1, "{v}");
     // An upgrade asking for the same keeps the partial grant without asking again: what was
     // declined stays declined, and the directory stays bound where it was.
     let v2 = env.hostile(

@@ -105,24 +105,26 @@ fn demo_target_findings_match_the_ground_truth() {
             .collect();
         let got: Vec<&(String, u32, String)> =
             found.iter().filter(|f| &namespace(&f.2) == ns).collect();
-        let tp_expected = exp
-            .iter()
-            .filter(|p| got.iter().any(|f| matches(p, f)))
-            .count();
-        let tp_found = got
-            .iter()
-            .filter(|f| exp.iter().any(|p| matches(p, f)))
-            .count();
-        for p in &exp {
-            if !got.iter().any(|f| matches(p, f)) {
-                problems.push(format!("missed   {}:{} {}", p.file, p.line, p.rule));
+        // One to one: each planted entry takes at most one finding and each finding
+        // satisfies at most one entry; exact entries choose first, so an approximate one
+        // cannot take the finding an exact one needs.
+        let mut used = vec![false; got.len()];
+        let mut order = exp.clone();
+        order.sort_by_key(|p| p.approximate);
+        let mut tp = 0;
+        for p in order {
+            match (0..got.len()).find(|&i| !used[i] && matches(p, got[i])) {
+                Some(i) => {
+                    used[i] = true;
+                    tp += 1;
+                }
+                None => problems.push(format!("missed   {}:{} {}", p.file, p.line, p.rule)),
             }
         }
-        for f in &got {
-            if !exp.iter().any(|p| matches(p, f)) {
-                problems.push(format!("unwanted {}:{} {}", f.0, f.1, f.2));
-            }
+        for (f, _) in got.iter().zip(&used).filter(|(_, u)| !**u) {
+            problems.push(format!("unwanted {}:{} {}", f.0, f.1, f.2));
         }
+        let (tp_found, tp_expected) = (tp, tp);
         let precision = if got.is_empty() {
             1.0
         } else {
@@ -164,21 +166,37 @@ fn demo_target_findings_match_the_ground_truth() {
             s.line
         );
     }
-    assert!(
-        report["summary"]["suppressed_inline"].as_u64().unwrap()
-            >= expected.suppressed.len() as u64
+    assert_eq!(
+        report["summary"]["suppressed_inline"].as_u64().unwrap(),
+        expected.suppressed.len() as u64
     );
     assert!(problems.is_empty(), "{table}\n{}", problems.join("\n"));
+    assert_eq!(
+        found.len(),
+        expected.finding.len(),
+        "one finding per planted entry"
+    );
 
     // Secrets never reach the report in clear text.
     let raw = text(&out.stdout);
-    for line in std::fs::read_to_string(demo().join("config/.env.production"))
+    let secrets: Vec<String> = std::fs::read_to_string(demo().join("config/.env.production"))
         .unwrap()
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(_, v)| v.trim().trim_matches('"')))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        })
         .filter(|v| v.len() >= 20)
-    {
-        assert!(!raw.contains(line), "secret value leaked into the report");
+        .collect();
+    assert!(
+        secrets.len() >= 4,
+        "the check has secrets to look for: {secrets:?}"
+    );
+    for secret in &secrets {
+        assert!(
+            !raw.contains(secret.as_str()),
+            "secret value leaked into the report"
+        );
     }
 }
 
@@ -351,6 +369,9 @@ fn baseline_round_trip_and_user_rules() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let known = first["findings"].as_array().unwrap().len();
+    assert!(known > 10, "the demo has findings to suppress");
     let (out, report) = scan_json(
         home.path(),
         &demo(),
@@ -363,7 +384,11 @@ fn baseline_round_trip_and_user_rules() {
     );
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert_eq!(report["findings"].as_array().unwrap().len(), 0);
-    assert!(report["summary"]["suppressed_baseline"].as_u64().unwrap() > 10);
+    assert_eq!(
+        report["summary"]["suppressed_baseline"].as_u64().unwrap(),
+        known as u64,
+        "every known finding, and only those, suppressed"
+    );
 
     // A user rule directory adds rules to the code-pattern detector.
     let rules = dir.path().join("rules");
@@ -395,7 +420,7 @@ fn baseline_round_trip_and_user_rules() {
         .arg(&rules)
         .output()
         .unwrap();
-    assert_ne!(code(&out), 0);
+    assert_eq!(code(&out), 2, "a bad rule file is a usage error");
     let err = text(&out.stderr) + &text(&out.stdout);
     assert!(
         err.contains("team.yaml") && err.contains("generic.bad"),
@@ -446,10 +471,16 @@ fn granted_feed_directories_enable_the_kev_epss_enricher() {
     assert_eq!(f["properties"]["kev.known-exploited"], "true", "{f:#}");
     assert_eq!(f["severity"], "high");
 
-    for bad in [
-        "kev-epss-enricher/feeds",
-        "nope:/feeds=/tmp",
-        "kev-epss-enricher:/feeds=/no/such/dir",
+    for (bad, reason) in [
+        ("kev-epss-enricher/feeds", "is not PLUGIN:GUEST=HOST"),
+        (
+            "nope:/feeds=/tmp",
+            "names plugin `nope`, which is not available",
+        ),
+        (
+            "kev-epss-enricher:/feeds=/no/such/dir",
+            "/no/such/dir is not a directory",
+        ),
     ] {
         let out = secflow(home.path())
             .arg("scan")
@@ -458,5 +489,10 @@ fn granted_feed_directories_enable_the_kev_epss_enricher() {
             .output()
             .unwrap();
         assert_eq!(code(&out), 2, "{bad}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(reason),
+            "{bad}: {}",
+            text(&out.stderr)
+        );
     }
 }

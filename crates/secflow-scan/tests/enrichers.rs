@@ -220,6 +220,15 @@ fn an_enricher_reaching_an_ungranted_host_is_stopped_and_the_findings_pass_throu
     assert!(report.partial);
     assert_eq!(report.errors[0].plugin, "nvd-enricher");
     assert_eq!(report.errors[0].kind, "capability-denied");
+    assert!(
+        report.errors.iter().all(|e| e.plugin == "nvd-enricher"
+            && e.violation
+            && e.message.contains(&format!(
+                "request to http://127.0.0.1:{port} is not covered by any network grant"
+            ))),
+        "{:?}",
+        report.errors
+    );
     assert_eq!(report.findings.len(), 1);
     assert_eq!(report.findings[0].cvss_vector, None);
     assert!(
