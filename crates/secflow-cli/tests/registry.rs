@@ -1233,3 +1233,48 @@ fn an_installed_hostile_enricher_cannot_defeat_fail_on() {
             .any(|(a, d, _)| a == "sandbox.violation" && d == "invalid-output")
     );
 }
+
+#[test]
+fn an_installed_plugin_that_fails_to_start_is_left_out_and_counted() {
+    let env = Env::new();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vulnerable-shop");
+    let scan = |extra: &[&str]| -> (Option<i32>, serde_json::Value) {
+        let mut args = vec!["scan", p(&demo), "--format", "json"];
+        args.extend(extra);
+        let out = env.run(&args);
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code(), doc)
+    };
+    let (_, clean) = scan(&[]);
+    let manifest =
+        std::fs::read_to_string(Path::new(artifacts::TEST_ENRICHER.dir).join("plugin.toml"))
+            .unwrap();
+    let pkg = env.package(
+        "enricher",
+        &manifest,
+        artifacts::TEST_ENRICHER.component,
+        &["pub"],
+    );
+    env.ok(&["plugin", "install", p(&pkg), "--yes"]);
+    // Its init allocates without bound: it cannot start. The scan goes on without it.
+    let (code, report) = scan(&["--config", "test-enricher.mode=hoard-init"]);
+    assert_eq!(code, Some(4), "partial, no --fail-on: {}", report["errors"]);
+    assert_eq!(report["partial"], true);
+    assert_eq!(
+        report["findings"], clean["findings"],
+        "the other plugins ran"
+    );
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["plugin"], "test-enricher");
+    assert_eq!(errors[0]["kind"], "memory-limit");
+    assert_eq!(errors[0]["violation"], true);
+    let info = env.json(&["plugin", "info", "test-enricher", "--json"]);
+    assert_eq!(info["plugin"]["violations"], 1, "{info}");
+    assert!(
+        env.audit_actions()
+            .iter()
+            .any(|(a, d, _)| a == "sandbox.violation" && d == "memory-limit")
+    );
+}

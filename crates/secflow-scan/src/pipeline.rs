@@ -370,10 +370,24 @@ pub async fn scan(
         }
     }
 
-    if opts.redact {
-        let redactor = redact::Redactor::new();
+    // Everything the report carries from plugins, redacted by the host whatever the plugins
+    // did: findings (snippet, message, title, tags, properties), failures' messages (they
+    // also become audit log reasons), analytics text and labels, and rule help (below).
+    let redactor = opts.redact.then(redact::Redactor::new);
+    if let Some(r) = &redactor {
         for f in &mut findings {
-            redactor.redact_finding(f);
+            r.redact_finding(f);
+        }
+        for e in &mut collected.errors {
+            e.message = r.redact(&e.message);
+        }
+        for a in &mut analytics_results {
+            a.summary_markdown = r.redact(&a.summary_markdown);
+            for m in &mut a.metrics {
+                for v in m.labels.values_mut() {
+                    *v = r.redact(v);
+                }
+            }
         }
     }
     sort_findings(&mut findings);
@@ -389,6 +403,13 @@ pub async fn scan(
         .filter(|r| findings.iter().any(|f| f.rule_id == r.id))
         .collect();
     rules.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(r) = &redactor {
+        for rule in &mut rules {
+            rule.title = r.redact(&rule.title);
+            rule.description = r.redact(&rule.description);
+            rule.help = r.redact(&rule.help);
+        }
+    }
     let plugin_stats: Vec<PluginStats> = slots
         .iter()
         .map(|s| {
@@ -685,9 +706,10 @@ async fn run_enricher(
     findings: Vec<Finding>,
     out: &mut Collected,
 ) -> Vec<Finding> {
-    // Only SecFlow's own enrichers (bundled, pinned) may lower a severity (the CVSS enricher
-    // sets it from the vector); any other enricher may only raise one.
-    let may_lower = slot.sp.origin == "bundled";
+    // SecFlow's own enrichers (bundled, pinned) may also lower a severity (the CVSS enricher
+    // sets it from the vector) and rewrite the properties they own; any other enricher may
+    // only add.
+    let trusted = slot.sp.origin == "bundled";
     let mut result = Vec::with_capacity(findings.len());
     for chunk in findings.chunks(ENRICH_CHUNK) {
         let inv = runtime
@@ -699,7 +721,7 @@ async fn run_enricher(
             .await;
         slot.account(&inv, 0);
         match inv.outcome {
-            Ok(Output::Findings(enriched)) => match reconcile(chunk, enriched, may_lower) {
+            Ok(Output::Findings(enriched)) => match reconcile(chunk, enriched, trusted) {
                 Ok(kept) => result.extend(kept),
                 Err(problem) => {
                     out.errors.push(slot.fail(
@@ -737,13 +759,14 @@ async fn run_enricher(
 
 /// Matches an enricher's answer to the chunk it was given, one to one by fingerprint, and
 /// keeps only enrichment: CWE and CVE ids, tags and properties may be added, a CVSS vector
-/// set, the severity raised (or lowered, for `may_lower`). The identity (rule, title,
-/// message, confidence), the location and the reporting plugin must not change, and
-/// nothing may be dropped or added. Returns what is wrong otherwise.
+/// set where there was none, the severity raised. The identity (rule, title, message,
+/// confidence), the location and the reporting plugin must not change, and nothing may be
+/// dropped or added. A `trusted` (bundled) enricher may also lower a severity, replace a
+/// CVSS vector and rewrite or remove properties. Returns what is wrong otherwise.
 pub fn reconcile(
     chunk: &[Finding],
     enriched: Vec<b::Finding>,
-    may_lower: bool,
+    trusted: bool,
 ) -> Result<Vec<Finding>, String> {
     if enriched.len() != chunk.len() {
         return Err(format!(
@@ -788,11 +811,25 @@ pub fn reconcile(
                 "removed CWE ids, CVE ids or tags from a `{rule}` finding"
             ));
         }
-        if f.severity < original.severity && !may_lower {
+        if f.severity < original.severity && !trusted {
             return Err(format!(
                 "lowered a `{rule}` finding from {} to {}",
                 original.severity, f.severity
             ));
+        }
+        if !trusted {
+            if let Some((key, _)) = original
+                .properties
+                .iter()
+                .find(|(k, v)| f.properties.get(*k) != Some(*v))
+            {
+                return Err(format!(
+                    "changed or removed the property `{key}` of a `{rule}` finding"
+                ));
+            }
+            if original.cvss_vector.is_some() && f.cvss_vector != original.cvss_vector {
+                return Err(format!("replaced the CVSS vector of a `{rule}` finding"));
+            }
         }
         f.plugin = original.plugin.clone();
         f.fingerprint = original.fingerprint.clone();
@@ -849,6 +886,50 @@ async fn run_analytics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finding_with_cvss() -> Finding {
+        Finding {
+            rule_id: "r".into(),
+            title: "t".into(),
+            message: "m".into(),
+            severity: Severity::High,
+            confidence: crate::model::Confidence::High,
+            cwe_ids: vec![],
+            cve_ids: vec![],
+            cvss_vector: Some("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H".into()),
+            location: None,
+            fingerprint: "fp".into(),
+            plugin: "p".into(),
+            tags: vec![],
+            properties: [("cvss.score".to_string(), "9.8".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn an_untrusted_enricher_may_set_but_not_replace_a_cvss_vector_or_a_property() {
+        let original = finding_with_cvss();
+        let mut replaced = original.to_wit();
+        replaced.cvss_vector = Some("CVSS:3.1/AV:P/AC:H/PR:H/UI:R/S:U/C:N/I:N/A:N".into());
+        let err = reconcile(
+            std::slice::from_ref(&original),
+            vec![replaced.clone()],
+            false,
+        )
+        .unwrap_err();
+        assert!(err.contains("replaced the CVSS vector"), "{err}");
+        assert!(reconcile(std::slice::from_ref(&original), vec![replaced], true).is_ok());
+
+        let mut rescored = original.to_wit();
+        rescored.properties = vec![("cvss.score".into(), "0.1".into())];
+        let err = reconcile(std::slice::from_ref(&original), vec![rescored], false).unwrap_err();
+        assert!(err.contains("property `cvss.score`"), "{err}");
+
+        let mut added = original.to_wit();
+        added.properties.push(("epss.score".into(), "0.97".into()));
+        let kept = reconcile(std::slice::from_ref(&original), vec![added], false).unwrap();
+        assert_eq!(kept[0].properties["epss.score"], "0.97");
+        assert_eq!(kept[0].properties["cvss.score"], "9.8");
+    }
 
     #[test]
     fn log_timestamps() {

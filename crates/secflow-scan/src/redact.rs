@@ -64,18 +64,26 @@ impl Redactor {
         mask_runs(&chars, &masked)
     }
 
-    /// Redacts a finding's snippet and message in place.
+    /// Redacts everything a plugin wrote into a finding, in place: snippet, message, title,
+    /// tags and property values. In a finding about a hard-coded credential every quoted
+    /// literal of the snippet is masked too, whatever the plugin masked already.
     pub fn redact_finding(&self, f: &mut Finding) {
         let credential = f.cwe_ids.iter().any(|c| CREDENTIAL_CWES.contains(c));
         if let Some(snippet) = f.location.as_mut().and_then(|l| l.snippet.as_mut()) {
             let mut text = self.redact(snippet);
-            // A snippet the plugin already redacted keeps its other literals readable.
-            if credential && !text.contains(MASK) {
+            if credential {
                 text = mask_quoted(&text);
             }
             *snippet = text;
         }
         f.message = self.redact(&f.message);
+        f.title = self.redact(&f.title);
+        for tag in &mut f.tags {
+            *tag = self.redact(tag);
+        }
+        for value in f.properties.values_mut() {
+            *value = self.redact(value);
+        }
     }
 }
 

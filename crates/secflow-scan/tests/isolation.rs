@@ -132,6 +132,7 @@ fn hostile_enrichers_cannot_drop_move_add_or_rewrite() {
         ("lower", "lowered"),
         ("rewrite", "changed the message"),
         ("steal", "changed the rule id"),
+        ("props", "changed or removed the property `test.marker`"),
     ] {
         let report = scan(&rt, root, &[det.clone(), enricher(&rt, mode, "installed")]);
         assert_eq!(
@@ -175,4 +176,57 @@ fn hostile_enrichers_cannot_drop_move_add_or_rewrite() {
     let report = scan(&rt, root, &[det, enricher(&rt, "lower", "bundled")]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert!(report.findings.iter().all(|f| f.severity == Severity::Info));
+}
+
+#[test]
+fn secrets_are_redacted_in_every_format_whoever_wrote_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A provider token on a marker line: the host fills the snippet from the line, and the
+    // enricher copies it into a tag and a property.
+    let token = format!("ghp_{}", "Zx7Qk2Lm9Np4Rt6Vw8Yb1Cd3Fg5Hj0Ks2Mn4P");
+    std::fs::write(
+        dir.path().join("a.py"),
+        format!("token = \"{token}\"  # TEST-FINDING:high\n"),
+    )
+    .unwrap();
+    let rt = runtime();
+    let plugins = [
+        detector(&rt, "test-detector"),
+        enricher(&rt, "leak", "installed"),
+    ];
+    let report = scan(&rt, dir.path(), &plugins);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let f = &report.findings[0];
+    assert!(
+        f.properties.contains_key("test.leak"),
+        "the enrichment is kept"
+    );
+    use secflow_scan::output::{Format, render};
+    for format in [Format::Json, Format::Sarif, Format::Html, Format::Table] {
+        let text = render(&report, format, false);
+        assert!(!text.contains(&token), "{format:?} leaks the token");
+        assert!(
+            text.contains("ghp_"),
+            "{format:?}: the masked token is still recognisable"
+        );
+    }
+    // With --no-redact the report says what the plugins said.
+    let opts = ScanOptions {
+        redact: false,
+        ..ScanOptions::default()
+    };
+    let raw = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(secflow_scan::scan(
+            &rt,
+            dir.path(),
+            &plugins,
+            &opts,
+            Arc::new(NoProgress),
+        ))
+        .unwrap();
+    assert!(render(&raw, Format::Json, false).contains(&token));
 }

@@ -76,6 +76,7 @@ impl Detector for TestDetector {
                     .map(str::to_string),
                 tags: vec!["test".into()],
                 properties: vec![
+                    ("test.marker".into(), "planted".into()),
                     (
                         "secflow.rule-description".into(),
                         "A marker planted by a test.".into(),

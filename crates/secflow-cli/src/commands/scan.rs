@@ -286,7 +286,7 @@ fn scan_recording(
             )
         })
         .collect();
-    let plugins = select_plugins(&runtime, args, installed)?;
+    let plugins = select_plugins(&runtime, args, installed, events)?;
     if plugins.is_empty() {
         return Err(fail(
             Exit::Usage,
@@ -306,8 +306,20 @@ fn scan_recording(
         .worker_threads(jobs)
         .enable_all()
         .build()?;
-    tokio.block_on(check_health(&runtime, &plugins))?;
-    let report = tokio
+    // A plugin that fails to start is left out and the scan goes on, partial; one that
+    // refuses its configuration stops it (a usage error).
+    let (plugins, start_failures) = tokio.block_on(check_health(&runtime, plugins))?;
+    if plugins.is_empty() {
+        let why: Vec<String> = start_failures
+            .iter()
+            .map(|f| format!("{}: {}", f.failure.plugin, f.failure.message))
+            .collect();
+        return Err(fail(
+            Exit::PluginFailed,
+            format!("no plugin could start: {}", why.join("; ")),
+        ));
+    }
+    let mut report = tokio
         .block_on(secflow_scan::scan(
             &runtime,
             &args.path,
@@ -317,6 +329,16 @@ fn scan_recording(
         ))
         .map_err(|e| fail(Exit::Usage, e.to_string()))?;
     progress.finish();
+    for f in start_failures {
+        eprintln!(
+            "warning: {} left out of the scan: {}",
+            f.failure.plugin,
+            secflow_term::escape_line(&f.failure.message)
+        );
+        report.partial = true;
+        report.errors.push(f.failure);
+        report.plugins.push(f.stats);
+    }
     events.extend(audit_events(&report));
     if let Some(engine) = &engine {
         record_installed_runs(home, engine, &report, installed_meta, events)?;
@@ -339,7 +361,12 @@ fn record_installed_runs(
     super::registry::block_on(async {
         let mut registry = super::registry::open(home).await?;
         for (id, version, question) in installed {
-            let Some(stats) = report.plugins.iter().find(|p| p.id == id) else {
+            // The installed plugin itself, not a --dev one standing in for it.
+            let Some(stats) = report
+                .plugins
+                .iter()
+                .find(|p| p.id == id && p.origin == "installed")
+            else {
                 continue;
             };
             let failures: Vec<_> = report.errors.iter().filter(|e| e.plugin == id).collect();
@@ -393,6 +420,7 @@ fn select_plugins(
     runtime: &secflow_runtime::Runtime,
     args: &ScanArgs,
     installed: Vec<super::registry::Prepared>,
+    events: &mut Vec<secflow_audit::Event>,
 ) -> anyhow::Result<Vec<ScanPlugin>> {
     let mut candidates: Vec<Candidate> = Vec::new();
     for b in secflow_plugin_artifacts::BUNDLED {
@@ -429,6 +457,34 @@ fn select_plugins(
             installed: Some(prepared),
         });
     }
+    // One plugin per id in a scan: fingerprints, statistics and quarantine are keyed by id.
+    // A `--dev` plugin stands in for a bundled or installed one of the same id (the
+    // developer is testing a new version of it); two `--dev` ones cannot share an id.
+    let dev_ids: Vec<String> = candidates
+        .iter()
+        .filter(|c| c.origin == "dev")
+        .map(|c| c.manifest.id.to_string())
+        .collect();
+    if let Some(twice) = dev_ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, id)| dev_ids[..i].contains(id).then_some(id))
+    {
+        return Err(fail(
+            Exit::Usage,
+            format!("two --dev plugins have the id `{twice}`; give each its own id"),
+        ));
+    }
+    candidates.retain(|c| {
+        let replaced = c.origin != "dev" && dev_ids.contains(&c.manifest.id.to_string());
+        if replaced {
+            eprintln!(
+                "note: the --dev plugin `{}` stands in for the {} one in this scan",
+                c.manifest.id, c.origin
+            );
+        }
+        !replaced
+    });
     let known: Vec<String> = candidates
         .iter()
         .map(|c| c.manifest.id.to_string())
@@ -543,7 +599,29 @@ fn select_plugins(
                 }
             }
         };
-        let plugin = super::load(runtime, manifest, &wasm, grants)?;
+        let plugin = match (super::load(runtime, manifest, &wasm, grants), &installed) {
+            (Ok(plugin), _) => plugin,
+            // An installed plugin that no longer loads (a newer host refusing what an older
+            // one admitted) is left out like one that fails its checks, and the refusal is
+            // recorded; bundled and --dev ones are the user's to fix.
+            (Err(e), Some(prepared)) => {
+                eprintln!("warning: installed plugin {id} left out: {e:#}");
+                events.push(secflow_audit::Event {
+                    actor: "scan".into(),
+                    action: "plugin.load".into(),
+                    plugin: super::registry::plugin_ref(
+                        &id,
+                        &prepared.record.version,
+                        &prepared.record.digest,
+                    ),
+                    decision: Some("refused".into()),
+                    reason: format!("{e:#}"),
+                    details: serde_json::json!({}),
+                });
+                continue;
+            }
+            (Err(e), None) => return Err(e),
+        };
         let config = serde_json::Value::Object(configs.remove(&id).unwrap_or_default());
         plugin.check_config(&config).map_err(|errors| {
             fail(
@@ -597,8 +675,8 @@ type PluginConfigs = std::collections::BTreeMap<String, serde_json::Map<String, 
 /// `--config` or `--rules` file is one clear error instead of a failure per batch.
 async fn check_health(
     runtime: &secflow_runtime::Runtime,
-    plugins: &[ScanPlugin],
-) -> anyhow::Result<()> {
+    plugins: Vec<ScanPlugin>,
+) -> anyhow::Result<(Vec<ScanPlugin>, Vec<StartFailure>)> {
     use secflow_runtime::bindings::{HealthStatus, PluginError};
     use secflow_runtime::{Call, InvokeError, Output};
     // Concurrently: each check compiles the plugin's rules once.
@@ -612,16 +690,16 @@ async fn check_health(
         results.push(done?);
     }
     results.sort_by_key(|(i, _)| *i);
-    for (p, (_, inv)) in plugins.iter().zip(results) {
-        let id = &p.plugin.manifest.id;
-        match inv.outcome {
-            Ok(Output::Health(h)) if h.status != HealthStatus::Unhealthy => {}
-            Ok(Output::Health(h)) => {
-                return Err(fail(
-                    Exit::PluginFailed,
-                    format!("plugin {id} is unhealthy: {}", h.message),
-                ));
-            }
+    let (mut healthy, mut failed) = (Vec::new(), Vec::new());
+    for (p, (_, inv)) in plugins.into_iter().zip(results) {
+        let id = p.plugin.manifest.id.to_string();
+        let failure = match inv.outcome {
+            Ok(Output::Health(h)) if h.status == HealthStatus::Unhealthy => Some((
+                "unhealthy".to_string(),
+                format!("the plugin says it is unhealthy: {}", h.message),
+                false,
+            )),
+            // A configuration the plugin refuses is the user's to fix, before anything runs.
             Err(InvokeError::Plugin {
                 error: PluginError::InvalidConfig(message),
             }) => {
@@ -630,16 +708,44 @@ async fn check_health(
                     format!("plugin {id} rejected its configuration: {message}"),
                 ));
             }
-            Err(e) => {
-                return Err(fail(
-                    Exit::PluginFailed,
-                    format!("plugin {id} failed to start: {e}"),
-                ));
-            }
-            Ok(_) => {}
+            Err(e) => Some((e.kind().to_string(), format!("init: {e}"), e.is_violation())),
+            Ok(_) => None,
+        };
+        match failure {
+            // Left out of the scan, which goes on without it and is partial.
+            Some((kind, message, violation)) => failed.push(StartFailure {
+                stats: secflow_scan::PluginStats {
+                    id: id.clone(),
+                    version: p.plugin.manifest.version.to_string(),
+                    kind: p.plugin.manifest.kind.to_string(),
+                    digest: p.plugin.digest.clone(),
+                    origin: p.origin.clone(),
+                    invocations: 1,
+                    errors: 1,
+                    time_ms: inv.report.wall_time_us as f64 / 1000.0,
+                    peak_memory_bytes: inv.report.peak_memory_bytes,
+                    stopped: Some("failed to start; left out of the scan".into()),
+                    ..Default::default()
+                },
+                failure: secflow_scan::PluginFailure {
+                    plugin: id,
+                    file: None,
+                    kind,
+                    message,
+                    violation,
+                },
+            }),
+            None => healthy.push(p),
         }
     }
-    Ok(())
+    Ok((healthy, failed))
+}
+
+/// A plugin that failed its start-up check (`init` and `health`): reported like a failure
+/// during the scan.
+struct StartFailure {
+    stats: secflow_scan::PluginStats,
+    failure: secflow_scan::PluginFailure,
 }
 
 /// `PLUGIN.KEY=VALUE` pairs, grouped by plugin.
