@@ -347,3 +347,54 @@ impl Runtime {
 fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(caps: &str) -> Manifest {
+        Manifest::parse(
+            format!(
+                "id = \"p\"\nversion = \"0.1.0\"\nkind = \"action\"\nname = \"P\"\n\
+                 description = \"p\"\n{caps}"
+            )
+            .as_bytes(),
+            secflow_manifest::Format::Toml,
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn raw_sockets_are_never_granted_and_undeclared_imports_are_refused() {
+        let everything = manifest(
+            "[[capabilities.network]]\nhost = \"example.com\"\nreason = \"fetches rule updates\"\n\
+             [capabilities.kv]\nreason = \"remembers what it saw\"\n",
+        );
+        for socket in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:sockets/udp@0.2.6",
+            "wasi:sockets/network@0.2.0",
+        ] {
+            let e = check_import(&everything, socket).unwrap_err();
+            assert!(e.contains("raw sockets are never granted"), "{e}");
+        }
+        assert!(check_import(&everything, "wasi:http/outgoing-handler@0.2.0").is_ok());
+        let nothing = manifest("");
+        assert!(
+            check_import(&nothing, "wasi:http/outgoing-handler@0.2.0")
+                .unwrap_err()
+                .contains("[[capabilities.network]]")
+        );
+        assert!(
+            check_import(&nothing, "secflow:plugin/kv@0.1.0")
+                .unwrap_err()
+                .contains("[capabilities.kv]")
+        );
+        assert!(
+            check_import(&nothing, "acme:backdoor/shell@1.0.0")
+                .unwrap_err()
+                .contains("does not provide")
+        );
+    }
+}

@@ -396,6 +396,7 @@ async fn attack_read_environment_gets_nothing() {
     assert_eq!(out["args"], json!([]), "no arguments");
     assert_eq!(out["home"], json!(null));
     assert!(!out.to_string().contains(&host_path));
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -559,4 +560,5 @@ async fn kv_store_is_private_and_persistent() {
         .unwrap();
     let read = exec(&rt, &installed, "kv-get", json!({"key": "k"})).await;
     assert_eq!(ok_json(&read), json!(null));
+    assert_next_invocation_works(&rt, &p).await;
 }

@@ -88,6 +88,7 @@ async fn log_fields_count() {
     // Each field is charged: 64 for the line + 5 for "fields" + 32 x (16 + key).
     let keys: u64 = (0..32).map(|f: u64| format!("f{f}").len() as u64).sum();
     assert_eq!(inv.report.host.budget.log_bytes, 64 + 6 + 32 * 16 + keys);
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,6 +181,7 @@ async fn the_documented_64_mib_output_maximum_is_reachable() {
     }
     let inv = exec(&rt, &p, "huge-output", json!({"bytes": 65 << 20})).await;
     assert_violation(&inv, "output-too-large", "returned value");
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 /// Bytes and entries under `dir`, without following links.
@@ -247,6 +249,7 @@ async fn a_writable_grant_never_holds_more_than_its_file_quota() {
     assert_violation(&inv, "fs-quota", "more than 10 files");
     assert_eq!(walk(out.path()).0, 10);
     assert_eq!(inv.report.host.fs_files_created, 10);
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -347,6 +350,7 @@ async fn a_rename_between_two_writable_grants_is_cross_device_not_a_quota_bypass
         other => panic!("expected the plugin's own cross-device error, got {other:?}"),
     }
     assert!(a.path().join("big").exists() && !b.path().join("big").exists());
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -370,6 +374,7 @@ async fn writing_to_a_read_only_grant_is_capability_denied_even_if_the_plugin_ca
         inv.report.denials
     );
     assert_eq!(walk(data.path()).0, 1, "nothing was created");
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -406,6 +411,7 @@ async fn sixteen_concurrent_invocations_writing_distinct_keys_lose_nothing() {
         let inv = exec(&rt, &p, "kv-get", json!({"key": format!("key-{i}")})).await;
         assert_eq!(ok_json(&inv), json!(format!("v{i}")), "key-{i} survived");
     }
+    assert_next_invocation_works(&rt, &p).await;
 }
 
 mod property {

@@ -202,4 +202,26 @@ async fn attack_oversized_response_and_request_flood_are_capped() {
     let inv = exec(&rt, &p, "http-get", json!({ "url": url })).await;
     let reason = denied(&inv);
     assert!(reason.contains("more than 1 HTTP requests"), "{reason}");
+    assert_next_invocation_works(&rt, &p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attack_blocked_in_a_host_call_is_stopped_by_the_deadline() {
+    // Epochs cannot interrupt a plugin waiting inside a host call; the outer timeout must.
+    let server = start_server().await;
+    let rt = runtime();
+    let p = load_hostile(&rt, &loopback_grant(server.port));
+    let url = format!("http://127.0.0.1:{}/hang", server.port);
+    let started = std::time::Instant::now();
+    let inv = exec(&rt, &p, "http-get", json!({ "url": url })).await;
+    assert!(
+        matches!(err(&inv), InvokeError::Timeout { limit_ms: 1000 }),
+        "{:?}",
+        inv.outcome
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "stopped near the 1 s deadline, not the 30 s first-byte timeout"
+    );
+    assert_next_invocation_works(&rt, &p).await;
 }

@@ -106,7 +106,7 @@ pub async fn assert_next_invocation_works(rt: &Runtime, plugin: &Plugin) {
 
 /// A minimal HTTP/1.1 server on 127.0.0.1 for network tests. Routes:
 /// `/ok` 200 "hello", `/redirect-evil` 302 to a host that is not granted,
-/// `/redirect-ok` 302 to `/ok` on the same server, `/big` a 4 MiB body.
+/// `/redirect-ok` 302 to `/ok` on the same server, `/big` a 4 MiB body, `/hang` no answer.
 #[derive(Debug)]
 pub struct TestServer {
     pub port: u16,
@@ -159,6 +159,11 @@ pub async fn start_server() -> TestServer {
                     ),
                     "/redirect-ok" => ("302 Found", "Location: /ok\r\n".into(), vec![]),
                     "/big" => ("200 OK", String::new(), vec![b'x'; 4 << 20]),
+                    // Never answers: only the host's own deadline ends a call waiting here.
+                    "/hang" => {
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    }
                     _ => ("404 Not Found", String::new(), b"no".to_vec()),
                 };
                 let head = format!(
