@@ -85,22 +85,7 @@ fn run(home: &Path, dir: &Path, out: &Path, action: &str, params: serde_json::Va
             "--action", action, "--input", "-", "--report", "--json", "--mount",
         ])
         .arg(format!("/out={}", out.display()));
-    let output = {
-        use std::io::Write;
-        let mut child = cmd
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(params.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
+    let output = run_with_stdin(cmd, params.to_string().as_bytes());
     let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
         panic!(
             "{action}: {e}\nstdout: {}\nstderr: {}",

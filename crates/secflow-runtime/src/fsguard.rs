@@ -206,11 +206,15 @@ impl FsGuard {
         }
     }
 
+    /// The guest path of the grant a descriptor belongs to, for messages.
+    fn guest_of(&self, rep: u32) -> &str {
+        self.grant_of(rep)
+            .map_or("a granted directory", |i| self.grants[i].guest.as_str())
+    }
+
     /// Refuses a hard link.
     pub fn refuse_hard_link(&self, rep: u32, new_path: &str) -> Refusal {
-        let guest = self
-            .grant_of(rep)
-            .map_or("a granted directory", |i| self.grants[i].guest.as_str());
+        let guest = self.guest_of(rep);
         self.guard.deny(
             "filesystem",
             format!(
@@ -227,9 +231,7 @@ impl FsGuard {
         if symlink_stays_inside(target) {
             return Ok(());
         }
-        let guest = self
-            .grant_of(rep)
-            .map_or("a granted directory", |i| self.grants[i].guest.as_str());
+        let guest = self.guest_of(rep);
         self.guard.deny(
             "filesystem",
             format!(

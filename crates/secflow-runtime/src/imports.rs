@@ -229,12 +229,18 @@ fn kv_store(cx: &Cx<'_>) -> Result<crate::kv::KvStore, KvError> {
     }
 }
 
-/// A key, checked for length before it is copied.
-fn kv_key(cx: &Cx<'_>, key: &WasmStr) -> wasmtime::Result<Result<String, KvError>> {
+/// The store and the key of a kv call, the key checked for length before it is copied; or
+/// the error the plugin gets.
+fn kv_call(
+    cx: &Cx<'_>,
+    key: &WasmStr,
+) -> wasmtime::Result<Result<(crate::kv::KvStore, String), KvError>> {
     let k = text(cx, key, "a kv key")?;
-    Ok(crate::kv::check_key(k)
-        .map(|()| k.to_string())
-        .map_err(|e| KvError::InvalidKey(e.to_string())))
+    if let Err(e) = crate::kv::check_key(k) {
+        return Ok(Err(KvError::InvalidKey(e.to_string())));
+    }
+    let key = k.to_string();
+    Ok(kv_store(cx).map(|store| (store, key)))
 }
 
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -247,12 +253,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     let mut kv = linker.instance(KV)?;
     kv.func_wrap_async("get", |cx: Cx<'_>, (key,): (WasmStr,)| {
         Box::new(async move {
-            let key = match kv_key(&cx, &key)? {
-                Ok(k) => k,
-                Err(e) => return Ok((Err(e),)),
-            };
-            let store = match kv_store(&cx) {
-                Ok(s) => s,
+            let (store, key) = match kv_call(&cx, &key)? {
+                Ok(call) => call,
                 Err(e) => return Ok((Err(e),)),
             };
             let result = store.get(&key).await;
@@ -263,12 +265,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "set",
         |cx: Cx<'_>, (key, value): (WasmStr, WasmList<u8>)| {
             Box::new(async move {
-                let key = match kv_key(&cx, &key)? {
-                    Ok(k) => k,
-                    Err(e) => return Ok((Err(e),)),
-                };
-                let store = match kv_store(&cx) {
-                    Ok(s) => s,
+                let (store, key) = match kv_call(&cx, &key)? {
+                    Ok(call) => call,
                     Err(e) => return Ok((Err(e),)),
                 };
                 // Measured in place: a value larger than the whole quota is refused before
@@ -289,12 +287,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     )?;
     kv.func_wrap_async("delete", |cx: Cx<'_>, (key,): (WasmStr,)| {
         Box::new(async move {
-            let key = match kv_key(&cx, &key)? {
-                Ok(k) => k,
-                Err(e) => return Ok((Err(e),)),
-            };
-            let store = match kv_store(&cx) {
-                Ok(s) => s,
+            let (store, key) = match kv_call(&cx, &key)? {
+                Ok(call) => call,
                 Err(e) => return Ok((Err(e),)),
             };
             let result = store.delete(&key).await;

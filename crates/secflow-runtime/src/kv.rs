@@ -176,6 +176,17 @@ pub struct KvStore {
     ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
+/// A write transaction that takes the database's write lock at once, so the size read in it
+/// is still true when the entry is written.
+async fn write_tx(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, KvFailure> {
+    let conn: &mut SqliteConnection = conn;
+    sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
+        .await
+        .map_err(io)
+}
+
 /// Bytes an entry costs.
 pub fn entry_cost(key_len: usize, value_len: usize) -> u64 {
     ENTRY_OVERHEAD + key_len as u64 + value_len as u64
@@ -237,10 +248,7 @@ impl KvStore {
             });
         }
         let mut conn = self.conn().await?;
-        let conn: &mut SqliteConnection = &mut conn;
-        let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
-            .await
-            .map_err(io)?;
+        let mut tx = write_tx(&mut conn).await?;
         let old: Option<i64> =
             sqlx::query_scalar("SELECT length(value) FROM entries WHERE key = ?1")
                 .bind(key)
@@ -280,10 +288,7 @@ impl KvStore {
     pub async fn delete(&self, key: &str) -> Result<(), KvFailure> {
         check_key(key)?;
         let mut conn = self.conn().await?;
-        let conn: &mut SqliteConnection = &mut conn;
-        let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE")
-            .await
-            .map_err(io)?;
+        let mut tx = write_tx(&mut conn).await?;
         let old: Option<i64> =
             sqlx::query_scalar("DELETE FROM entries WHERE key = ?1 RETURNING length(value)")
                 .bind(key)

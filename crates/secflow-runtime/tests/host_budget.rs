@@ -202,6 +202,28 @@ fn walk(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
+/// A writable `/out` and a read-only `/data`, each a fresh temporary directory.
+struct Dirs {
+    out: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        Dirs {
+            out: tempfile::tempdir().unwrap(),
+            data: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn mounts(&self) -> Vec<(String, std::path::PathBuf)> {
+        vec![
+            ("/out".to_string(), self.out.path().to_path_buf()),
+            ("/data".to_string(), self.data.path().to_path_buf()),
+        ]
+    }
+}
+
 fn out_caps(limits: &str) -> String {
     format!(
         "{HOSTILE_BASE_CAPS}{limits}\n[[capabilities.filesystem]]\npath = \"/out\"\naccess = \"write\"\nreason = \"writes its report files\"\n\
@@ -211,13 +233,10 @@ fn out_caps(limits: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writable_grant_never_holds_more_than_its_byte_quota() {
-    let out = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
+    let dirs = Dirs::new();
+    let out = &dirs.out;
     let rt = runtime();
-    let mounts = vec![
-        ("/out".to_string(), out.path().to_path_buf()),
-        ("/data".to_string(), data.path().to_path_buf()),
-    ];
+    let mounts = dirs.mounts();
     let p = load_hostile_with(&rt, &out_caps("write-mib = 1"), &mounts);
     let inv = drive(&rt, &p, "fs-bytes", 1000, 64 << 10, json!({"dir": "/out"})).await;
     assert_violation(&inv, "fs-quota", "/out");
@@ -237,13 +256,10 @@ async fn a_writable_grant_never_holds_more_than_its_byte_quota() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writable_grant_never_holds_more_than_its_file_quota() {
-    let out = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
+    let dirs = Dirs::new();
+    let out = &dirs.out;
     let rt = runtime();
-    let mounts = vec![
-        ("/out".to_string(), out.path().to_path_buf()),
-        ("/data".to_string(), data.path().to_path_buf()),
-    ];
+    let mounts = dirs.mounts();
     let p = load_hostile_with(&rt, &out_caps("write-files = 10"), &mounts);
     let inv = drive(&rt, &p, "fs-files", 100, 0, json!({"dir": "/out"})).await;
     assert_violation(&inv, "fs-quota", "more than 10 files");
@@ -254,15 +270,12 @@ async fn a_writable_grant_never_holds_more_than_its_file_quota() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn symlinks_may_only_point_inside_the_grant_and_hard_links_are_refused() {
-    let out = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
+    let dirs = Dirs::new();
+    let (out, data) = (&dirs.out, &dirs.data);
     std::fs::write(data.path().join("rules.txt"), "rule-1").unwrap();
     std::fs::write(out.path().join("mine.txt"), "mine").unwrap();
     let rt = runtime();
-    let mounts = vec![
-        ("/out".to_string(), out.path().to_path_buf()),
-        ("/data".to_string(), data.path().to_path_buf()),
-    ];
+    let mounts = dirs.mounts();
     let p = load_hostile_with(&rt, &out_caps(""), &mounts);
     for target in ["/etc/passwd", "../../etc/passwd", "sub/../../x"] {
         let inv = exec(
@@ -355,14 +368,11 @@ async fn a_rename_between_two_writable_grants_is_cross_device_not_a_quota_bypass
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writing_to_a_read_only_grant_is_capability_denied_even_if_the_plugin_carries_on() {
-    let out = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
+    let dirs = Dirs::new();
+    let data = &dirs.data;
     std::fs::write(data.path().join("rules.txt"), "rule-1").unwrap();
     let rt = runtime();
-    let mounts = vec![
-        ("/out".to_string(), out.path().to_path_buf()),
-        ("/data".to_string(), data.path().to_path_buf()),
-    ];
+    let mounts = dirs.mounts();
     let p = load_hostile_with(&rt, &out_caps(""), &mounts);
     // `drive` swallows the error and returns Ok with how far it got; the host still fails
     // the invocation with the typed denial.
@@ -447,17 +457,14 @@ mod property {
         fn random_import_sequences_stay_within_every_cap(steps in prop::collection::vec(step(), 1..6)) {
             let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
             tokio.block_on(async {
-                let out = tempfile::tempdir().unwrap();
-                let data = tempfile::tempdir().unwrap();
+                let dirs = Dirs::new();
+                let out = &dirs.out;
                 let kv_dir = tempfile::tempdir().unwrap();
                 let rt = runtime_with(secflow_runtime::RuntimeConfig {
                     kv_dir: Some(kv_dir.path().to_path_buf()),
                     ..Default::default()
                 });
-                let mounts = vec![
-                    ("/out".to_string(), out.path().to_path_buf()),
-                    ("/data".to_string(), data.path().to_path_buf()),
-                ];
+                let mounts = dirs.mounts();
                 let caps = out_caps("write-mib = 1\nwrite-files = 50")
                     .replace("[capabilities.kv]", "[capabilities.kv]\nmax-kib = 256");
                 let p = load_hostile_with(&rt, &caps, &mounts);
