@@ -3,6 +3,37 @@
 //! 0 success, 1 findings at or above `--fail-on`, 2 usage or configuration error,
 //! 3 refused (verification or policy), 4 plugin failed (trap, limit, violation).
 
+/// `println!` for everything the CLI prints: text may hold what a plugin or a package
+/// controls (a manifest's name, description and capability reasons, a plugin's error,
+/// an audit event's reason), so control, escape and bidi characters are shown as `\u{..}`
+/// (newlines and tabs kept). JSON from `secflow_term::to_json*` passes through unchanged.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        println!("{}", secflow_term::escape(&format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` with the same escaping as [`outln!`].
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        eprintln!("{}", secflow_term::escape(&format!($($arg)*)))
+    };
+}
+
+/// `eprint!` with the same escaping as [`outln!`].
+macro_rules! err {
+    ($($arg:tt)*) => {
+        eprint!("{}", secflow_term::escape(&format!($($arg)*)))
+    };
+}
+
+/// `print!` with the same escaping as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print!("{}", secflow_term::escape(&format!($($arg)*)))
+    };
+}
+
 mod cli;
 mod commands;
 mod exit;

@@ -125,3 +125,63 @@ fn errors_are_one_line_and_json_errors_are_json() {
         "{doc}"
     );
 }
+
+#[test]
+fn manifest_text_is_escaped_in_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // A package whose name, description and capability reason carry terminal controls.
+    let manifest = r#"id = "sneaky"
+version = "0.1.0"
+kind = "action"
+name = "Sneaky \u001b]0;pwned\u0007"
+description = "clears \u001b[2J the screen \u202egnisrever\u202c"
+
+[capabilities.kv]
+reason = "keeps state \u001b[31m in red"
+"#;
+    let dir = plugin_dir(
+        root.path(),
+        "sneaky",
+        manifest,
+        secflow_plugin_artifacts::TEST_NOOP.component,
+    );
+    let pkg = root.path().join("sneaky.sfpkg");
+    let out = secflow(home.path())
+        .args(["plugin", "pack"])
+        .arg(&dir)
+        .arg("-o")
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let outputs = [
+        vec!["plugin", "install", pkg.to_str().unwrap(), "--dev", "--yes"],
+        vec!["plugin", "info", "sneaky"],
+        vec!["plugin", "list"],
+        vec!["plugin", "search", "sneaky"],
+        vec!["plugin", "permissions", "sneaky"],
+        vec!["plugin", "info", "sneaky", "--json"],
+        vec!["audit", "log"],
+    ];
+    let mut shown = String::new();
+    for args in outputs {
+        let out = secflow(home.path()).args(&args).output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(code(&out), 0, "{args:?}: {stderr}");
+        assert!(
+            raw_controls(&stdout).is_empty(),
+            "{args:?} stdout: {stdout:?}"
+        );
+        assert!(
+            raw_controls(&stderr).is_empty(),
+            "{args:?} stderr: {stderr:?}"
+        );
+        shown.push_str(&stdout);
+        shown.push_str(&stderr);
+    }
+    // The text was shown, escaped: the checks above are not vacuous.
+    for escaped in ["\\u{1b}[2J", "\\u{202e}", "\\u{1b}[31m", "\\u001b]0;pwned"] {
+        assert!(shown.contains(escaped), "{escaped} in {shown}");
+    }
+}

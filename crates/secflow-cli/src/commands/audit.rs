@@ -78,7 +78,7 @@ pub fn stats(home: &Home, json: bool) -> anyhow::Result<Exit> {
             })),
         });
         if json {
-            println!("{}", secflow_term::to_json_pretty(&summary)?);
+            outln!("{}", secflow_term::to_json_pretty(&summary)?);
         } else {
             for (label, key) in [
                 ("plugins loaded", "plugins_loaded"),
@@ -88,14 +88,17 @@ pub fn stats(home: &Home, json: bool) -> anyhow::Result<Exit> {
                 ("policy violations", "policy_violations"),
                 ("audit events", "events"),
             ] {
-                println!("{label:<22} {}", summary[key]);
+                outln!("{label:<22} {}", summary[key]);
             }
             match &last {
-                Some(e) => println!(
+                Some(e) => outln!(
                     "{:<22} #{} {} {}",
-                    "last event", e.seq, e.time, e.event.action
+                    "last event",
+                    e.seq,
+                    e.time,
+                    e.event.action
                 ),
-                None => println!("{:<22} none", "last event"),
+                None => outln!("{:<22} none", "last event"),
             }
         }
         anyhow::Ok(Exit::Success)
@@ -177,13 +180,13 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
                 match output {
                     Some(path) => {
                         super::write_atomic(&path, text.as_bytes())?;
-                        eprintln!(
+                        errln!(
                             "checkpoint of {} entries written to {}; keep a copy off this host",
                             cp.tree_size,
                             path.display()
                         );
                     }
-                    None => print!("{text}"),
+                    None => out!("{text}"),
                 }
                 Ok(Exit::Success)
             }
@@ -196,9 +199,9 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
                 match log.verify(&log.public_key(), external.as_ref()).await {
                     Ok(report) => {
                         if json {
-                            println!("{}", secflow_term::to_json_pretty(&report)?);
+                            outln!("{}", secflow_term::to_json_pretty(&report)?);
                         } else {
-                            println!(
+                            outln!(
                                 "audit log intact: {} entries, root {}, {} stored checkpoint(s) verified{}",
                                 report.entries,
                                 report.root,
@@ -214,7 +217,7 @@ pub fn run(home: &Home, cmd: AuditCommand) -> anyhow::Result<Exit> {
                     }
                     Err(AuditError::Tampered { seq, message }) => {
                         if json {
-                            println!(
+                            outln!(
                                 "{}",
                                 serde_json::json!({ "intact": false, "first_bad_entry": seq, "message": message })
                             );

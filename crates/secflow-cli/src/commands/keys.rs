@@ -11,10 +11,10 @@ pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
     match cmd {
         KeyCommand::Generate { name } => {
             let public = keys.generate(&name).map_err(usage)?;
-            println!("Generated key `{name}`");
-            println!("  key id  {}", public.key_id);
-            println!("  public  {}", public.public);
-            println!(
+            outln!("Generated key `{name}`");
+            outln!("  key id  {}", public.key_id);
+            outln!("  public  {}", public.public);
+            outln!(
                 "  files   {}",
                 keys.dir.join(format!("{name}.{{key,pub}}")).display()
             );
@@ -22,21 +22,21 @@ pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
         KeyCommand::List { json } => {
             let list = keys.list().map_err(usage)?;
             if json {
-                println!("{}", secflow_term::to_json_pretty(&list)?);
+                outln!("{}", secflow_term::to_json_pretty(&list)?);
             } else if list.is_empty() {
-                println!(
+                outln!(
                     "No keys under {}; create one with `secflow key generate --name NAME`",
                     keys.dir.display()
                 );
             } else {
                 for k in list {
-                    println!("{:<20} {}", k.name, k.key_id);
+                    outln!("{:<20} {}", k.name, k.key_id);
                 }
             }
         }
         KeyCommand::Export { name } => {
             let public = keys.public(&name).map_err(usage)?;
-            println!("{}", secflow_term::to_json_pretty(&public)?);
+            outln!("{}", secflow_term::to_json_pretty(&public)?);
         }
     }
     Ok(Exit::Success)

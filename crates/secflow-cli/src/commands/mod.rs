@@ -82,7 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Plugin(PluginCommand::Release { id }) => registry::release(&home, &id),
         Command::Plugin(PluginCommand::Check { json }) => registry::check(&home, json),
         Command::Plugin(PluginCommand::Schema) => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&secflow_manifest::json_schema())?
             );

@@ -11,7 +11,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
     match cmd {
         PolicyCommand::Init => {
             PolicyEngine::install_defaults(&dir).map_err(|e| fail(Exit::Usage, e.to_string()))?;
-            println!("wrote the default schema and policies to {}", dir.display());
+            outln!("wrote the default schema and policies to {}", dir.display());
             Ok(Exit::Success)
         }
         PolicyCommand::Check { json } => {
@@ -19,7 +19,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
             let problems = engine.check();
             let errors = problems.iter().filter(|p| !p.warning).count();
             if json {
-                println!(
+                outln!(
                     "{}",
                     secflow_term::to_json_pretty(&serde_json::json!({
                         "sources": engine.sources(),
@@ -29,10 +29,10 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                 );
             } else {
                 for p in &problems {
-                    eprintln!("{}: {p}", if p.warning { "warning" } else { "error" });
+                    errln!("{}: {p}", if p.warning { "warning" } else { "error" });
                 }
                 if errors == 0 {
-                    println!("policies valid: {}", engine.sources().join(", "));
+                    outln!("policies valid: {}", engine.sources().join(", "));
                 }
             }
             if errors > 0 {
@@ -87,7 +87,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                     .iter()
                     .map(|(a, d)| serde_json::json!({ "action": a.as_str(), "decision": d }))
                     .collect();
-                println!(
+                outln!(
                     "{}",
                     secflow_term::to_json_pretty(&serde_json::json!({
                         "plugin": plugin,
@@ -95,7 +95,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                     }))?
                 );
             } else {
-                println!(
+                outln!(
                     "{}@{} ({}), {}:",
                     plugin.id,
                     plugin.version,
@@ -107,7 +107,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                     }
                 );
                 for (action, d) in &decisions {
-                    println!(
+                    outln!(
                         "  {:<8} {}  by {}{}",
                         action.as_str(),
                         if d.allowed { "allow" } else { "deny " },

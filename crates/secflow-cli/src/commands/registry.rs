@@ -244,7 +244,7 @@ pub fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exi
         }
         // Blobs a crashed install left without a row.
         if let Err(e) = registry.sweep().await {
-            eprintln!("warning: {e}");
+            errln!("warning: {e}");
         }
         Ok(outcomes)
     })?;
@@ -253,13 +253,13 @@ pub fn install(home: &Home, args: InstallArgs, mode: Mode) -> anyhow::Result<Exi
         Ok(o) => o,
         Err((e, done)) => {
             if !done.is_empty() && !args.json {
-                eprintln!("{} package(s) installed before the failure", done.len());
+                errln!("{} package(s) installed before the failure", done.len());
             }
             return Err(e);
         }
     };
     if args.json {
-        println!("{}", secflow_term::to_json_pretty(&outcomes)?);
+        outln!("{}", secflow_term::to_json_pretty(&outcomes)?);
     }
     Ok(Exit::Success)
 }
@@ -307,7 +307,7 @@ async fn admit_one(
         && semver::Version::parse(&p.version).is_ok_and(|installed| manifest.version <= installed)
     {
         // An older (or other same-numbered) package left in the directory: not an upgrade.
-        eprintln!(
+        errln!(
             "note: {}: {id} {version} is not newer than the installed {}; left alone",
             c.file.display(),
             p.version
@@ -584,9 +584,9 @@ async fn admit_one(
         });
     }
     if outcome == InstallOutcome::Unchanged {
-        eprintln!("{message}");
+        errln!("{message}");
     } else if !args.json {
-        println!("{message}");
+        outln!("{message}");
     }
     Ok(serde_json::json!({
         "id": id, "version": version, "digest": c.verified.digest,
@@ -614,18 +614,18 @@ fn print_request(
                 .join(", ")
         )
     };
-    eprintln!("{} {} ({}), {signed}", m.id, m.version, m.kind);
-    eprintln!("  {}", m.description);
+    errln!("{} {} ({}), {signed}", m.id, m.version, m.kind);
+    errln!("  {}", m.description);
     if let Some(p) = current {
-        eprintln!("  installed: {} ({})", p.version, p.state());
+        errln!("  installed: {} ({})", p.version, p.state());
     }
     if asks.is_empty() {
-        eprintln!("  asks for no capabilities");
+        errln!("  asks for no capabilities");
     } else {
-        eprintln!("  asks for:");
+        errln!("  asks for:");
         for a in asks {
             let new = increase.is_some_and(|inc| inc.contains(&a.label));
-            eprintln!(
+            errln!(
                 "    {}{:<40} {}",
                 if new { "+ " } else { "  " },
                 a.label,
@@ -635,9 +635,9 @@ fn print_request(
     }
     if let Some(inc) = increase {
         if inc.is_empty() {
-            eprintln!("  nothing beyond the current grant");
+            errln!("  nothing beyond the current grant");
         } else {
-            eprintln!("  new since the installed version: {}", inc.join(", "));
+            errln!("  new since the installed version: {}", inc.join(", "));
         }
     }
 }
@@ -645,7 +645,7 @@ fn print_request(
 /// Asks a yes/no question on the terminal; anything but yes is no.
 fn confirm(question: &str) -> anyhow::Result<bool> {
     use std::io::Write;
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
@@ -675,12 +675,12 @@ pub fn uninstall(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     // The plugin's key-value store goes with it (a later install also starts clean).
     remove_kv(home, id);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"uninstalled": id, "versions": removed.iter().map(|v| &v.version).collect::<Vec<_>>()})
         );
     } else {
-        println!(
+        outln!(
             "uninstalled {id} ({})",
             removed
                 .iter()
@@ -746,7 +746,7 @@ pub fn sync(
                 Ok(_) => {}
                 Err(e) => {
                     refused += 1;
-                    eprintln!("warning: skipped {}: {e:#}", file.display());
+                    errln!("warning: skipped {}: {e:#}", file.display());
                 }
             }
         }
@@ -962,7 +962,7 @@ fn remove_kv(home: &Home, id: &str) {
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => eprintln!("warning: could not remove {}: {e}", dir.display()),
+        Err(e) => errln!("warning: could not remove {}: {e}", dir.display()),
     }
 }
 
@@ -975,12 +975,12 @@ pub fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
         let pref = plugin_ref(id, &plugin.version, &plugin.digest);
         let mut approved = !grant.pending;
         if grant.pending {
-            eprintln!(
+            errln!(
                 "{id} {} asks for capabilities not approved yet:",
                 plugin.version
             );
             for a in grants::asks(&grant.capabilities) {
-                eprintln!("    {:<40} {}", a.label, a.reason);
+                errln!("    {:<40} {}", a.label, a.reason);
             }
             approved = yes
                 || (std::io::stdin().is_terminal()
@@ -1050,7 +1050,7 @@ pub fn enable(home: &Home, id: &str, yes: bool) -> anyhow::Result<Exit> {
                 format!("enabled {id} {}", plugin.version)
             },
         ));
-        println!("enabled {id} {}", plugin.version);
+        outln!("enabled {id} {}", plugin.version);
         anyhow::Ok(Exit::Success)
     });
     super::audit_record(home, events)?;
@@ -1076,7 +1076,7 @@ pub fn disable(home: &Home, id: &str) -> anyhow::Result<Exit> {
             format!("disabled {id}"),
         )],
     )?;
-    println!("disabled {id}");
+    outln!("disabled {id}");
     Ok(Exit::Success)
 }
 
@@ -1099,22 +1099,26 @@ pub fn release(home: &Home, id: &str) -> anyhow::Result<Exit> {
             ),
         )],
     )?;
-    println!("released {id}; its violation count is reset");
+    outln!("released {id}; its violation count is reset");
     Ok(Exit::Success)
 }
 
 fn print_plugins(plugins: &[InstalledPlugin], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", secflow_term::to_json_pretty(plugins)?);
+        outln!("{}", secflow_term::to_json_pretty(plugins)?);
         return Ok(());
     }
     if plugins.is_empty() {
-        println!("no plugins installed; add one with `secflow plugin install FILE`");
+        outln!("no plugins installed; add one with `secflow plugin install FILE`");
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<24} {:<10} {:<14} {:<17} {:<10} SIGNED BY",
-        "ID", "VERSION", "KIND", "STATE", "VIOLATIONS"
+        "ID",
+        "VERSION",
+        "KIND",
+        "STATE",
+        "VIOLATIONS"
     );
     for p in plugins {
         let signers = if p.signers.is_empty() {
@@ -1126,7 +1130,7 @@ fn print_plugins(plugins: &[InstalledPlugin], json: bool) -> anyhow::Result<()> 
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!(
+        outln!(
             "{:<24} {:<10} {:<14} {:<17} {:<10} {signers}",
             p.id,
             p.version,
@@ -1157,10 +1161,10 @@ pub fn versions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
                 })
             })
             .collect();
-        println!("{}", secflow_term::to_json_pretty(&out)?);
+        outln!("{}", secflow_term::to_json_pretty(&out)?);
     } else {
         for v in &versions {
-            println!(
+            outln!(
                 "{} {:<10} {}  installed {}",
                 if v.active { "*" } else { " " },
                 v.version,
@@ -1178,7 +1182,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     let asked = grants::asks(&record.manifest.capabilities);
     let granted = grants::labels(&grant.capabilities);
     if json {
-        println!(
+        outln!(
             "{}",
             secflow_term::to_json_pretty(&serde_json::json!({
                 "asked": asked, "granted": granted, "grant": grant,
@@ -1186,7 +1190,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Success);
     }
-    println!(
+    outln!(
         "{id} {} (digest {}), grant {}",
         grant.version,
         grant.digest,
@@ -1199,7 +1203,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
             )
         }
     );
-    println!(
+    outln!(
         "bound to signer(s): {}",
         if grant.signers.is_empty() {
             "none (installed unsigned in developer mode)".to_string()
@@ -1208,7 +1212,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         }
     );
     if asked.is_empty() {
-        println!("asks for no capabilities");
+        outln!("asks for no capabilities");
     }
     for a in &asked {
         let state = if granted.contains(&a.label) {
@@ -1223,7 +1227,7 @@ pub fn permissions(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
             .and_then(|p| grant.mounts.get(p))
             .map(|h| format!(" -> {}", h.display()))
             .unwrap_or_default();
-        println!("  {state} {}{mount}  ({})", a.label, a.reason);
+        outln!("  {state} {}{mount}  ({})", a.label, a.reason);
     }
     Ok(Exit::Success)
 }
@@ -1239,7 +1243,7 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
     })??;
     let granted = grants::labels(&grant.capabilities);
     if json {
-        println!(
+        outln!(
             "{}",
             secflow_term::to_json_pretty(&serde_json::json!({
                 "plugin": plugin,
@@ -1254,22 +1258,22 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Success);
     }
     let m = &record.manifest;
-    println!("{} {} — {}", m.id, m.version, m.name);
-    println!("  {}", m.description);
-    println!("kind          {}", m.kind);
-    println!("state         {}", plugin.state());
+    outln!("{} {} — {}", m.id, m.version, m.name);
+    outln!("  {}", m.description);
+    outln!("kind          {}", m.kind);
+    outln!("state         {}", plugin.state());
     if let Some(reason) = &plugin.quarantine_reason {
-        println!("quarantined   {reason}");
+        outln!("quarantined   {reason}");
     }
-    println!("digest        {}", plugin.digest);
+    outln!("digest        {}", plugin.digest);
     if !m.authors.is_empty() {
-        println!("authors       {}", m.authors.join(", "));
+        outln!("authors       {}", m.authors.join(", "));
     }
     if let Some(license) = &m.license {
-        println!("license       {license}");
+        outln!("license       {license}");
     }
     if !m.categories.is_empty() || !m.tags.is_empty() {
-        println!(
+        outln!(
             "categories    {}   tags {}",
             m.categories.join(", "),
             m.tags.join(", ")
@@ -1281,9 +1285,9 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
             .iter()
             .map(|(d, r)| format!("{d} {r}"))
             .collect();
-        println!("dependencies  {}", deps.join(", "));
+        outln!("dependencies  {}", deps.join(", "));
     }
-    println!(
+    outln!(
         "versions      {}",
         versions
             .iter()
@@ -1292,17 +1296,17 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
             .join(", ")
     );
     if plugin.signers.is_empty() {
-        println!("signatures    none (installed in developer mode)");
+        outln!("signatures    none (installed in developer mode)");
     }
     for s in &plugin.signers {
-        println!(
+        outln!(
             "signature     {} {} ({})",
             s.key_id,
             s.name.as_deref().unwrap_or("?"),
             s.role
         );
     }
-    println!(
+    outln!(
         "granted       {}",
         if granted.is_empty() {
             "nothing".to_string()
@@ -1311,7 +1315,7 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         }
     );
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} ms"));
-    println!(
+    outln!(
         "runs          {} ({} errors, {} violations); avg {}, p95 {}",
         stats.executions,
         stats.errors,
@@ -1319,14 +1323,14 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
         ms(stats.avg_ms),
         ms(stats.p95_ms)
     );
-    println!(
+    outln!(
         "last run      {}",
         match (&stats.last_run, &stats.last_outcome) {
             (Some(t), Some(o)) => format!("{t} ({o})"),
             _ => "never".to_string(),
         }
     );
-    println!(
+    outln!(
         "health        {}",
         match &health {
             Some(h) => format!(
@@ -1349,15 +1353,15 @@ pub fn info(home: &Home, id: &str, json: bool) -> anyhow::Result<Exit> {
 pub fn check(home: &Home, json: bool) -> anyhow::Result<Exit> {
     let problems = block_on(async { open(home).await?.check().await.map_err(registry_error) })??;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"intact": problems.is_empty(), "problems": problems})
         );
     } else if problems.is_empty() {
-        println!("registry intact: every installed package present and unmodified");
+        outln!("registry intact: every installed package present and unmodified");
     } else {
         for p in &problems {
-            eprintln!("problem: {p}");
+            errln!("problem: {p}");
         }
     }
     Ok(if problems.is_empty() {

@@ -175,7 +175,7 @@ fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> 
                     reason: reason.clone(),
                     details: serde_json::json!({ "violations": violations, "policies": next.policies }),
                 });
-                eprintln!(
+                errln!(
                     "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
                 );
             }
@@ -365,7 +365,7 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
                 "host": host
             }),
         };
-        println!("{}", secflow_term::to_json_pretty(&value)?);
+        outln!("{}", secflow_term::to_json_pretty(&value)?);
         return Ok(());
     }
     // Everything below the plugin controls (log text, fields, its error and panic
@@ -376,11 +376,11 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
             .iter()
             .map(|(k, v)| format!(" {}={}", escape_line(k), escape_line(v)))
             .collect();
-        eprintln!("[{}] {}{fields}", line.level, escape_line(&line.message));
+        errln!("[{}] {}{fields}", line.level, escape_line(&line.message));
     }
     match &inv.outcome {
-        Ok(output) => println!("{}", secflow_term::to_json_pretty(output)?),
-        Err(error) => eprintln!(
+        Ok(output) => outln!("{}", secflow_term::to_json_pretty(output)?),
+        Err(error) => errln!(
             "error: {}: {}",
             inv.report.plugin,
             escape(&error.to_string())
@@ -388,7 +388,7 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
     }
     if args.report || inv.outcome.is_err() {
         let r = &inv.report;
-        eprintln!(
+        errln!(
             "{} {} · {} · {:.2} ms · peak memory {} KiB · in {} B · out {} B · http {}{}{}",
             r.plugin,
             r.version,
@@ -406,7 +406,7 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
                 .unwrap_or_default(),
         );
         let h = &r.host;
-        eprintln!(
+        errln!(
             "host kept: {} log line(s) ({} B), {} metric sample(s) ({} B), stdout {} B, stderr {} B; wrote {} B in {} new file(s)",
             h.budget.log_lines,
             h.budget.log_bytes,
@@ -418,7 +418,7 @@ fn print(args: &RunArgs, inv: &Invocation) -> anyhow::Result<()> {
             h.fs_files_created,
         );
         for denial in &r.denials {
-            eprintln!("denied: {}", escape_line(denial));
+            errln!("denied: {}", escape_line(denial));
         }
     }
     Ok(())

@@ -67,7 +67,7 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
         super::write_atomic(path, baseline.to_json().as_bytes())?;
-        eprintln!(
+        errln!(
             "wrote a baseline of {} finding(s) to {}",
             baseline.findings.len(),
             path.display()
@@ -80,7 +80,7 @@ pub fn run(home: &Home, args: ScanArgs) -> anyhow::Result<Exit> {
     match &args.output {
         Some(path) => {
             super::write_atomic(path, rendered.as_bytes())?;
-            eprintln!(
+            errln!(
                 "wrote {} report to {}: {} finding(s){}",
                 args.format,
                 path.display(),
@@ -220,7 +220,7 @@ fn installed_plugins(
         Ok(engine) => engine,
         Err(e) => {
             // Fail closed for installed plugins only; the bundled ones need no admission.
-            eprintln!("warning: installed plugins left out: {e:#}");
+            errln!("warning: installed plugins left out: {e:#}");
             return Ok((None, Vec::new()));
         }
     };
@@ -244,7 +244,7 @@ fn installed_plugins(
                 continue;
             }
             if bundled.contains(&p.id.as_str()) {
-                eprintln!(
+                errln!(
                     "warning: installed plugin {} has the id of a bundled plugin; the bundled one runs",
                     p.id
                 );
@@ -254,7 +254,7 @@ fn installed_plugins(
                 .await
             {
                 Ok(prepared) => out.push(prepared),
-                Err(e) => eprintln!("warning: installed plugin {} left out: {e:#}", p.id),
+                Err(e) => errln!("warning: installed plugin {} left out: {e:#}", p.id),
             }
         }
         anyhow::Ok(out)
@@ -330,7 +330,7 @@ fn scan_recording(
         .map_err(|e| fail(Exit::Usage, e.to_string()))?;
     progress.finish();
     for f in start_failures {
-        eprintln!(
+        errln!(
             "warning: {} left out of the scan: {}",
             f.failure.plugin,
             secflow_term::escape_line(&f.failure.message)
@@ -406,7 +406,7 @@ fn record_installed_runs(
                     reason: reason.clone(),
                     details: serde_json::json!({ "violations": count, "policies": next.policies }),
                 });
-                eprintln!(
+                errln!(
                     "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
                 );
             }
@@ -478,9 +478,10 @@ fn select_plugins(
     candidates.retain(|c| {
         let replaced = c.origin != "dev" && dev_ids.contains(&c.manifest.id.to_string());
         if replaced {
-            eprintln!(
+            errln!(
                 "note: the --dev plugin `{}` stands in for the {} one in this scan",
-                c.manifest.id, c.origin
+                c.manifest.id,
+                c.origin
             );
         }
         !replaced
@@ -605,7 +606,7 @@ fn select_plugins(
             // one admitted) is left out like one that fails its checks, and the refusal is
             // recorded; bundled and --dev ones are the user's to fix.
             (Err(e), Some(prepared)) => {
-                eprintln!("warning: installed plugin {id} left out: {e:#}");
+                errln!("warning: installed plugin {id} left out: {e:#}");
                 events.push(secflow_audit::Event {
                     actor: "scan".into(),
                     action: "plugin.load".into(),

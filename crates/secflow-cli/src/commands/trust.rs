@@ -57,7 +57,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 public.name,
                 scopes.join(", ")
             );
-            println!("{what}");
+            outln!("{what}");
             audit = Some(trust_event("add", what));
         }
         TrustCommand::Remove { key } => {
@@ -67,19 +67,19 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                     format!("no trusted key `{key}`; see `secflow trust list`"),
                 ));
             }
-            println!("Removed {key}");
+            outln!("Removed {key}");
             audit = Some(trust_event("remove", format!("Removed {key}")));
         }
         TrustCommand::List { json } => {
             if json {
-                println!("{}", secflow_term::to_json_pretty(&store)?);
+                outln!("{}", secflow_term::to_json_pretty(&store)?);
             } else {
                 for k in &store.keys {
                     let retired = k
                         .retired_at
                         .map(|t| format!(" (retired at {t})"))
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{:<34} {:<12} {:<12} {}{retired}",
                         k.key_id,
                         k.name,
@@ -88,17 +88,17 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                     );
                 }
                 for t in &store.thresholds {
-                    println!("threshold {} of n for {}", t.required, t.scope);
+                    outln!("threshold {} of n for {}", t.required, t.scope);
                 }
                 for r in &store.revocations {
-                    println!("revoked {:?} from {}: {}", r.item, r.from, r.reason);
+                    outln!("revoked {:?} from {}: {}", r.item, r.from, r.reason);
                 }
             }
         }
         TrustCommand::Threshold { scope, required } => {
             store.set_threshold(&scope, required).map_err(usage)?;
             let what = format!("Plugins matching {scope} now need {required} trusted signature(s)");
-            println!("{what}");
+            outln!("{what}");
             audit = Some(trust_event("threshold", what));
         }
         TrustCommand::Rotate { from, to } => {
@@ -109,7 +109,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
                 .rotate(&signed)
                 .map_err(|e| fail(Exit::Refused, e.to_string()))?;
             let what = format!("Rotated {from} -> {to} ({id}); {from} is retired");
-            println!("{what}");
+            outln!("{what}");
             audit = Some(trust_event("rotate", what));
         }
         TrustCommand::Revoke {
@@ -145,7 +145,7 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
             store
                 .import_revocations(&signed)
                 .map_err(|e| fail(Exit::Refused, e.to_string()))?;
-            println!("Revocation recorded");
+            outln!("Revocation recorded");
             audit = Some(trust_event("revoke", "Revocation recorded".into()));
         }
         TrustCommand::Import { file } => {
@@ -159,12 +159,12 @@ pub fn run(home: &Home, cmd: TrustCommand) -> anyhow::Result<Exit> {
             if signed.body.contains(secflow_trust::lists::ROTATION_TYPE) {
                 let id = store.rotate(&signed).map_err(refused)?;
                 let what = format!("Rotation imported: {id} replaces {}", signed.key_id);
-                println!("{what}");
+                outln!("{what}");
                 audit = Some(trust_event("import", what));
             } else {
                 let n = store.import_revocations(&signed).map_err(refused)?;
                 let what = format!("Imported {n} new revocation(s)");
-                println!("{what}");
+                outln!("{what}");
                 audit = Some(trust_event("import", what));
             }
         }
@@ -191,7 +191,7 @@ pub fn sign(
         secflow_trust::add_signature(&bytes, &signing, now, expires, &PackageLimits::default())
             .map_err(usage)?;
     super::write_atomic(file, &signed)?;
-    println!(
+    outln!(
         "Signed {} with {key} ({})",
         file.display(),
         secflow_trust::key_id(&signing.verifying_key())
@@ -264,12 +264,12 @@ pub fn verify(home: &Home, file: &Path, json: bool, allow_rollback: bool) -> any
         Ok(v) => v,
         Err(e) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"verdict": "refused", "error": e.to_string()})
                 );
             } else {
-                eprintln!("refused: {e}");
+                errln!("refused: {e}");
             }
             return Ok(Exit::Refused);
         }
@@ -277,55 +277,57 @@ pub fn verify(home: &Home, file: &Path, json: bool, allow_rollback: bool) -> any
     let capabilities = v.package.as_ref().map(|p| &p.manifest.capabilities);
     if json {
         let verdict = if v.accepted() { "accepted" } else { "refused" };
-        println!(
+        outln!(
             "{}",
             secflow_term::to_json_pretty(&serde_json::json!({
                 "verdict": verdict, "verification": v, "capabilities": capabilities,
             }))?
         );
     } else {
-        println!("package sha256 {}", v.package_sha256);
+        outln!("package sha256 {}", v.package_sha256);
         for s in &v.signatures {
             let who = s.key_name.clone().unwrap_or_else(|| "unknown".into());
             let role = s.role.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-            println!(
+            outln!(
                 "  signature {} ({who}, {role}): {}",
                 s.key_id,
                 describe(&s.status)
             );
         }
-        println!("threshold: {} valid of {} required", v.valid, v.required);
+        outln!("threshold: {} valid of {} required", v.valid, v.required);
         if let Some(caps) = capabilities {
             if caps.is_empty() {
-                println!("capabilities: none");
+                outln!("capabilities: none");
             }
             for fs in &caps.filesystem {
-                println!(
+                outln!(
                     "capability filesystem {} ({:?}): {}",
-                    fs.path, fs.access, fs.reason
+                    fs.path,
+                    fs.access,
+                    fs.reason
                 );
             }
             for net in &caps.network {
-                println!("capability network {net}: {}", net.reason);
+                outln!("capability network {net}: {}", net.reason);
             }
             if let Some(kv) = &caps.kv {
-                println!("capability kv: {}", kv.reason);
+                outln!("capability kv: {}", kv.reason);
             }
         }
         if v.rollback_override {
-            println!("note: accepted an older version by explicit override (recorded)");
+            outln!("note: accepted an older version by explicit override (recorded)");
         }
         if v.accepted() {
-            println!(
+            outln!(
                 "verdict: accepted ({} {})",
                 v.plugin_id.as_deref().unwrap_or("?"),
                 v.version.as_deref().unwrap_or("?")
             );
         } else {
             for r in &v.refusals {
-                println!("refused: {r}");
+                outln!("refused: {r}");
             }
-            println!("verdict: refused");
+            outln!("verdict: refused");
         }
     }
     Ok(if v.accepted() {

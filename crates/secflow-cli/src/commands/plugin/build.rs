@@ -32,7 +32,7 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
     }
     ensure_target()?;
     if let Some(note) = rustflags_drop_the_guest_stack(|k| std::env::var(k).ok()) {
-        eprintln!("warning: {note}");
+        errln!("warning: {note}");
     }
     let built = cargo_build(&dir)?;
     let wasm = std::fs::read(&built).with_context(|| format!("read {}", built.display()))?;
@@ -51,29 +51,29 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
             "component": dest, "size": wasm.len(), "sha256": plugin.digest,
             "imports": plugin.imports, "capabilities": m.capabilities,
         });
-        println!("{}", secflow_term::to_json_pretty(&summary)?);
+        outln!("{}", secflow_term::to_json_pretty(&summary)?);
     } else {
-        println!(
+        outln!(
             "Built {} {} ({}) -> {}",
             m.id,
             m.version,
             m.kind,
             dest.display()
         );
-        println!("  size     {} KiB", wasm.len() / 1024);
-        println!("  sha256   {}", plugin.digest);
+        outln!("  size     {} KiB", wasm.len() / 1024);
+        outln!("  sha256   {}", plugin.digest);
         let caps = &m.capabilities;
         if caps.is_empty() {
-            println!("  grants   none requested");
+            outln!("  grants   none requested");
         }
         for fs in &caps.filesystem {
-            println!("  fs       {} ({:?}): {}", fs.path, fs.access, fs.reason);
+            outln!("  fs       {} ({:?}): {}", fs.path, fs.access, fs.reason);
         }
         for net in &caps.network {
-            println!("  network  {net}: {}", net.reason);
+            outln!("  network  {net}: {}", net.reason);
         }
         if let Some(kv) = &caps.kv {
-            println!("  kv       {}", kv.reason);
+            outln!("  kv       {}", kv.reason);
         }
     }
     match args.output {
@@ -108,7 +108,7 @@ fn ensure_target() -> anyhow::Result<()> {
     if libdir.status.success() && path.is_dir() {
         return Ok(());
     }
-    eprintln!("Installing the {TARGET} target with rustup...");
+    errln!("Installing the {TARGET} target with rustup...");
     let status = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status()

@@ -35,8 +35,8 @@ pub fn run(home: &Home, args: NewArgs) -> anyhow::Result<Exit> {
     std::fs::write(dir.join(".gitignore"), "/target\n/plugin.wasm\n")?;
     std::fs::create_dir_all(dir.join(".cargo"))?;
     std::fs::write(dir.join(".cargo/config.toml"), CARGO_CONFIG)?;
-    println!("Created {} plugin `{id}` in {}", args.kind, dir.display());
-    println!("Next: secflow plugin build {}", dir.display());
+    outln!("Created {} plugin `{id}` in {}", args.kind, dir.display());
+    outln!("Next: secflow plugin build {}", dir.display());
     Ok(Exit::Success)
 }
 

@@ -13,7 +13,7 @@ pub fn run(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<Exit> {
             .map_err(|e| fail(Exit::Usage, e.to_string()))?;
     let digest = envelope.digest();
     super::super::write_atomic(&output, &package)?;
-    println!(
+    outln!(
         "Packed {} {} -> {} ({} bytes, sha256 {digest})",
         manifest.id,
         manifest.version,
