@@ -51,12 +51,12 @@ fn file_size(state: &HostState, rep: u32) -> Option<u64> {
     }
 }
 
-/// What is at `path` under a directory descriptor (not following a final symlink):
-/// `Some(bytes it counts for)` or `None` when nothing is there.
-async fn entry_at(state: &mut HostState, rep: u32, path: &str) -> Option<u64> {
+/// What is at `path` under a directory descriptor, resolved as `flags` say (a final
+/// symlink followed or not): `Some(bytes it counts for)` or `None` when nothing is there.
+async fn entry_at(state: &mut HostState, rep: u32, path: &str, flags: PathFlags) -> Option<u64> {
     let stat = state
         .filesystem()
-        .stat_at(borrow(rep), PathFlags::empty(), path.to_string())
+        .stat_at(borrow(rep), flags, path.to_string())
         .await
         .ok()?;
     Some(
@@ -180,8 +180,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 } else {
                     fs.grant_of(rep).unwrap_or(usize::MAX)
                 };
+                // Resolved the way the open will be: creating through a dangling symlink makes
+                // a new file at its target.
                 let before = if creating || truncating {
-                    entry_at(store.data_mut(), rep, &path).await
+                    entry_at(store.data_mut(), rep, &path, path_flags).await
                 } else {
                     None
                 };
@@ -286,7 +288,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     Ok(g) => g,
                     Err(r) => return refused(r),
                 };
-                let before = entry_at(store.data_mut(), rep, &path).await;
+                let before = entry_at(store.data_mut(), rep, &path, PathFlags::empty()).await;
                 let result = store.data_mut().filesystem().unlink_file_at(fd, path).await;
                 if result.is_ok() {
                     fs.release(grant, before.unwrap_or(0), 1);
@@ -341,7 +343,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 if grant != target {
                     return refused(Refusal::CrossDevice);
                 }
-                let replaced = entry_at(store.data_mut(), to, &new_path).await;
+                let replaced = entry_at(store.data_mut(), to, &new_path, PathFlags::empty()).await;
                 let result = store
                     .data_mut()
                     .filesystem()

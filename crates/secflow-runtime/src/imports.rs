@@ -8,7 +8,7 @@
 //! `kv-limit`) instead of a generic trap, and invalid UTF-8 is `invalid-output`.
 
 use crate::bindings::{KvError, LogLevel};
-use crate::budget::{LogCall, MetricCall};
+use crate::budget::{BudgetExceeded, LogCall, MAX_LOG_FIELDS, MetricCall};
 use crate::guard::HostViolation;
 use crate::host::{HostState, LogLine, MetricSample};
 use crate::kv::KvFailure;
@@ -60,17 +60,25 @@ fn pairs(
     list.iter(&mut *cx)?.collect()
 }
 
+/// Stops the call with a budget violation.
+fn exceeded(cx: &Cx<'_>, exceeded: BudgetExceeded) -> wasmtime::Error {
+    let error = wasmtime::format_err!("{exceeded}");
+    cx.data().guard.violate(HostViolation::Budget(exceeded));
+    error
+}
+
 fn log(
     mut cx: Cx<'_>,
     (level, message, fields): (LogLevel, WasmStr, WasmList<(WasmStr, WasmStr)>),
 ) -> wasmtime::Result<()> {
     // Count first: a line with a million fields is refused before they are read.
     let field_count = fields.len();
-    let views = if field_count <= crate::budget::MAX_LOG_FIELDS {
-        pairs(&mut cx, &fields)?
-    } else {
-        Vec::new()
-    };
+    if field_count > MAX_LOG_FIELDS {
+        let what = format!("a log line carried {field_count} structured fields");
+        let limit = MAX_LOG_FIELDS as u64;
+        return Err(exceeded(&cx, BudgetExceeded::Log { what, limit }));
+    }
+    let views = pairs(&mut cx, &fields)?;
     let mut sizes = Vec::with_capacity(views.len());
     for (k, v) in &views {
         sizes.push((
@@ -78,19 +86,13 @@ fn log(
             text(&cx, v, "a log field value")?.len(),
         ));
     }
-    if field_count > sizes.len() {
-        // Report the real count to the budget, which refuses it.
-        sizes.resize(field_count.min(crate::budget::MAX_LOG_FIELDS + 1), (0, 0));
-    }
     let message_len = text(&cx, &message, "a log message")?.len();
     let charged = cx.data_mut().budget.charge_log(LogCall {
         message_len,
         fields: &sizes,
     });
-    if let Err(exceeded) = charged {
-        let violation = HostViolation::Budget(exceeded.clone());
-        cx.data().guard.violate(violation);
-        wasmtime::bail!("{exceeded}");
+    if let Err(e) = charged {
+        return Err(exceeded(&cx, e));
     }
     let message = owned(&cx, &message, "a log message")?;
     let mut owned_fields = Vec::with_capacity(views.len());
@@ -115,51 +117,46 @@ fn emit_metric(
     use crate::budget::{
         MAX_LABEL_NAME_BYTES, MAX_LABEL_VALUE_BYTES, MAX_METRIC_LABELS, MAX_METRIC_NAME_BYTES,
     };
+    let metric = |what: String, limit: usize| BudgetExceeded::Metric {
+        what,
+        limit: limit as u64,
+    };
+    // Counts and sizes first, measured in guest memory: past these checks every piece is at
+    // most a few hundred bytes, so copying it before the budget charges it is cheap.
     let label_count = labels.len();
-    let views = if label_count <= MAX_METRIC_LABELS {
-        pairs(&mut cx, &labels)?
-    } else {
-        Vec::new()
-    };
-    // Every piece is at most a few hundred bytes once these checks pass, so copying before
-    // charging the budget costs at most ~5 KiB.
+    if label_count > MAX_METRIC_LABELS {
+        let what = format!("a metric sample has {label_count} labels");
+        return Err(exceeded(&cx, metric(what, MAX_METRIC_LABELS)));
+    }
     let name_len = text(&cx, &name, "a metric name")?.len();
-    let oversized = name_len > MAX_METRIC_NAME_BYTES
-        || label_count > MAX_METRIC_LABELS
-        || views.iter().try_fold(false, |bad, (k, v)| {
-            Ok::<bool, wasmtime::Error>(
-                bad || text(&cx, k, "a label name")?.len() > MAX_LABEL_NAME_BYTES
-                    || text(&cx, v, "a label value")?.len() > MAX_LABEL_VALUE_BYTES,
-            )
-        })?;
-    let (name, labels) = if oversized {
-        // Let the budget name the cap, with placeholders of the offending sizes.
-        let placeholder = |len: usize, max: usize| "x".repeat(len.min(max + 1));
-        let name = placeholder(name_len, MAX_METRIC_NAME_BYTES);
-        let mut labels = Vec::new();
-        for (k, v) in &views {
-            labels.push((
-                placeholder(text(&cx, k, "a label name")?.len(), MAX_LABEL_NAME_BYTES),
-                placeholder(text(&cx, v, "a label value")?.len(), MAX_LABEL_VALUE_BYTES),
-            ));
-        }
-        labels.resize(
-            label_count.min(MAX_METRIC_LABELS + 1),
-            ("k".into(), String::new()),
+    if name_len == 0 || name_len > MAX_METRIC_NAME_BYTES {
+        let what = format!(
+            "a metric name is {name_len} bytes; names are 1 to {MAX_METRIC_NAME_BYTES} bytes"
         );
-        (name, labels)
-    } else {
-        let name = owned(&cx, &name, "a metric name")?;
-        let mut labels = Vec::with_capacity(views.len());
-        for (k, v) in &views {
-            labels.push((
-                owned(&cx, k, "a label name")?,
-                owned(&cx, v, "a label value")?,
-            ));
+        return Err(exceeded(&cx, metric(what, MAX_METRIC_NAME_BYTES)));
+    }
+    let name = owned(&cx, &name, "a metric name")?;
+    let mut copied = Vec::with_capacity(label_count);
+    for (k, v) in pairs(&mut cx, &labels)? {
+        let (k_len, v_len) = (
+            text(&cx, &k, "a label name")?.len(),
+            text(&cx, &v, "a label value")?.len(),
+        );
+        if k_len == 0 || k_len > MAX_LABEL_NAME_BYTES {
+            let what = format!(
+                "a label name of metric `{name}` is {k_len} bytes; label names are 1 to \
+                 {MAX_LABEL_NAME_BYTES} bytes"
+            );
+            return Err(exceeded(&cx, metric(what, MAX_LABEL_NAME_BYTES)));
         }
-        (name, labels)
-    };
-    let borrowed: Vec<(&str, &str)> = labels
+        let key = owned(&cx, &k, "a label name")?;
+        if v_len > MAX_LABEL_VALUE_BYTES {
+            let what = format!("label `{key}` of metric `{name}` has a {v_len}-byte value");
+            return Err(exceeded(&cx, metric(what, MAX_LABEL_VALUE_BYTES)));
+        }
+        copied.push((key, owned(&cx, &v, "a label value")?));
+    }
+    let borrowed: Vec<(&str, &str)> = copied
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
@@ -167,16 +164,13 @@ fn emit_metric(
         name: &name,
         labels: &borrowed,
     });
-    if let Err(exceeded) = charged {
-        cx.data()
-            .guard
-            .violate(HostViolation::Budget(exceeded.clone()));
-        wasmtime::bail!("{exceeded}");
+    if let Err(e) = charged {
+        return Err(exceeded(&cx, e));
     }
     cx.data_mut().metrics.push(MetricSample {
         name,
         value,
-        labels,
+        labels: copied,
     });
     Ok(())
 }

@@ -495,3 +495,32 @@ mod property {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creating_through_a_dangling_symlink_counts_the_new_file() {
+    let dirs = Dirs::new();
+    let rt = runtime();
+    let p = load_hostile_with(&rt, &out_caps("write-files = 2"), &dirs.mounts());
+    let link = exec(&rt, &p, "symlink", json!({"target": "b", "link": "/out/a"})).await;
+    assert_eq!(ok_json(&link), json!("linked"));
+    // Opening `a` with O_CREAT follows the link and creates `b`: the second entry.
+    let through = exec(
+        &rt,
+        &p,
+        "write-file",
+        json!({"path": "/out/a", "content": "x"}),
+    )
+    .await;
+    assert_eq!(ok_json(&through), json!("written"));
+    assert!(dirs.out.path().join("b").is_file());
+    let third = exec(
+        &rt,
+        &p,
+        "write-file",
+        json!({"path": "/out/c", "content": "x"}),
+    )
+    .await;
+    assert_violation(&third, "fs-quota", "more than 2 files");
+    assert_eq!(walk(dirs.out.path()).0, 2);
+    assert_next_invocation_works(&rt, &p).await;
+}
