@@ -25,6 +25,127 @@ use std::path::Path;
 use std::str::FromStr;
 use tokio::sync::Mutex;
 
+/// The audit vocabulary: every kind of event a SecFlow front end writes. Stored as its
+/// dotted name (`plugin.install`), so the log stays readable and verifiable by tools that
+/// know nothing of this enum; writers and readers (`stats`) use the enum, never a literal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// A package's signatures were checked against the trust store.
+    SignatureVerify,
+    /// The Cedar policies were asked (install, upgrade, enable, run).
+    PolicyDecision,
+    PluginInstall,
+    PluginUpgrade,
+    /// The same payload stored again with other signatures.
+    PluginResign,
+    PluginUninstall,
+    PluginEnable,
+    PluginDisable,
+    /// Lifted from quarantine.
+    PluginRelease,
+    PluginQuarantine,
+    /// A component was compiled (or taken from the cache) and linked into the sandbox.
+    PluginLoad,
+    /// One run of a plugin (`run`, or one plugin's share of a scan).
+    PluginInvoke,
+    /// A run failed without breaking a sandbox rule.
+    PluginError,
+    /// A run broke a sandbox rule (a limit, a denied capability, invalid output).
+    SandboxViolation,
+    ScanRun,
+    TrustAdd,
+    TrustRemove,
+    TrustThreshold,
+    TrustRotate,
+    TrustRevoke,
+    TrustImport,
+}
+
+impl Action {
+    pub const ALL: [Action; 21] = [
+        Action::SignatureVerify,
+        Action::PolicyDecision,
+        Action::PluginInstall,
+        Action::PluginUpgrade,
+        Action::PluginResign,
+        Action::PluginUninstall,
+        Action::PluginEnable,
+        Action::PluginDisable,
+        Action::PluginRelease,
+        Action::PluginQuarantine,
+        Action::PluginLoad,
+        Action::PluginInvoke,
+        Action::PluginError,
+        Action::SandboxViolation,
+        Action::ScanRun,
+        Action::TrustAdd,
+        Action::TrustRemove,
+        Action::TrustThreshold,
+        Action::TrustRotate,
+        Action::TrustRevoke,
+        Action::TrustImport,
+    ];
+
+    /// The name stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::SignatureVerify => "signature.verify",
+            Action::PolicyDecision => "policy.decision",
+            Action::PluginInstall => "plugin.install",
+            Action::PluginUpgrade => "plugin.upgrade",
+            Action::PluginResign => "plugin.resign",
+            Action::PluginUninstall => "plugin.uninstall",
+            Action::PluginEnable => "plugin.enable",
+            Action::PluginDisable => "plugin.disable",
+            Action::PluginRelease => "plugin.release",
+            Action::PluginQuarantine => "plugin.quarantine",
+            Action::PluginLoad => "plugin.load",
+            Action::PluginInvoke => "plugin.invoke",
+            Action::PluginError => "plugin.error",
+            Action::SandboxViolation => "sandbox.violation",
+            Action::ScanRun => "scan.run",
+            Action::TrustAdd => "trust.add",
+            Action::TrustRemove => "trust.remove",
+            Action::TrustThreshold => "trust.threshold",
+            Action::TrustRotate => "trust.rotate",
+            Action::TrustRevoke => "trust.revoke",
+            Action::TrustImport => "trust.import",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Action, String> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not an audit action"))
+    }
+}
+
+impl Event {
+    /// An event of `action` by `actor`; fill the rest with struct update syntax.
+    pub fn new(actor: impl Into<String>, action: Action) -> Event {
+        Event {
+            actor: actor.into(),
+            action: action.as_str().to_string(),
+            ..Event::default()
+        }
+    }
+
+    /// The typed action, when the stored name is one of this version's vocabulary.
+    pub fn action(&self) -> Option<Action> {
+        self.action.parse().ok()
+    }
+}
+
 /// What happened, as the caller reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -439,7 +560,8 @@ impl AuditLog {
     }
 
     /// How many events have `action` (and `decision`, when given).
-    pub async fn count(&self, action: &str, decision: Option<&str>) -> Result<u64, AuditError> {
+    pub async fn count(&self, action: Action, decision: Option<&str>) -> Result<u64, AuditError> {
+        let action = action.as_str();
         let mut guard = self.conn.lock().await;
         let (conn, _) = &mut *guard;
         let n: i64 = sqlx::query(
@@ -454,7 +576,8 @@ impl AuditLog {
     }
 
     /// How many different plugins (id and digest) appear in events with `action`.
-    pub async fn distinct_plugins(&self, action: &str) -> Result<u64, AuditError> {
+    pub async fn distinct_plugins(&self, action: Action) -> Result<u64, AuditError> {
+        let action = action.as_str();
         let mut guard = self.conn.lock().await;
         let (conn, _) = &mut *guard;
         let n: i64 = sqlx::query(

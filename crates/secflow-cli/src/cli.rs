@@ -49,6 +49,51 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the version of secflow and of the plugins built into it
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An audit time filter, normalized to the log's own format (UTC, microseconds) so that
+/// comparing it with stored times is exact whatever offset the user wrote.
+fn parse_since(s: &str) -> Result<String, String> {
+    let text = s.trim();
+    let full = if text.len() == 10 && text.as_bytes().get(4) == Some(&b'-') {
+        format!("{text}T00:00:00Z")
+    } else {
+        text.to_string()
+    };
+    let time = parse_rfc3339_with_offset(&full).ok_or_else(|| {
+        format!("`{s}` is not a time; use RFC 3339 (2026-11-22T09:30:00Z) or a date (2026-11-22)")
+    })?;
+    Ok(humantime::format_rfc3339_micros(time).to_string())
+}
+
+/// RFC 3339 with `Z` or a `+HH:MM`/`-HH:MM` offset.
+fn parse_rfc3339_with_offset(s: &str) -> Option<std::time::SystemTime> {
+    if let Ok(t) = humantime::parse_rfc3339(s) {
+        return Some(t);
+    }
+    let (stamp, sign, offset) = match s.len().checked_sub(6).map(|i| s.split_at(i)) {
+        Some((stamp, off)) if off.starts_with('+') => (stamp, 1i64, &off[1..]),
+        Some((stamp, off)) if off.starts_with('-') => (stamp, -1i64, &off[1..]),
+        _ => return None,
+    };
+    let (h, m) = offset.split_once(':')?;
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    let local = humantime::parse_rfc3339(&format!("{stamp}Z")).ok()?;
+    let shift = std::time::Duration::from_secs(h * 3600 + m * 60);
+    // 11:30+02:00 is 09:30Z.
+    if sign > 0 {
+        local.checked_sub(shift)
+    } else {
+        local.checked_add(shift)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,8 +131,9 @@ pub enum AuditCommand {
         /// Only events about this plugin id
         #[arg(long, value_name = "ID")]
         plugin: Option<String>,
-        /// Only events at or after this RFC 3339 time (e.g. 2026-11-22T00:00:00Z)
-        #[arg(long, value_name = "TIME")]
+        /// Only events at or after this time: RFC 3339 (2026-11-22T09:30:00Z,
+        /// 2026-11-22T11:30:00+02:00) or a date (2026-11-22, midnight UTC)
+        #[arg(long, value_name = "TIME", value_parser = parse_since)]
         since: Option<String>,
         /// Keep printing new events as they are appended
         #[arg(long)]
@@ -133,7 +179,7 @@ pub enum TrustCommand {
     Add {
         key: String,
         #[arg(long, default_value = "publisher", value_parser = parse_role)]
-        role: secflow_trust::Role,
+        role: secflow_host::types::Role,
         /// Plugin ids the key may sign, as globs (repeatable)
         #[arg(long = "scope", default_value = "*")]
         scopes: Vec<String>,
@@ -174,7 +220,7 @@ pub enum TrustCommand {
     Import { file: PathBuf },
 }
 
-fn parse_role(s: &str) -> Result<secflow_trust::Role, String> {
+fn parse_role(s: &str) -> Result<secflow_host::types::Role, String> {
     s.parse()
 }
 
@@ -267,9 +313,9 @@ pub struct ScanArgs {
     #[arg(long, value_name = "DIR")]
     pub rules: Vec<PathBuf>,
 
-    /// Parallel scan jobs [default: number of cores]
-    #[arg(long, short, env = "SECFLOW_JOBS", value_name = "N")]
-    pub jobs: Option<usize>,
+    /// Parallel scan jobs, at least 1 [default: number of cores]
+    #[arg(long, short, env = "SECFLOW_JOBS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
 
     /// Skip files larger than this (bytes; K, M, G suffixes)
     #[arg(long, default_value = "10M", env = "SECFLOW_MAX_FILE_SIZE", value_name = "SIZE", value_parser = parse_size)]

@@ -39,3 +39,48 @@ pub fn code_of(err: &anyhow::Error) -> Exit {
         .find_map(|e| e.downcast_ref::<CodedError>().map(|c| c.code))
         .unwrap_or(Exit::Usage)
 }
+
+/// A host error as the CLI reports it: the exit code of its kind, and its remedy in the
+/// CLI's words (the commands and flags to use).
+pub fn host(err: secflow_host::HostError) -> anyhow::Error {
+    use secflow_host::{ErrorKind, Remedy};
+    let code = match err.kind {
+        ErrorKind::Invalid | ErrorKind::NotFound | ErrorKind::Internal => Exit::Usage,
+        ErrorKind::Refused => Exit::Refused,
+        ErrorKind::PluginFailed => Exit::PluginFailed,
+    };
+    let remedy = err.remedy.as_ref().map(|r| match r {
+        Remedy::ApproveCapabilities => "approve them with --yes, or name the ones to grant with --grant LABEL (no terminal to ask on)".to_string(),
+        Remedy::ApproveOnEnable => "approve the new capabilities with --yes".to_string(),
+        Remedy::ReviewHeldGrant { id } => format!(
+            "review them with `secflow plugin permissions {id}` and approve with `secflow plugin enable {id}`"
+        ),
+        Remedy::Enable { id } => format!("turn it on with `secflow plugin enable {id}`"),
+        Remedy::Release { id } => format!("lift it with `secflow plugin release {id}`"),
+        Remedy::ExplainPolicy { policy_dir } => format!(
+            "see `secflow policy explain --dev DIR` or edit {}",
+            policy_dir.display()
+        ),
+        Remedy::Reinstall => "reinstall it".to_string(),
+        Remedy::Build { dir } => format!("build it with `secflow plugin build {}`", dir.display()),
+        Remedy::CreateManifest => "create one with `secflow plugin new`".to_string(),
+    });
+    fail(
+        code,
+        match remedy {
+            Some(remedy) => format!("{}; {remedy}", err.message),
+            None => err.message,
+        },
+    )
+}
+
+/// `?` on host results in the CLI.
+pub trait HostResultExt<T> {
+    fn cli(self) -> anyhow::Result<T>;
+}
+
+impl<T> HostResultExt<T> for Result<T, secflow_host::HostError> {
+    fn cli(self) -> anyhow::Result<T> {
+        self.map_err(host)
+    }
+}

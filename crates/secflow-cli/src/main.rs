@@ -37,7 +37,6 @@ macro_rules! out {
 mod cli;
 mod commands;
 mod exit;
-mod home;
 mod sdk;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -2,7 +2,6 @@
 //! machine with nothing but `secflow` and a Rust toolchain. The copy is written under
 //! `SECFLOW_HOME/sdk/secflow-pdk-<version>-<hash>/` and scaffolded plugins point at it.
 
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
@@ -21,13 +20,13 @@ const FILES: &[(&str, &str)] = &[
 
 /// Writes the SDK under `sdk_root` if this exact version is not there yet; returns its path.
 pub fn install(sdk_root: &Path) -> std::io::Result<PathBuf> {
-    let mut hasher = Sha256::new();
+    let mut all = Vec::new();
     for (name, text) in FILES {
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(text.as_bytes());
+        all.extend_from_slice(name.as_bytes());
+        all.push(0);
+        all.extend_from_slice(text.as_bytes());
     }
-    let hash = hex::encode(&hasher.finalize()[..6]);
+    let hash = &secflow_io::sha256_hex(&all)[..12];
     let dir = sdk_root.join(format!("secflow-pdk-{}-{hash}", env!("CARGO_PKG_VERSION")));
     if dir.join("Cargo.toml").is_file() {
         return Ok(dir);

@@ -174,6 +174,7 @@ impl Env {
         list.as_array()
             .unwrap()
             .iter()
+            .filter(|p| p["origin"] == "installed")
             .map(|p| {
                 let state = if p["quarantined"] == true {
                     "quarantined"
@@ -355,11 +356,10 @@ fn install_upgrade_uninstall_round_trip() {
         })
         .unwrap_or(0);
     assert_eq!(left, 0, "uninstall sweeps the blobs");
-    env.fails(
-        &["run", "data-processor", "--action", "aggregate"],
-        2,
-        "not installed",
-    );
+    // With the installed one gone, the id runs the plugin bundled with secflow again.
+    let out = env.sum_with_data_processor();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "6");
     // A clean reinstall works.
     env.ok(&["plugin", "install", p(&v2), "--yes"]);
     env.ok(&["plugin", "check"]);
@@ -816,10 +816,12 @@ fn search_versions_and_info_describe_installed_plugins() {
         p(&env.hostile("0.1.0", "", &["pub"])),
         "--yes",
     ]);
+    // Installed plugins only (the bundled ones are listed and searched too).
     let ids = |v: serde_json::Value| -> Vec<String> {
         v.as_array()
             .unwrap()
             .iter()
+            .filter(|p| p["origin"] == "installed")
             .map(|p| p["id"].as_str().unwrap().to_string())
             .collect()
     };
@@ -1226,7 +1228,13 @@ fn an_installed_hostile_enricher_cannot_defeat_fail_on() {
             .any(|e| e["plugin"] == "test-enricher")
     );
     let list = env.json(&["plugin", "list", "--json"]);
-    assert_eq!(list[0]["quarantined"], true, "{list}");
+    let enricher = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "test-enricher" && p["origin"] == "installed")
+        .unwrap();
+    assert_eq!(enricher["quarantined"], true, "{list}");
     assert!(
         env.audit_actions()
             .iter()

@@ -127,6 +127,19 @@ impl PluginKind {
         PluginKind::Action,
     ];
 
+    /// Whether `secflow scan` runs plugins of this kind: detectors and log analyzers over
+    /// files, then enrichers, then analytics. The others run on their own front end (the
+    /// proxy, `probe`, `run`).
+    pub fn runs_in_scan(self) -> bool {
+        match self {
+            PluginKind::Detector
+            | PluginKind::LogAnalyzer
+            | PluginKind::Enricher
+            | PluginKind::Analytics => true,
+            PluginKind::ProxyFilter | PluginKind::DynamicTester | PluginKind::Action => false,
+        }
+    }
+
     /// The kebab-case name used in manifests, on the command line and as the WIT world name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -27,8 +27,6 @@ mod write;
 pub use read::{Package, read_payload};
 pub use write::{pack_dir, packed_files};
 
-use sha2::{Digest, Sha256};
-
 /// First bytes of every package file.
 pub const MAGIC: &[u8; 8] = b"SFPKG\0\0\x01";
 
@@ -168,7 +166,7 @@ impl<'a> Envelope<'a> {
 
 /// SHA-256 of payload bytes, hex.
 pub fn payload_digest(payload: &[u8]) -> String {
-    hex::encode(Sha256::digest(payload))
+    secflow_io::sha256_hex(payload)
 }
 
 /// Assembles a package file from a payload and a signature block.

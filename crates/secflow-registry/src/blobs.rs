@@ -2,8 +2,6 @@
 //! of their bytes, written whole or not at all, and checked against their name on every read.
 
 use crate::RegistryError;
-use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The blob directory of a registry.
@@ -14,7 +12,7 @@ pub struct BlobStore {
 
 /// SHA-256 of `bytes`, hex: a blob's name.
 pub fn blob_name(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    secflow_io::sha256_hex(bytes)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -57,14 +55,9 @@ impl BlobStore {
         }
         let dir = path.parent().expect("blob paths have a parent");
         std::fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(|e| self.io(dir, e))?;
-        tmp.write_all(bytes).map_err(|e| self.io(tmp.path(), e))?;
-        tmp.as_file().sync_all().map_err(|e| self.io(&path, e))?;
-        tmp.persist(&path).map_err(|e| self.io(&path, e.error))?;
-        sync_dir(dir);
+        // Temporary files start with `.tmp-`, which `sweep` removes after a crash.
+        secflow_io::write_atomic(&path, bytes, secflow_io::Mode::Shared)
+            .map_err(|e| self.io(&path, e))?;
         Ok(name)
     }
 
@@ -108,13 +101,6 @@ impl BlobStore {
             }
         }
         Ok(removed)
-    }
-}
-
-/// Makes a rename durable. Best effort: not every platform can open a directory.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

@@ -205,6 +205,31 @@ pub struct SearchQuery {
     pub tag: Option<String>,
 }
 
+impl SearchQuery {
+    /// Whether `p` matches: kind exactly, category and tag case-insensitively, text as a
+    /// case-insensitive substring of the id, name, description, tags or categories.
+    pub fn matches(&self, p: &InstalledPlugin) -> bool {
+        let lower = |s: &str| s.to_lowercase();
+        let text = self.text.as_deref().map(lower);
+        self.kind.as_deref().is_none_or(|k| p.kind == k)
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| p.categories.iter().any(|x| x.eq_ignore_ascii_case(c)))
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|t| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+            && text.as_deref().is_none_or(|t| {
+                [&p.id, &p.name, &p.description]
+                    .into_iter()
+                    .chain(p.tags.iter())
+                    .chain(p.categories.iter())
+                    .any(|field| lower(field).contains(t))
+            })
+    }
+}
+
 /// An open registry.
 #[derive(Debug)]
 pub struct Registry {
@@ -620,32 +645,11 @@ impl Registry {
     }
 
     pub async fn search(&mut self, q: &SearchQuery) -> Result<Vec<InstalledPlugin>, RegistryError> {
-        let lower = |s: &str| s.to_lowercase();
-        let text = q.text.as_deref().map(lower);
         Ok(self
             .list()
             .await?
             .into_iter()
-            .filter(|p| q.kind.as_deref().is_none_or(|k| p.kind == k))
-            .filter(|p| {
-                q.category
-                    .as_deref()
-                    .is_none_or(|c| p.categories.iter().any(|x| x.eq_ignore_ascii_case(c)))
-            })
-            .filter(|p| {
-                q.tag
-                    .as_deref()
-                    .is_none_or(|t| p.tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
-            })
-            .filter(|p| {
-                text.as_deref().is_none_or(|t| {
-                    [&p.id, &p.name, &p.description]
-                        .into_iter()
-                        .chain(p.tags.iter())
-                        .chain(p.categories.iter())
-                        .any(|field| lower(field).contains(t))
-                })
-            })
+            .filter(|p| q.matches(p))
             .collect())
     }
 

@@ -11,9 +11,8 @@
 //! alone is not enough to plant code.
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -53,7 +52,7 @@ impl CompileCache {
     /// `key`. Keep the key outside the directory.
     pub fn open(dir: &Path, key: [u8; 32]) -> std::io::Result<CompileCache> {
         std::fs::create_dir_all(dir)?;
-        restrict(dir, 0o700)?;
+        secflow_io::private_dir(dir)?;
         // Caches written before the key moved out of the directory: the old key is useless
         // now (every entry fails the new MAC) and should not linger.
         let _ = std::fs::remove_file(dir.join("cache.key"));
@@ -124,9 +123,7 @@ impl CompileCache {
     ) -> std::io::Result<()> {
         let tag = self.mac(name, compiled).finalize().into_bytes().to_vec();
         for (path, bytes) in [(artifact, compiled.to_vec()), (tag_path, tag)] {
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-            tmp.write_all(&bytes)?;
-            tmp.persist(path).map_err(|e| e.error)?;
+            secflow_io::write_atomic(path, &bytes, secflow_io::Mode::Private)?;
         }
         Ok(())
     }
@@ -134,16 +131,5 @@ impl CompileCache {
 
 /// SHA-256 of the component bytes, hex.
 pub fn digest(wasm: &[u8]) -> String {
-    hex::encode(Sha256::digest(wasm))
-}
-
-#[cfg(unix)]
-fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
-    Ok(())
+    secflow_io::sha256_hex(wasm)
 }

@@ -1,7 +1,5 @@
 //! Small pure functions that judge a candidate secret.
 
-use sha2::{Digest, Sha256};
-
 /// Shannon entropy in bits per byte. Bytes, not characters: secrets are ASCII, and byte
 /// counts need no decoding of possibly invalid UTF-8.
 pub(crate) fn shannon_entropy(data: &[u8]) -> f64 {
@@ -99,15 +97,4 @@ pub(crate) fn base64url_decode(input: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// Lowercase hex SHA-256.
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-        s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-    }
-    s
 }

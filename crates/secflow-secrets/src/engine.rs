@@ -1,6 +1,6 @@
 //! The compiled scanner.
 
-use crate::checks::{check_jwt, is_placeholder_shape, sha256_hex, shannon_entropy};
+use crate::checks::{check_jwt, is_placeholder_shape, shannon_entropy};
 use crate::rules::{self, Check, RawFile, RawGlobal, RawRule};
 use crate::text::{Cursor, snippet};
 use crate::{Options, RuleError, RuleInfo, SecretMatch};
@@ -389,7 +389,6 @@ impl Scanner {
                     end_column,
                     snippet: snippet(content, line_start, c.span.start, c.span.end),
                     entropy: c.entropy,
-                    secret_hash: sha256_hex(&content[c.span.clone()]),
                 };
                 (m, c.span)
             })

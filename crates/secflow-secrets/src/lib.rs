@@ -33,9 +33,9 @@
 //!
 //! # What a finding reveals
 //! A [`SecretMatch`] never contains the secret: its snippet keeps at most the first four
-//! characters, and [`SecretMatch::secret_hash`] is a SHA-256 for de-duplication. A hash
-//! of a weak password (database URLs allow those) can be reversed by guessing, so hosts
-//! should treat the hash as sensitive-ish and not publish it.
+//! characters. No digest of the secret is kept either: an unkeyed hash of a weak password
+//! (database URLs allow those) is reversed by guessing, so a finding carries none. Hosts
+//! identify findings by their location and rule (the scan's fingerprints).
 //!
 //! ```
 //! use secflow_secrets::Scanner;
@@ -126,9 +126,6 @@ pub struct SecretMatch {
     pub snippet: String,
     /// Shannon entropy of the secret in bits per byte, when the rule has an entropy gate.
     pub entropy: Option<f64>,
-    /// Lowercase hex SHA-256 of the secret's bytes: a stable identity for de-duplication
-    /// and baselines that does not store the secret.
-    pub secret_hash: String,
 }
 
 /// A rule file or option that cannot be used. Names the rule and the field when known.

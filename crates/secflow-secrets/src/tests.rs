@@ -131,11 +131,6 @@ fn scan_checked(scanner: &Scanner, path: &str, content: &[u8]) -> Vec<SecretMatc
             "snippet too long: {}",
             m.snippet.chars().count()
         );
-        assert_eq!(
-            m.secret_hash,
-            crate::checks::sha256_hex(&content[span.clone()])
-        );
-        assert_eq!(m.secret_hash.len(), 64);
         assert!((m.line, m.column) < (m.end_line, m.end_column));
     }
     found.into_iter().map(|(m, _)| m).collect()

@@ -9,7 +9,6 @@ use crate::TrustError;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The public half, as written to `NAME.pub` and shared.
@@ -120,7 +119,7 @@ impl KeyDir {
             )));
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| io(&self.dir, e))?;
-        restrict(&self.dir, 0o700).map_err(|e| io(&self.dir, e))?;
+        secflow_io::restrict(&self.dir, 0o700).map_err(|e| io(&self.dir, e))?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)
             .map_err(|e| TrustError::BadKey(format!("no randomness: {e}")))?;
@@ -198,34 +197,14 @@ fn io(path: &Path, e: std::io::Error) -> TrustError {
     TrustError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Writes a file atomically (temporary file, fsync, rename).
+/// Writes a file atomically (temporary file, fsync, rename), readable by others.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
+    secflow_io::write_atomic(path, bytes, secflow_io::Mode::Shared).map_err(|e| io(path, e))
 }
 
+/// Writes a secret key: 0600 from its first byte.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io(dir, e))?;
-    restrict(tmp.path(), 0o600).map_err(|e| io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io(path, e))?;
-    tmp.persist(path).map_err(|e| io(path, e.error))?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn restrict(_: &Path, _: u32) -> std::io::Result<()> {
-    Ok(())
+    secflow_io::write_atomic(path, bytes, secflow_io::Mode::Private).map_err(|e| io(path, e))
 }

@@ -12,7 +12,6 @@ use crate::keys::key_id;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use secflow_manifest::{Capabilities, Manifest};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The statement type string; a different format gets a different string.
 pub const STATEMENT_TYPE: &str = "secflow.package-signature/v1";
@@ -100,7 +99,7 @@ impl SignatureBlock {
 /// Digest of the declared capabilities, so a signature also pins what the plugin may ask for.
 pub fn capabilities_digest(caps: &Capabilities) -> String {
     let canonical = serde_json::to_vec(caps).expect("capabilities serialize");
-    hex::encode(Sha256::digest(canonical))
+    secflow_io::sha256_hex(&canonical)
 }
 
 /// Builds the statement for a package and signs it.

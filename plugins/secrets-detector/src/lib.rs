@@ -93,7 +93,6 @@ impl Detector for SecretsDetector {
                         rule.description.clone(),
                     ),
                     ("secflow.rule-help".to_string(), rule.help.clone()),
-                    ("secret.sha256".to_string(), m.secret_hash.clone()),
                 ];
                 if let Some(e) = m.entropy {
                     properties.push(("secret.entropy".to_string(), format!("{e:.2}")));

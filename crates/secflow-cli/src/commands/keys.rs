@@ -1,32 +1,26 @@
 //! `secflow key generate|list|export`.
 
 use crate::cli::KeyCommand;
-use crate::exit::{Exit, fail};
-use crate::home::Home;
-use secflow_trust::KeyDir;
+use crate::exit::{Exit, HostResultExt};
+use secflow_host::Host;
 
-pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
-    let keys = KeyDir::new(home.keys());
-    let usage = |e: secflow_trust::TrustError| fail(Exit::Usage, e.to_string());
+pub fn run(host: &Host, cmd: KeyCommand) -> anyhow::Result<Exit> {
     match cmd {
         KeyCommand::Generate { name } => {
-            let public = keys.generate(&name).map_err(usage)?;
+            let public = host.generate_key(&name).cli()?;
             outln!("Generated key `{name}`");
             outln!("  key id  {}", public.key_id);
             outln!("  public  {}", public.public);
-            outln!(
-                "  files   {}",
-                keys.dir.join(format!("{name}.{{key,pub}}")).display()
-            );
+            outln!("  files   {}", host.key_files(&name).display());
         }
         KeyCommand::List { json } => {
-            let list = keys.list().map_err(usage)?;
+            let list = host.list_keys().cli()?;
             if json {
                 outln!("{}", secflow_term::to_json_pretty(&list)?);
             } else if list.is_empty() {
                 outln!(
                     "No keys under {}; create one with `secflow key generate --name NAME`",
-                    keys.dir.display()
+                    host.paths().keys().display()
                 );
             } else {
                 for k in list {
@@ -35,7 +29,7 @@ pub fn run(home: &Home, cmd: KeyCommand) -> anyhow::Result<Exit> {
             }
         }
         KeyCommand::Export { name } => {
-            let public = keys.public(&name).map_err(usage)?;
+            let public = host.public_key(&name).cli()?;
             outln!("{}", secflow_term::to_json_pretty(&public)?);
         }
     }

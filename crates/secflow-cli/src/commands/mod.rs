@@ -1,185 +1,145 @@
-//! One module per command.
+//! One module per command (`plugin` verbs one file each). Commands parse, ask and print;
+//! every decision is a `secflow-host` operation.
 
 mod audit;
 mod keys;
 mod plugin;
 mod policy;
-pub mod registry;
 mod run;
 mod scan;
 mod trust;
 
 use crate::cli::{Cli, Command, PluginCommand};
 use crate::exit::Exit;
-use crate::home::Home;
-pub use audit::record as audit_record;
+use secflow_host::{Host, HostConfig, StateDir};
+
+/// Who the audit log says acted: the local user running the CLI.
+fn actor() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .map(|u| format!("cli:{u}"))
+        .unwrap_or_else(|_| "cli".into())
+}
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    let mut home = Home::resolve(cli.home.as_deref());
-    home.policy_dir = cli.policy_dir.clone();
+    let mut state_dir = StateDir::resolve(cli.home.as_deref());
+    state_dir.policy_dir = cli.policy_dir.clone();
+    let host = Host::open(HostConfig {
+        state_dir,
+        actor: actor(),
+    });
+    let host = &host;
     match cli.command {
-        Command::Scan(args) => scan::run(&home, args),
-        Command::Run(args) => run::run(&home, args),
-        Command::Plugin(PluginCommand::New(args)) => plugin::new::run(&home, args),
-        Command::Plugin(PluginCommand::Build(args)) => plugin::build::run(&home, args),
-        Command::Plugin(PluginCommand::Pack(args)) => plugin::pack::run(&args.dir, args.output),
-        Command::Plugin(PluginCommand::Sign {
-            file,
-            key,
-            expires_in_days,
-        }) => trust::sign(&home, &file, &key, expires_in_days),
-        Command::Plugin(PluginCommand::Verify {
-            file,
-            json,
-            allow_rollback,
-        }) => trust::verify(&home, &file, json, allow_rollback),
-        Command::Key(cmd) => keys::run(&home, cmd),
-        Command::Trust(cmd) => trust::run(&home, cmd),
-        Command::Audit(cmd) => audit::run(&home, cmd),
-        Command::Policy(cmd) => policy::run(&home, cmd),
-        Command::Stats { json } => audit::stats(&home, json),
-        Command::Plugin(PluginCommand::Install(args)) => {
-            registry::install(&home, args, registry::Mode::Install)
-        }
-        Command::Plugin(PluginCommand::Upgrade(args)) => {
-            registry::install(&home, args, registry::Mode::Upgrade)
-        }
-        Command::Plugin(PluginCommand::Sync {
-            dir,
-            yes,
-            watch,
-            interval,
-        }) => registry::sync(&home, &dir, yes, watch, interval),
-        Command::Plugin(PluginCommand::Uninstall { id, json }) => {
-            registry::uninstall(&home, &id, json)
-        }
-        Command::Plugin(PluginCommand::Enable { id, yes }) => registry::enable(&home, &id, yes),
-        Command::Plugin(PluginCommand::Disable { id }) => registry::disable(&home, &id),
-        Command::Plugin(PluginCommand::List { json }) => registry::list(&home, json),
-        Command::Plugin(PluginCommand::Info { id, json }) => registry::info(&home, &id, json),
-        Command::Plugin(PluginCommand::Search {
-            text,
-            kind,
-            category,
-            tag,
-            json,
-        }) => registry::search(
-            &home,
-            secflow_registry::SearchQuery {
+        Command::Scan(args) => scan::run(host, args),
+        Command::Run(args) => run::run(host, args),
+        Command::Key(cmd) => keys::run(host, cmd),
+        Command::Trust(cmd) => trust::run(host, cmd),
+        Command::Audit(cmd) => audit::run(host, cmd),
+        Command::Policy(cmd) => policy::run(host, cmd),
+        Command::Stats { json } => audit::stats(host, json),
+        Command::Version { json } => version(json),
+        Command::Plugin(cmd) => match cmd {
+            PluginCommand::New(args) => plugin::new::run(host, args),
+            PluginCommand::Build(args) => plugin::build::run(host, args),
+            PluginCommand::Pack(args) => plugin::pack::run(&args.dir, args.output),
+            PluginCommand::Sign {
+                file,
+                key,
+                expires_in_days,
+            } => trust::sign(host, &file, &key, expires_in_days),
+            PluginCommand::Verify {
+                file,
+                json,
+                allow_rollback,
+            } => trust::verify(host, &file, json, allow_rollback),
+            PluginCommand::Install(args) => {
+                plugin::install::run(host, args, secflow_host::InstallMode::Install)
+            }
+            PluginCommand::Upgrade(args) => {
+                plugin::install::run(host, args, secflow_host::InstallMode::Upgrade)
+            }
+            PluginCommand::Sync {
+                dir,
+                yes,
+                watch,
+                interval,
+            } => plugin::sync::run(host, &dir, yes, watch, interval),
+            PluginCommand::Uninstall { id, json } => plugin::uninstall::run(host, &id, json),
+            PluginCommand::Enable { id, yes } => plugin::enable::run(host, &id, yes),
+            PluginCommand::Disable { id } => plugin::disable::run(host, &id),
+            PluginCommand::Release { id } => plugin::release::run(host, &id),
+            PluginCommand::List { json } => plugin::list::list(host, json),
+            PluginCommand::Search {
                 text,
-                kind: kind.map(|k| k.as_str().to_string()),
+                kind,
                 category,
                 tag,
-            },
-            json,
-        ),
-        Command::Plugin(PluginCommand::Versions { id, json }) => {
-            registry::versions(&home, &id, json)
-        }
-        Command::Plugin(PluginCommand::Permissions { id, json }) => {
-            registry::permissions(&home, &id, json)
-        }
-        Command::Plugin(PluginCommand::Release { id }) => registry::release(&home, &id),
-        Command::Plugin(PluginCommand::Check { json }) => registry::check(&home, json),
-        Command::Plugin(PluginCommand::Schema) => {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&secflow_manifest::json_schema())?
-            );
-            Ok(Exit::Success)
-        }
+                json,
+            } => plugin::list::search(
+                host,
+                secflow_host::types::SearchQuery {
+                    text,
+                    kind: kind.map(|k| k.as_str().to_string()),
+                    category,
+                    tag,
+                },
+                json,
+            ),
+            PluginCommand::Info { id, json } => plugin::info::run(host, &id, json),
+            PluginCommand::Versions { id, json } => plugin::versions::run(host, &id, json),
+            PluginCommand::Permissions { id, json } => plugin::permissions::run(host, &id, json),
+            PluginCommand::Check { json } => plugin::check::run(host, json),
+            PluginCommand::Schema => {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&secflow_manifest::json_schema())?
+                );
+                Ok(Exit::Success)
+            }
+        },
     }
 }
 
-/// Runs a future to completion on a single-threaded runtime: the commands that talk to the
-/// registry and the audit log do one thing at a time.
-pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(f))
+/// `secflow version`: this build and the plugins built into it (with the digests the build
+/// pinned).
+fn version(json: bool) -> anyhow::Result<Exit> {
+    use crate::exit::HostResultExt;
+    let bundled = secflow_host::bundled().cli()?;
+    if json {
+        let plugins: Vec<_> = bundled
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "id": b.manifest.id, "version": b.manifest.version.to_string(),
+                    "kind": b.manifest.kind, "sha256": b.sha256,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            secflow_term::to_json_pretty(&serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "bundled_plugins": plugins,
+            }))?
+        );
+    } else {
+        outln!("secflow {}", env!("CARGO_PKG_VERSION"));
+        for b in &bundled {
+            outln!(
+                "  {:<20} {:<8} {:<13} sha256 {}",
+                b.manifest.id,
+                b.manifest.version,
+                b.manifest.kind,
+                &b.sha256[..16]
+            );
+        }
+    }
+    Ok(Exit::Success)
 }
 
-/// A runtime configured from the home directory. The compile cache is authenticated with
-/// a key derived from the host key (`keys/`, mode 0600), never stored in the cache.
-pub fn runtime(home: &Home) -> anyhow::Result<secflow_runtime::Runtime> {
-    let config = secflow_runtime::RuntimeConfig {
-        cache_dir: Some(home.component_cache()),
-        cache_key: Some(audit::cache_key(home)?),
-        kv_dir: Some(home.kv()),
-        ..Default::default()
-    };
-    secflow_runtime::Runtime::new(config)
-        .map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e:#}"))
-}
-
-/// Reads and validates the manifest of a plugin directory (exit code 2 when missing or invalid).
-pub fn read_manifest(dir: &std::path::Path) -> anyhow::Result<secflow_manifest::Manifest> {
-    let manifest_path = secflow_manifest::find_manifest(dir).ok_or_else(|| {
-        crate::exit::fail(
-            Exit::Usage,
-            format!(
-                "no plugin.toml or plugin.yaml in {}; create one with `secflow plugin new`",
-                dir.display()
-            ),
-        )
-    })?;
-    secflow_manifest::Manifest::from_file(&manifest_path)
-        .map_err(|e| crate::exit::fail(Exit::Usage, e.to_string()))
-}
-
-/// Reads a plugin directory: its manifest and component bytes.
-pub fn read_plugin_dir(
-    dir: &std::path::Path,
-) -> anyhow::Result<(secflow_manifest::Manifest, Vec<u8>)> {
-    let manifest = read_manifest(dir)?;
-    let component = dir.join(&manifest.component);
-    let wasm = std::fs::read(&component).map_err(|e| {
-        crate::exit::fail(
-            Exit::Usage,
-            format!(
-                "cannot read the component {}: {e}; build it with `secflow plugin build {}`",
-                component.display(),
-                dir.display()
-            ),
-        )
-    })?;
-    Ok((manifest, wasm))
-}
-
-/// Loads a plugin into the runtime, mapping refusals to exit code 3.
-pub fn load(
-    runtime: &secflow_runtime::Runtime,
-    manifest: secflow_manifest::Manifest,
-    wasm: &[u8],
-    grants: secflow_runtime::Grants,
-) -> anyhow::Result<secflow_runtime::Plugin> {
-    runtime.load(manifest, wasm, grants).map_err(|e| {
-        let code = if e.is_refusal() {
-            Exit::Refused
-        } else {
-            Exit::Usage
-        };
-        crate::exit::fail(code, e.to_string())
-    })
-}
-
-/// Writes a file through a temporary file and a rename, so a crash never leaves half of it.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(parent).map_err(|e| {
-        crate::exit::fail(
-            Exit::Usage,
-            format!("cannot write in {}: {e}", parent.display()),
-        )
-    })?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| {
-        crate::exit::fail(Exit::Usage, format!("cannot write {}: {e}", path.display()))
-    })?;
-    Ok(())
+/// Writes a report, baseline, checkpoint or package: durable, 0644, and never replacing a
+/// device, FIFO or socket (`-o /dev/null` stays a device).
+pub fn write_output(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use crate::exit::HostResultExt;
+    secflow_host::write_file(path, bytes, false).cli()
 }

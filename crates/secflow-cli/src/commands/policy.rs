@@ -2,37 +2,34 @@
 //! `SECFLOW_HOME/policy/` (the shipped defaults until `init` writes them there to edit).
 
 use crate::cli::PolicyCommand;
-use crate::exit::{Exit, fail};
-use crate::home::Home;
-use secflow_policy::{Action, PluginFacts, PolicyEngine, PolicyRequest};
+use crate::exit::{Exit, HostResultExt, fail};
+use secflow_host::Host;
 
-pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
-    let dir = home.policy();
+pub fn run(host: &Host, cmd: PolicyCommand) -> anyhow::Result<Exit> {
     match cmd {
         PolicyCommand::Init => {
-            PolicyEngine::install_defaults(&dir).map_err(|e| fail(Exit::Usage, e.to_string()))?;
+            let dir = host.policy_init().cli()?;
             outln!("wrote the default schema and policies to {}", dir.display());
             Ok(Exit::Success)
         }
         PolicyCommand::Check { json } => {
-            let engine = load(&dir)?;
-            let problems = engine.check();
-            let errors = problems.iter().filter(|p| !p.warning).count();
+            let check = host.policy_check().cli()?;
+            let errors = check.errors();
             if json {
                 outln!(
                     "{}",
                     secflow_term::to_json_pretty(&serde_json::json!({
-                        "sources": engine.sources(),
+                        "sources": check.sources,
                         "valid": errors == 0,
-                        "problems": problems,
+                        "problems": check.problems,
                     }))?
                 );
             } else {
-                for p in &problems {
+                for p in &check.problems {
                     errln!("{}: {p}", if p.warning { "warning" } else { "error" });
                 }
                 if errors == 0 {
-                    outln!("policies valid: {}", engine.sources().join(", "));
+                    outln!("policies valid: {}", check.sources.join(", "));
                 }
             }
             if errors > 0 {
@@ -52,38 +49,21 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
             dev_mode,
             json,
         } => {
-            let engine = load(&dir)?;
-            let (plugin, dev_mode, grant_pending) = match (id, dev) {
-                (Some(id), _) => installed_facts(home, &id)?,
+            let explanation = match (id, dev) {
+                (Some(id), _) => host.block_on(host.explain_installed(&id)).cli()?,
                 (None, Some(dev)) => {
-                    let manifest = super::read_manifest(&dev)?;
-                    (
-                        PluginFacts::from_manifest(&manifest, !signed_by.is_empty(), signed_by),
-                        dev_mode,
-                        false,
-                    )
+                    let manifest = secflow_host::read_manifest(&dev).cli()?;
+                    host.explain_manifest(&manifest, signed_by, dev_mode)
+                        .cli()?
                 }
                 (None, None) => {
                     return Err(fail(Exit::Usage, "name an installed plugin or --dev DIR"));
                 }
             };
-            let decisions: Vec<(Action, secflow_policy::PolicyDecision)> = Action::ALL
-                .into_iter()
-                .map(|action| {
-                    let request = PolicyRequest {
-                        principal: "cli".into(),
-                        roles: Vec::new(),
-                        action,
-                        plugin: plugin.clone(),
-                        dev: dev_mode,
-                        approved: false,
-                        capability_increase: grant_pending,
-                    };
-                    (action, engine.decide(&request))
-                })
-                .collect();
+            let plugin = &explanation.plugin;
             if json {
-                let out: Vec<serde_json::Value> = decisions
+                let out: Vec<serde_json::Value> = explanation
+                    .decisions
                     .iter()
                     .map(|(a, d)| serde_json::json!({ "action": a.as_str(), "decision": d }))
                     .collect();
@@ -106,7 +86,7 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
                         "unsigned".to_string()
                     }
                 );
-                for (action, d) in &decisions {
+                for (action, d) in &explanation.decisions {
                     outln!(
                         "  {:<8} {}  by {}{}",
                         action.as_str(),
@@ -123,30 +103,4 @@ pub fn run(home: &Home, cmd: PolicyCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
     }
-}
-
-fn load(dir: &std::path::Path) -> anyhow::Result<PolicyEngine> {
-    PolicyEngine::load(dir).map_err(|e| fail(Exit::Usage, e.to_string()))
-}
-
-/// The facts of an installed plugin as `secflow run` would judge them: its grant, the
-/// signers recorded at install, its violations and quarantine. Returns the facts, whether it
-/// was installed in developer mode, and whether its grant waits for approval.
-fn installed_facts(home: &Home, id: &str) -> anyhow::Result<(PluginFacts, bool, bool)> {
-    use super::registry::{block_on, open, registry_error};
-    block_on(async {
-        let (plugin, record, grant) = open(home)
-            .await?
-            .snapshot(id)
-            .await
-            .map_err(registry_error)?;
-        let facts = secflow_registry::admission::facts(
-            &record.manifest,
-            Some(&grant.capabilities),
-            &record.signers,
-            plugin.violations,
-            plugin.quarantined,
-        );
-        anyhow::Ok((facts, grant.dev, grant.pending))
-    })?
 }

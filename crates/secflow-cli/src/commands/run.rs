@@ -1,25 +1,48 @@
-//! `secflow run --dev DIR`: one sandboxed invocation from a plugin's source directory.
+//! `secflow run ID` / `secflow run --dev DIR`: one sandboxed invocation of a bundled or
+//! installed plugin, or of a plugin's source directory.
 
 use crate::cli::RunArgs;
-use crate::exit::{Exit, fail};
-use crate::home::Home;
+use crate::exit::{Exit, HostResultExt, fail};
 use anyhow::Context;
+use secflow_host::Host;
 use secflow_manifest::PluginKind;
 use secflow_runtime::bindings as b;
-use secflow_runtime::{Call, Grants, Invocation};
+use secflow_runtime::{Call, Invocation};
 use secflow_term::{escape, escape_line};
 use std::io::Read;
-use std::path::PathBuf;
 
-pub fn run(home: &Home, args: RunArgs) -> anyhow::Result<Exit> {
-    match (&args.plugin, &args.dev) {
-        (Some(id), _) => run_installed(home, &id.clone(), &args),
-        (None, Some(dir)) => run_dev(home, &dir.clone(), &args),
-        (None, None) => Err(fail(
-            Exit::Usage,
-            "name an installed plugin (`secflow run ID`) or a plugin directory (`--dev DIR`)",
-        )),
+pub fn run(host: &Host, args: RunArgs) -> anyhow::Result<Exit> {
+    let config = parse_config(&args.config)?;
+    let mounts = super::plugin::install::parse_mounts(&args.mounts)?;
+    let input = read_input(args.input.as_deref())?;
+    // Bundled and installed plugins by id, cleared by the host; a plugin directory runs as
+    // the developer's own, with what it declares. Every run goes through the same
+    // after-run path and is recorded in the audit log.
+    let cleared = match (&args.plugin, &args.dev) {
+        (Some(id), _) => host.block_on(host.clear(id)).cli()?,
+        (None, Some(dir)) => {
+            let (manifest, wasm) = secflow_host::read_plugin_dir(dir).cli()?;
+            secflow_host::Cleared::dev(manifest, wasm)
+        }
+        (None, None) => {
+            return Err(fail(
+                Exit::Usage,
+                "name a bundled or installed plugin (`secflow run ID`) or a plugin directory (`--dev DIR`)",
+            ));
+        }
+    };
+    let call = build_call(cleared.manifest.kind, &args, input, &config)?;
+    let (inv, after) = host
+        .block_on(host.invoke(&cleared, call, &config, &mounts))
+        .cli()?;
+    if let Some(reason) = &after.quarantined {
+        let id = cleared.id();
+        errln!(
+            "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
+        );
     }
+    print(&args, &inv)?;
+    Ok(exit_of(&inv))
 }
 
 /// The exit code of an invocation's outcome.
@@ -34,160 +57,6 @@ fn exit_of(inv: &Invocation) -> Exit {
     }
 }
 
-fn run_dev(home: &Home, dir: &std::path::Path, args: &RunArgs) -> anyhow::Result<Exit> {
-    let (manifest, wasm) = super::read_plugin_dir(dir)?;
-    let config = parse_config(&args.config)?;
-    let mounts = parse_mounts(&args.mounts)?;
-    let input = read_input(args.input.as_deref())?;
-    let call = build_call(manifest.kind, args, input, &config)?;
-    let runtime = super::runtime(home)?;
-    let grants = Grants::all_declared(&manifest, &mounts).map_err(|e| fail(Exit::Usage, e))?;
-    let plugin = super::load(&runtime, manifest, &wasm, grants)?;
-    let invocation = super::block_on(runtime.invoke(&plugin, call, &config))?;
-    print(args, &invocation)?;
-    Ok(exit_of(&invocation))
-}
-
-/// `secflow run ID`: the installed plugin's active version, from its verified blob, with its
-/// stored grant (never the manifest's wish list), after the trust store and the policies
-/// agree again; the run is recorded in the registry's statistics and the audit log, and a
-/// violation counts toward quarantine.
-fn run_installed(home: &Home, id: &str, args: &RunArgs) -> anyhow::Result<Exit> {
-    use super::registry::{plugin_ref, registry_error};
-    use secflow_audit::Event;
-    use secflow_registry::admission;
-
-    let config = parse_config(&args.config)?;
-    let extra_mounts = parse_mounts(&args.mounts)?;
-    let input = read_input(args.input.as_deref())?;
-    let engine = super::registry::policy_engine(home)?;
-    let mut events: Vec<Event> = Vec::new();
-    let result = super::block_on(async {
-        let mut registry = super::registry::open(home).await?;
-        let prepared =
-            super::registry::prepare_installed(home, &mut registry, &engine, id, &mut events)
-                .await?;
-        let grants = prepared.grants(&extra_mounts)?;
-        let super::registry::Prepared {
-            record,
-            grant,
-            manifest,
-            component,
-            question,
-            ..
-        } = prepared;
-        let pref = plugin_ref(id, &record.version, &record.digest);
-        let call = build_call(manifest.kind, args, input, &config)?;
-        let runtime = super::runtime(home)?;
-        let loaded = super::load(&runtime, manifest.clone(), &component, grants)?;
-        events.push(Event {
-            actor: super::registry::actor(),
-            action: "plugin.load".into(),
-            plugin: pref.clone(),
-            decision: Some("ok".into()),
-            reason: String::new(),
-            details: serde_json::json!({
-                "component_sha256": loaded.digest,
-                "compile_cache": format!("{:?}", loaded.cache).to_lowercase(),
-                "imports": loaded.imports,
-                "granted": secflow_registry::grants::labels(&grant.capabilities),
-            }),
-        });
-        let inv = runtime.invoke(&loaded, call, &config).await;
-
-        let (outcome, violation) = match &inv.outcome {
-            Ok(_) => ("ok", false),
-            Err(e) => (e.kind(), e.is_violation()),
-        };
-        let violations = registry
-            .record_run(&secflow_registry::RunRecord {
-                plugin_id: id,
-                version: &record.version,
-                duration_us: inv.report.wall_time_us,
-                outcome,
-                violation,
-            })
-            .await
-            .map_err(registry_error)?;
-        if args.health {
-            let (ok, message) = match &inv.outcome {
-                Ok(secflow_runtime::Output::Health(h)) => {
-                    (h.status != b::HealthStatus::Unhealthy, h.message.clone())
-                }
-                Ok(_) => (true, String::new()),
-                Err(e) => (false, e.to_string()),
-            };
-            registry
-                .record_health(id, &record.version, ok, &message)
-                .await
-                .map_err(registry_error)?;
-        }
-        events.push(Event {
-            actor: super::registry::actor(),
-            action: "plugin.invoke".into(),
-            plugin: pref.clone(),
-            decision: Some(if outcome == "ok" { "ok" } else { "error" }.into()),
-            reason: inv
-                .outcome
-                .as_ref()
-                .err()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            details: serde_json::json!({
-                "call": inv.report.call,
-                "outcome": outcome,
-                "duration_us": inv.report.wall_time_us,
-                "fuel_used": inv.report.fuel_used,
-                "peak_memory_bytes": inv.report.peak_memory_bytes,
-                "bytes_in": inv.report.bytes_in,
-                "bytes_out": inv.report.bytes_out,
-                "http_requests": inv.report.http_requests,
-            }),
-        });
-        if let (true, Err(e)) = (violation, &inv.outcome) {
-            events.push(Event {
-                actor: super::registry::actor(),
-                action: "sandbox.violation".into(),
-                plugin: pref.clone(),
-                decision: Some(e.kind().into()),
-                reason: e.to_string(),
-                details: serde_json::json!({ "violations": violations, "denials": inv.report.denials }),
-            });
-            // The policies set the threshold: once they refuse the next run, quarantine.
-            let mut after = question.clone();
-            after.facts.violations = violations;
-            let next = admission::decide(&engine, &after);
-            if !next.allowed {
-                let reason = format!(
-                    "{violations} sandbox violation(s), last: {}; policy {}",
-                    e.kind(),
-                    next.policies.join(", ")
-                );
-                registry
-                    .quarantine(id, &reason)
-                    .await
-                    .map_err(registry_error)?;
-                events.push(Event {
-                    actor: super::registry::actor(),
-                    action: "plugin.quarantine".into(),
-                    plugin: pref.clone(),
-                    decision: Some("quarantined".into()),
-                    reason: reason.clone(),
-                    details: serde_json::json!({ "violations": violations, "policies": next.policies }),
-                });
-                errln!(
-                    "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
-                );
-            }
-        }
-        anyhow::Ok(inv)
-    });
-    super::audit_record(home, events)?;
-    let inv = result??;
-    print(args, &inv)?;
-    Ok(exit_of(&inv))
-}
-
 fn parse_config(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
     let mut map = serde_json::Map::new();
     for pair in pairs {
@@ -199,18 +68,6 @@ fn parse_config(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
         map.insert(key.to_string(), value);
     }
     Ok(serde_json::Value::Object(map))
-}
-
-pub(crate) fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    pairs
-        .iter()
-        .map(|pair| {
-            let (guest, host) = pair
-                .split_once('=')
-                .ok_or_else(|| fail(Exit::Usage, format!("--mount `{pair}` is not GUEST=HOST")))?;
-            Ok((guest.to_string(), PathBuf::from(host)))
-        })
-        .collect()
 }
 
 fn read_input(input: Option<&str>) -> anyhow::Result<Option<(String, Vec<u8>)>> {

@@ -3,22 +3,22 @@
 //! it (imports against declared capabilities, exports against the declared kind).
 
 use crate::cli::BuildArgs;
+use crate::exit::HostResultExt;
 use crate::exit::{Exit, fail};
-use crate::home::Home;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const TARGET: &str = "wasm32-wasip2";
 
-pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
+pub fn run(host: &secflow_host::Host, args: BuildArgs) -> anyhow::Result<Exit> {
     let dir = args.dir.canonicalize().map_err(|e| {
         fail(
             Exit::Usage,
             format!("cannot open plugin directory {}: {e}", args.dir.display()),
         )
     })?;
-    let manifest = super::super::read_manifest(&dir)?;
+    let manifest = secflow_host::read_manifest(&dir).cli()?;
     if !dir.join("Cargo.toml").is_file() {
         return Err(fail(
             Exit::Usage,
@@ -42,8 +42,7 @@ pub fn run(home: &Home, args: BuildArgs) -> anyhow::Result<Exit> {
     }
     std::fs::write(&dest, &wasm).with_context(|| format!("write {}", dest.display()))?;
 
-    let runtime = super::super::runtime(home)?;
-    let plugin = super::super::load(&runtime, manifest, &wasm, secflow_runtime::Grants::none())?;
+    let plugin = host.validate_component(manifest, &wasm).cli()?;
     let m = &plugin.manifest;
     if args.json {
         let summary = serde_json::json!({

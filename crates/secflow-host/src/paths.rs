@@ -1,26 +1,27 @@
-//! The SecFlow home directory (`--home` / `SECFLOW_HOME`): caches, stores and keys.
+//! The state directory (`--home` / `SECFLOW_HOME`): the registry, blobs, keys, trust store,
+//! policies, audit log, key-value stores and caches of one SecFlow host.
 
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
-pub struct Home {
+pub struct StateDir {
     pub root: PathBuf,
-    /// `--policy-dir` / `SECFLOW_POLICY_DIR`, when the policies live elsewhere.
+    /// Where the policies live when not in the state directory (`--policy-dir`).
     pub policy_dir: Option<PathBuf>,
 }
 
-impl Home {
-    /// `--home` / `SECFLOW_HOME` if given, else the platform data directory
-    /// (`$XDG_DATA_HOME/secflow` or `~/.local/share/secflow`).
-    pub fn resolve(flag: Option<&Path>) -> Home {
-        let root = flag.map(Path::to_path_buf).unwrap_or_else(|| {
+impl StateDir {
+    /// `dir` if given, else the platform data directory (`$XDG_DATA_HOME/secflow` or
+    /// `~/.local/share/secflow`).
+    pub fn resolve(dir: Option<&Path>) -> StateDir {
+        let root = dir.map(Path::to_path_buf).unwrap_or_else(|| {
             std::env::var_os("XDG_DATA_HOME")
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("secflow")
         });
-        Home {
+        StateDir {
             root,
             policy_dir: None,
         }
@@ -54,6 +55,12 @@ impl Home {
         self.root.join("audit.db")
     }
 
+    /// The registry database; absent until something is installed.
+    pub fn registry_db(&self) -> PathBuf {
+        self.root.join("registry.db")
+    }
+
+    /// The guest SDK copy `plugin new` points plugin crates at.
     pub fn sdk(&self) -> PathBuf {
         self.root.join("sdk")
     }

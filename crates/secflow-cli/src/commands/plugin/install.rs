@@ -1,0 +1,161 @@
+//! `secflow plugin install|upgrade FILE...`: the host's admission with the CLI's approver
+//! (a prompt on a terminal, `--yes` or `--grant` in scripts).
+
+use crate::cli::InstallArgs;
+use crate::exit::{Exit, HostResultExt, fail};
+use secflow_host::{AdmitOutcome, Answer, ApprovalRequest, Approver, Host, InstallMode};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// The CLI's approver: shows each request on stderr; `--grant` or `--yes` approve in
+/// advance; otherwise a person is asked on the terminal, when there is one.
+pub struct CliApprover {
+    /// `--grant` or `--yes`, when given.
+    pub standing: Option<&'static str>,
+    /// Whether a person may be asked (never in `sync`).
+    pub interactive: bool,
+}
+
+impl CliApprover {
+    pub fn new(yes: bool, grants: bool, may_prompt: bool) -> CliApprover {
+        CliApprover {
+            standing: if grants {
+                Some("--grant")
+            } else if yes {
+                Some("--yes")
+            } else {
+                None
+            },
+            interactive: may_prompt
+                && std::io::stdin().is_terminal()
+                && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Approver for CliApprover {
+    fn show(&self, r: &ApprovalRequest<'_>) {
+        let m = r.manifest;
+        let signed = if r.signers.is_empty() {
+            "unsigned (developer mode)".to_string()
+        } else {
+            format!(
+                "signed by {}",
+                r.signers
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name.as_deref().unwrap_or(&s.key_id), s.role))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        errln!("{} {} ({}), {signed}", m.id, m.version, m.kind);
+        errln!("  {}", m.description);
+        if let Some(p) = r.installed {
+            errln!("  installed: {} ({})", p.version, p.state());
+        }
+        if r.asks.is_empty() {
+            errln!("  asks for no capabilities");
+        } else {
+            errln!("  asks for:");
+            for a in r.asks {
+                let new = r.increase.is_some_and(|inc| inc.contains(&a.label));
+                errln!(
+                    "    {}{:<40} {}",
+                    if new { "+ " } else { "  " },
+                    a.label,
+                    a.reason
+                );
+            }
+        }
+        if let Some(inc) = r.increase {
+            if inc.is_empty() {
+                errln!("  nothing beyond the current grant");
+            } else {
+                errln!("  new since the installed version: {}", inc.join(", "));
+            }
+        }
+    }
+
+    fn standing(&self) -> Option<String> {
+        self.standing.map(str::to_string)
+    }
+
+    fn ask(&self, r: &ApprovalRequest<'_>) -> Answer {
+        if !self.interactive {
+            return Answer::CannotAsk;
+        }
+        let question = if r.upgrade {
+            "Grant the new capabilities and upgrade?"
+        } else if r.installed.is_some() {
+            "Grant them and enable?"
+        } else {
+            "Grant these capabilities and install?"
+        };
+        match confirm(question) {
+            Ok(true) => Answer::Approved {
+                via: "prompt".into(),
+            },
+            _ => Answer::Declined,
+        }
+    }
+}
+
+/// Asks a yes/no question on the terminal; anything but yes is no.
+fn confirm(question: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    err!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// `GUEST=HOST` pairs.
+pub fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (guest, host) = pair
+                .split_once('=')
+                .ok_or_else(|| fail(Exit::Usage, format!("--mount `{pair}` is not GUEST=HOST")))?;
+            Ok((guest.to_string(), PathBuf::from(host)))
+        })
+        .collect()
+}
+
+pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<Exit> {
+    let mut packages = Vec::new();
+    for file in &args.files {
+        let bytes = std::fs::read(file)
+            .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", file.display())))?;
+        packages.push(secflow_host::Package {
+            source: file.display().to_string(),
+            bytes,
+        });
+    }
+    let request = secflow_host::InstallRequest {
+        packages,
+        mode,
+        select: args.grants.clone(),
+        mounts: parse_mounts(&args.mounts)?,
+        dev: args.dev,
+        allow_rollback: args.allow_rollback,
+    };
+    let approver = CliApprover::new(args.yes, !args.grants.is_empty(), mode != InstallMode::Sync);
+    let admitted = host.block_on(host.install(request, &approver)).cli()?;
+    for a in &admitted {
+        match (&a.outcome, a.held_for_approval) {
+            (AdmitOutcome::Unchanged, _) => errln!("{}", a.message),
+            (AdmitOutcome::NotNewer { .. }, _) => errln!("note: {}", a.message),
+            (AdmitOutcome::Upgraded { .. }, true) if !args.json => {
+                outln!("{}: secflow plugin enable {}", a.message, a.id)
+            }
+            _ if !args.json => outln!("{}", a.message),
+            _ => {}
+        }
+    }
+    if args.json {
+        outln!("{}", secflow_term::to_json_pretty(&admitted)?);
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,55 @@
+//! The official plugins embedded in the binary: first-class plugins with origin `bundled`,
+//! listed, runnable by id and scanned with, each checked against the digest its build
+//! pinned before it is loaded.
+
+use crate::{HostError, Result};
+use secflow_manifest::Manifest;
+
+/// An embedded plugin, parsed.
+#[derive(Debug, Clone)]
+pub struct BundledPlugin {
+    pub manifest: Manifest,
+    pub component: &'static [u8],
+    /// SHA-256 of the component, pinned at build time.
+    pub sha256: &'static str,
+}
+
+impl BundledPlugin {
+    /// The component bytes, after checking them against the pinned digest.
+    pub fn verified_component(&self) -> Result<&'static [u8]> {
+        if secflow_io::sha256_hex(self.component) != self.sha256 {
+            return Err(HostError::refused(format!(
+                "bundled plugin {} does not match its pinned digest; reinstall secflow",
+                self.manifest.id
+            )));
+        }
+        Ok(self.component)
+    }
+}
+
+/// Every bundled plugin, in the order of `plugins/BUNDLED` (the order enrichers run in).
+pub fn bundled() -> Result<Vec<BundledPlugin>> {
+    secflow_plugin_artifacts::BUNDLED
+        .iter()
+        .map(|b| {
+            let manifest = Manifest::parse(
+                b.manifest.as_bytes(),
+                secflow_manifest::Format::Toml,
+                &format!("bundled plugin {}", b.name),
+            )
+            .map_err(|e| HostError::internal(format!("bundled plugin {}: {e}", b.name)))?;
+            Ok(BundledPlugin {
+                manifest,
+                component: b.component,
+                sha256: b.sha256,
+            })
+        })
+        .collect()
+}
+
+/// The bundled plugin with this id, if there is one.
+pub fn bundled_plugin(id: &str) -> Result<Option<BundledPlugin>> {
+    Ok(bundled()?
+        .into_iter()
+        .find(|b| b.manifest.id.as_str() == id))
+}

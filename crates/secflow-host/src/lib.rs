@@ -1,0 +1,243 @@
+//! `secflow-host`: the one application layer between SecFlow's front ends (the CLI, and
+//! the server, proxy and workers that build on it) and the domain crates.
+//!
+//! Every security decision lives here once: install admission (verification, policy,
+//! approval through an [`Approver`]), run clearance ([`Host::clear`]), plugin selection for
+//! a scan ([`Host::scan`]), and the single after-run path ([`Host::after_run`]: statistics,
+//! violations, quarantine, audit) that `run`, `scan` and every later front end share. Front
+//! ends parse, ask and print; they never repeat a decision.
+//!
+//! A [`Host`] is opened once from the state directory and is cheap to clone and share
+//! across threads and tasks. Operations are `async`; [`Host::block_on`] runs one on the
+//! host's own tokio runtime for synchronous callers. Every operation records its audit
+//! events before it returns, and fails if they cannot be recorded.
+
+mod admission;
+mod audit;
+mod bundled;
+mod clearance;
+mod error;
+mod keys;
+mod lifecycle;
+mod paths;
+mod policy;
+mod queries;
+mod run;
+mod scan;
+mod trust;
+
+pub use admission::{
+    AdmitOutcome, Admitted, Answer, ApprovalRequest, Approver, InstallMode, InstallRequest, Package,
+};
+pub use audit::{Integrity, LastEvent, Summary as AuditSummary};
+pub use bundled::{BundledPlugin, bundled, bundled_plugin};
+pub use clearance::{Cleared, Origin};
+pub use error::{ErrorKind, HostError, Remedy, Result};
+pub use paths::StateDir;
+pub use policy::{Explanation, PolicyCheck};
+pub use queries::{Permissions, PluginInfo, PluginListing};
+pub use run::{AfterRun, Failure, RunOutcome};
+pub use scan::{PluginConfigs, RULES_PLUGIN, ScanOutcome, ScanRequest};
+pub use trust::{TrustChange, Verdict};
+
+/// Types of the domain crates that appear in host operations' inputs and results, so a
+/// front end depends on this crate alone.
+pub mod types {
+    pub use secflow_audit::{
+        Action as AuditAction, Checkpoint, Entry, Event, Filter as AuditFilter, PluginRef,
+        VerifyReport,
+    };
+    pub use secflow_policy::{Action as PolicyAction, PluginFacts, PolicyDecision, PolicyProblem};
+    pub use secflow_registry::admission::Signer;
+    pub use secflow_registry::grants::{Ask, Grant};
+    pub use secflow_registry::{Health, InstalledPlugin, RunStats, SearchQuery, VersionRecord};
+    pub use secflow_trust::store::TrustedKey;
+    pub use secflow_trust::{
+        PublicKeyFile, Revocation, RevokedItem, Role, SignatureStatus, TrustStore, Verification,
+    };
+}
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Where a host keeps its state and who acts through it.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub state_dir: StateDir,
+    /// Who the audit log says acted: `cli:alice`, `api:token-3`.
+    pub actor: String,
+}
+
+/// An open SecFlow host. Clones share everything.
+#[derive(Debug, Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    paths: StateDir,
+    actor: String,
+    /// The sandbox, created on first use (it needs the host key for its compile cache).
+    runtime: Mutex<Option<secflow_runtime::Runtime>>,
+    /// The policies, loaded on first use (a scan with only bundled plugins never needs them).
+    policy: Mutex<Option<Arc<secflow_policy::PolicyEngine>>>,
+    /// The audit log, opened on first write or read.
+    audit: tokio::sync::OnceCell<secflow_audit::AuditLog>,
+    /// Serializes read-modify-write of the trust store within this process.
+    trust: tokio::sync::Mutex<()>,
+    /// The host's tokio runtime, for synchronous callers.
+    executor: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl Host {
+    /// Opens the host of a state directory. Nothing is created until an operation needs it.
+    pub fn open(config: HostConfig) -> Host {
+        Host {
+            inner: Arc::new(Inner {
+                paths: config.state_dir,
+                actor: config.actor,
+                runtime: Mutex::new(None),
+                policy: Mutex::new(None),
+                audit: tokio::sync::OnceCell::new(),
+                trust: tokio::sync::Mutex::new(()),
+                executor: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub fn paths(&self) -> &StateDir {
+        &self.inner.paths
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.inner.actor
+    }
+
+    /// Runs `future` to completion on the host's runtime (multi-threaded, one worker per
+    /// core). For synchronous front ends; never call it from inside an async task.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.inner
+            .executor
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime starts")
+            })
+            .block_on(future)
+    }
+
+    /// The sandbox. Its compile cache is authenticated with a key derived from the host
+    /// key, which never enters the cache directory.
+    pub fn runtime(&self) -> Result<secflow_runtime::Runtime> {
+        let mut slot = self.inner.runtime.lock().expect("runtime lock");
+        if let Some(runtime) = slot.as_ref() {
+            return Ok(runtime.clone());
+        }
+        let config = secflow_runtime::RuntimeConfig {
+            cache_dir: Some(self.paths().component_cache()),
+            cache_key: Some(audit::cache_key(self.paths())?),
+            kv_dir: Some(self.paths().kv()),
+            ..Default::default()
+        };
+        let runtime = secflow_runtime::Runtime::new(config)
+            .map_err(|e| HostError::internal(format!("cannot start the sandbox: {e:#}")))?;
+        *slot = Some(runtime.clone());
+        Ok(runtime)
+    }
+
+    /// The admission policies (the shipped defaults until the state directory has its own).
+    pub fn policy(&self) -> Result<Arc<secflow_policy::PolicyEngine>> {
+        let mut slot = self.inner.policy.lock().expect("policy lock");
+        if let Some(engine) = slot.as_ref() {
+            return Ok(engine.clone());
+        }
+        let engine = Arc::new(
+            secflow_policy::PolicyEngine::load(&self.paths().policy())
+                .map_err(|e| HostError::invalid(e.to_string()))?,
+        );
+        *slot = Some(engine.clone());
+        Ok(engine)
+    }
+
+    /// Opens the registry (creating it when something is to be stored).
+    async fn registry(&self) -> Result<secflow_registry::Registry> {
+        secflow_registry::Registry::open(&self.paths().root)
+            .await
+            .map_err(|e| {
+                HostError::internal(format!(
+                    "cannot open the registry in {}: {e}",
+                    self.paths().root.display()
+                ))
+            })
+    }
+
+    /// Whether anything was ever installed (a registry exists).
+    fn has_registry(&self) -> bool {
+        self.paths().registry_db().exists()
+    }
+
+    fn load_trust_store(&self) -> Result<secflow_trust::TrustStore> {
+        Ok(secflow_trust::TrustStore::load(
+            &self.paths().trust_store(),
+        )?)
+    }
+
+    fn save_trust_store(&self, store: &secflow_trust::TrustStore) -> Result<()> {
+        Ok(store.save(&self.paths().trust_store())?)
+    }
+
+    /// Reads a plugin directory: its manifest and component bytes.
+    pub fn read_plugin_dir(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<(secflow_manifest::Manifest, Vec<u8>)> {
+        read_plugin_dir(dir)
+    }
+}
+
+/// Reads and validates the manifest of a plugin directory.
+pub fn read_manifest(dir: &std::path::Path) -> Result<secflow_manifest::Manifest> {
+    let path = secflow_manifest::find_manifest(dir).ok_or_else(|| {
+        HostError::invalid(format!(
+            "no plugin.toml or plugin.yaml in {}",
+            dir.display()
+        ))
+        .with_remedy(Remedy::CreateManifest)
+    })?;
+    secflow_manifest::Manifest::from_file(&path).map_err(|e| HostError::invalid(e.to_string()))
+}
+
+/// Reads a plugin directory: its manifest and component bytes.
+pub fn read_plugin_dir(dir: &std::path::Path) -> Result<(secflow_manifest::Manifest, Vec<u8>)> {
+    let manifest = read_manifest(dir)?;
+    let component: PathBuf = dir.join(&manifest.component);
+    let wasm = std::fs::read(&component).map_err(|e| {
+        HostError::invalid(format!(
+            "cannot read the component {}: {e}",
+            component.display()
+        ))
+        .with_remedy(Remedy::Build {
+            dir: dir.to_path_buf(),
+        })
+    })?;
+    Ok((manifest, wasm))
+}
+
+/// Writes a report, package, key or checkpoint: durable, 0644 (or 0600 for secrets), and
+/// never replacing what is not a regular file (`/dev/null` stays a device).
+pub fn write_file(path: &std::path::Path, bytes: &[u8], private: bool) -> Result<()> {
+    let mode = if private {
+        secflow_io::Mode::Private
+    } else {
+        secflow_io::Mode::Shared
+    };
+    secflow_io::write_atomic(path, bytes, mode)
+        .map_err(|e| HostError::invalid(format!("cannot write {}: {e}", path.display())))
+}
+
+/// The time now, RFC 3339 to the second.
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}

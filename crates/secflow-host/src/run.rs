@@ -1,0 +1,283 @@
+//! Loading a cleared plugin, invoking it, and the one after-run path every front end uses:
+//! the registry's statistics and health, violations counted toward quarantine (the
+//! policies set the threshold), and the audit events of the run.
+
+use crate::audit::plugin_ref;
+use crate::{Cleared, ErrorKind, Host, HostError, Origin, Result};
+use secflow_audit::{Action as AuditAction, Event};
+use std::path::PathBuf;
+
+/// One failure during a run (a scan can have several, one per file or batch).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    /// The runtime's error kind: `timeout`, `memory-limit`, `capability-denied`, ...
+    pub kind: String,
+    pub message: String,
+    /// It broke a sandbox rule (counts toward quarantine).
+    pub violation: bool,
+    /// The file being processed, in a scan.
+    pub file: Option<String>,
+}
+
+impl Failure {
+    pub fn of(error: &secflow_runtime::InvokeError) -> Failure {
+        Failure {
+            kind: error.kind().to_string(),
+            message: error.to_string(),
+            violation: error.is_violation(),
+            file: None,
+        }
+    }
+}
+
+/// What a run of one plugin came to, as the after-run path records it.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub duration_us: u64,
+    pub failures: Vec<Failure>,
+    /// For a health check: healthy, and its message.
+    pub health: Option<(bool, String)>,
+    /// Capabilities the sandbox denied.
+    pub denials: Vec<String>,
+    /// Figures for the audit event (call, fuel, memory, bytes, files, findings).
+    pub details: serde_json::Value,
+}
+
+impl RunOutcome {
+    /// The outcome of one invocation.
+    pub fn of(inv: &secflow_runtime::Invocation, health_check: bool) -> RunOutcome {
+        let r = &inv.report;
+        RunOutcome {
+            duration_us: r.wall_time_us,
+            failures: inv
+                .outcome
+                .as_ref()
+                .err()
+                .map(Failure::of)
+                .into_iter()
+                .collect(),
+            health: health_check.then(|| match &inv.outcome {
+                Ok(secflow_runtime::Output::Health(h)) => (
+                    h.status != secflow_runtime::bindings::HealthStatus::Unhealthy,
+                    h.message.clone(),
+                ),
+                Ok(_) => (true, String::new()),
+                Err(e) => (false, e.to_string()),
+            }),
+            denials: r.denials.clone(),
+            details: serde_json::json!({
+                "call": r.call,
+                "outcome": inv.outcome.as_ref().err().map_or("ok", |e| e.kind()),
+                "duration_us": r.wall_time_us,
+                "fuel_used": r.fuel_used,
+                "peak_memory_bytes": r.peak_memory_bytes,
+                "bytes_in": r.bytes_in,
+                "bytes_out": r.bytes_out,
+                "http_requests": r.http_requests,
+            }),
+        }
+    }
+}
+
+/// What the after-run path did.
+#[derive(Debug, Clone, Default)]
+pub struct AfterRun {
+    /// Violations on record for an installed plugin since install or release.
+    pub violations: u64,
+    /// Set when this run put the plugin into quarantine: the reason.
+    pub quarantined: Option<String>,
+}
+
+impl Host {
+    /// Loads a cleared plugin into the sandbox with its grants (`extra_mounts` re-bind
+    /// granted directories). Records the load of an installed plugin, and a refusal.
+    pub async fn load(
+        &self,
+        cleared: &Cleared,
+        extra_mounts: &[(String, PathBuf)],
+    ) -> Result<secflow_runtime::Plugin> {
+        let mut events = Vec::new();
+        let result = self.load_recording(cleared, extra_mounts, &mut events);
+        self.record_then(events, result).await
+    }
+
+    pub(crate) fn load_recording(
+        &self,
+        cleared: &Cleared,
+        extra_mounts: &[(String, PathBuf)],
+        events: &mut Vec<Event>,
+    ) -> Result<secflow_runtime::Plugin> {
+        let grants = cleared.grants(extra_mounts)?;
+        let runtime = self.runtime()?;
+        let pref = plugin_ref(cleared.id(), &cleared.version, &cleared.digest);
+        match runtime.load(cleared.manifest.clone(), &cleared.component, grants) {
+            // The load of an installed plugin is recorded with its grant; bundled and dev
+            // plugins' runs are recorded by the after-run path, without a load event each.
+            Ok(plugin) if cleared.origin != Origin::Installed => Ok(plugin),
+            Ok(plugin) => {
+                events.push(Event {
+                    details: serde_json::json!({
+                        "origin": cleared.origin,
+                        "component_sha256": plugin.digest,
+                        "compile_cache": format!("{:?}", plugin.cache).to_lowercase(),
+                        "imports": plugin.imports,
+                        "granted": cleared
+                            .grant()
+                            .map(|g| secflow_registry::grants::labels(&g.capabilities)),
+                    }),
+                    ..self.event(AuditAction::PluginLoad, pref, "ok", String::new())
+                });
+                Ok(plugin)
+            }
+            Err(e) => {
+                events.push(self.event(AuditAction::PluginLoad, pref, "refused", e.to_string()));
+                let kind = if e.is_refusal() {
+                    ErrorKind::Refused
+                } else {
+                    ErrorKind::Invalid
+                };
+                Err(HostError::new(kind, e.to_string()))
+            }
+        }
+    }
+
+    /// Loads and invokes a cleared plugin once, then runs the after-run path. The
+    /// invocation's own failure is in its outcome, not an error of this operation.
+    pub async fn invoke(
+        &self,
+        cleared: &Cleared,
+        call: secflow_runtime::Call,
+        config: &serde_json::Value,
+        extra_mounts: &[(String, PathBuf)],
+    ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
+        let mut events = Vec::new();
+        let result = async {
+            let health_check = matches!(call, secflow_runtime::Call::Health);
+            let plugin = self.load_recording(cleared, extra_mounts, &mut events)?;
+            let inv = self.runtime()?.invoke(&plugin, call, config).await;
+            let after = self
+                .after_run(cleared, &RunOutcome::of(&inv, health_check), &mut events)
+                .await?;
+            Ok((inv, after))
+        }
+        .await;
+        self.record_then(events, result).await
+    }
+
+    /// The one after-run path: for an installed plugin the run goes into its statistics
+    /// (and health), and a sandbox violation counts toward quarantine; for every plugin
+    /// the run, each failure and each violation is an audit event. Pushes the events.
+    pub async fn after_run(
+        &self,
+        cleared: &Cleared,
+        outcome: &RunOutcome,
+        events: &mut Vec<Event>,
+    ) -> Result<AfterRun> {
+        let id = cleared.id();
+        let pref = plugin_ref(id, &cleared.version, &cleared.digest);
+        let first = outcome.failures.first();
+        let violation = outcome.failures.iter().find(|f| f.violation);
+        let mut details = outcome.details.clone();
+        if let Some(map) = details.as_object_mut() {
+            map.insert("origin".into(), cleared.origin.as_str().into());
+        }
+        events.push(Event {
+            details,
+            ..self.event(
+                AuditAction::PluginInvoke,
+                pref.clone(),
+                if first.is_none() { "ok" } else { "error" },
+                first.map(|f| f.message.clone()).unwrap_or_default(),
+            )
+        });
+
+        let mut after = AfterRun::default();
+        if let (Origin::Installed, Some(question)) = (cleared.origin, cleared.question()) {
+            let mut registry = self.registry().await?;
+            after.violations = registry
+                .record_run(&secflow_registry::RunRecord {
+                    plugin_id: id,
+                    version: &cleared.version,
+                    duration_us: outcome.duration_us,
+                    outcome: first.map_or("ok", |f| f.kind.as_str()),
+                    violation: violation.is_some(),
+                })
+                .await?;
+            if let Some((ok, message)) = &outcome.health {
+                registry
+                    .record_health(id, &cleared.version, *ok, message)
+                    .await?;
+            }
+            if let Some(violation) = violation {
+                // The policies set the threshold: once they refuse the next run, quarantine.
+                let engine = self.policy()?;
+                let mut next = question.clone();
+                next.facts.violations = after.violations;
+                let decision = secflow_registry::admission::decide(&engine, &next);
+                if !decision.allowed {
+                    let reason = format!(
+                        "{} sandbox violation(s), last: {}; policy {}",
+                        after.violations,
+                        violation.kind,
+                        decision.policies.join(", ")
+                    );
+                    registry.quarantine(id, &reason).await?;
+                    events.push(Event {
+                        details: serde_json::json!({
+                            "violations": after.violations,
+                            "policies": decision.policies,
+                        }),
+                        ..self.event(
+                            AuditAction::PluginQuarantine,
+                            pref.clone(),
+                            "quarantined",
+                            reason.clone(),
+                        )
+                    });
+                    after.quarantined = Some(reason);
+                }
+            }
+        }
+        for failure in &outcome.failures {
+            events.push(Event {
+                details: serde_json::json!({
+                    "file": failure.file,
+                    "violations": after.violations,
+                    "denials": outcome.denials,
+                }),
+                ..self.event(
+                    if failure.violation {
+                        AuditAction::SandboxViolation
+                    } else {
+                        AuditAction::PluginError
+                    },
+                    pref.clone(),
+                    &failure.kind,
+                    failure.message.clone(),
+                )
+            });
+        }
+        Ok(after)
+    }
+}
+
+impl Host {
+    /// Loads a component with no grants, the way the host will load it (imports against
+    /// declared capabilities, exports against the declared kind), to validate a build.
+    pub fn validate_component(
+        &self,
+        manifest: secflow_manifest::Manifest,
+        wasm: &[u8],
+    ) -> Result<secflow_runtime::Plugin> {
+        self.runtime()?
+            .load(manifest, wasm, secflow_runtime::Grants::none())
+            .map_err(|e| {
+                let kind = if e.is_refusal() {
+                    ErrorKind::Refused
+                } else {
+                    ErrorKind::Invalid
+                };
+                HostError::new(kind, e.to_string())
+            })
+    }
+}

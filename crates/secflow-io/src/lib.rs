@@ -1,0 +1,228 @@
+//! The file helpers every SecFlow store shares, in one copy: a crash or a power cut never
+//! leaves half a file ([`write_atomic`]), secrets are created private from their first byte
+//! ([`Mode::Private`]), and content is named by one digest ([`sha256_hex`]).
+//!
+//! [`write_atomic`] replaces regular files only. A report written to `/dev/null`, a FIFO, a
+//! socket or `/dev/stdout` is written in place (renaming a temporary file over a device
+//! node would turn it into a regular file for every program on the machine), and a symlink
+//! is followed to the file it names instead of being replaced by one.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Who may read a file written by [`write_atomic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 0600: keys, host secrets.
+    Private,
+    /// 0644: reports, packages, policies (readable by other users, writable by the owner).
+    Shared,
+}
+
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Private => 0o600,
+            Mode::Shared => 0o644,
+        }
+    }
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Sets the permission bits of `path` (no-op off Unix).
+pub fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
+/// Creates `dir` (and its parents) and makes it private to the owner (0700).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    restrict(dir, 0o700)
+}
+
+/// Flushes a directory's entries to disk, so a rename inside it survives a power cut.
+/// Best effort: some file systems refuse to open directories for syncing.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old content or the new one.
+///
+/// A new path or a regular file is replaced through a temporary file in the same directory
+/// (created with `mode` from its first byte, fsynced, renamed, directory fsynced). A symlink
+/// is resolved first, so the file it points to is replaced and the link stays. Anything
+/// else (a character or block device, a FIFO, a socket) is opened and written in place,
+/// never replaced, and keeps its mode.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
+    let target = resolve(path)?;
+    match std::fs::metadata(&target) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+            // A device, a FIFO or a socket: write through it.
+            let mut file = std::fs::OpenOptions::new().write(true).open(&target)?;
+            file.write_all(bytes)?;
+            return file.flush();
+        }
+        Ok(meta) if meta.is_dir() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                format!("{} is a directory", target.display()),
+            ));
+        }
+        _ => {}
+    }
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(mode.bits()));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
+    // The umask may have narrowed the creation mode; a shared report is meant to be 0644.
+    restrict(tmp.path(), mode.bits())?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(&target).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Follows symlinks at `path` (a chain of them, to a bounded depth) to the path they name;
+/// a dangling link resolves to where it points, so writing creates the target.
+fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = std::fs::read_link(&current)?;
+                current = if link.is_absolute() {
+                    link
+                } else {
+                    current.parent().unwrap_or(Path::new(".")).join(link)
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{}: too many levels of symbolic links",
+        path.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_a_regular_file_with_the_mode_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, "old").unwrap();
+        write_atomic(&path, b"new", Mode::Shared).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644);
+            write_atomic(&path, b"secret", Mode::Private).unwrap();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_followed_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.txt");
+        std::fs::write(&real, "old").unwrap();
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink("real.txt", &link).unwrap();
+        write_atomic(&link, b"new", Mode::Shared).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        write_atomic(&fifo, b"through the pipe", Mode::Shared).unwrap();
+        assert_eq!(reader.join().unwrap(), "through the pipe");
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_character_device_stays_one() {
+        use std::os::unix::fs::FileTypeExt;
+        // /dev/null accepts writes from everyone; as root a rename over it would replace it.
+        write_atomic(Path::new("/dev/null"), b"discarded", Mode::Shared).unwrap();
+        assert!(
+            std::fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    }
+
+    #[test]
+    fn a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_atomic(dir.path(), b"x", Mode::Shared).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+
+    #[test]
+    fn digest_is_lower_hex_sha256() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
