@@ -11,6 +11,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy 2>/dev/null || true
 
+# SARIF is checked against GitHub's rules with Microsoft's validator (tests/sarif_github.rs).
+SECFLOW_SARIF_MULTITOOL="$(bash scripts/sarif-multitool.sh)"
+export SECFLOW_SARIF_MULTITOOL
+
 echo "== format"
 cargo fmt --all -- --check
 (cd plugins && cargo fmt --all -- --check)

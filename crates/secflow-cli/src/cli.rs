@@ -46,11 +46,13 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Security summary from the audit log: plugins, failures, violations, events
     Stats {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Print the version of secflow and of the plugins built into it
     Version {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -100,6 +102,7 @@ fn parse_rfc3339_with_offset(s: &str) -> Option<std::time::SystemTime> {
 pub enum PolicyCommand {
     /// Validate the policies in SECFLOW_HOME/policy (or the defaults) against the schema
     Check {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -119,6 +122,7 @@ pub enum PolicyCommand {
         /// Judge it in developer mode (unsigned allowed)
         #[arg(long = "dev-mode")]
         dev_mode: bool,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -147,11 +151,13 @@ pub enum AuditCommand {
         /// Also check against a checkpoint kept elsewhere (detects truncation and rewriting)
         #[arg(long, value_name = "FILE")]
         checkpoint: Option<PathBuf>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Sign a checkpoint (size and Merkle root) of the log now and print or save it
     Checkpoint {
+        /// Write the checkpoint to FILE instead of stdout
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -161,23 +167,31 @@ pub enum AuditCommand {
 pub enum KeyCommand {
     /// Generate an Ed25519 key pair (the private key is written 0600 and never printed)
     Generate {
+        /// Local key name
         #[arg(long)]
         name: String,
     },
     /// List local key pairs
     List {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Print a key's public key file, to share with verifiers
-    Export { name: String },
+    Export {
+        /// Local key name
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
     /// Trust a key: a local key name or a public key file
     Add {
+        /// A local key name or a public key file
         key: String,
+        /// What the key may sign: publisher (plugins), marketplace (countersignatures),
+        /// revocation (revocation lists)
         #[arg(long, default_value = "publisher", value_parser = parse_role)]
         role: secflow_host::types::Role,
         /// Plugin ids the key may sign, as globs (repeatable)
@@ -185,18 +199,29 @@ pub enum TrustCommand {
         scopes: Vec<String>,
     },
     /// Stop trusting a key (by id or name)
-    Remove { key: String },
+    Remove {
+        /// Key id or name, as `trust list` shows it
+        key: String,
+    },
     /// List trusted keys, thresholds and revocations
     List {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Require K distinct trusted signatures for plugin ids matching SCOPE
-    Threshold { scope: String, required: usize },
+    Threshold {
+        /// Plugin ids the rule applies to, as a glob (e.g. `acme-*`)
+        scope: String,
+        /// Trusted signatures needed (K)
+        required: usize,
+    },
     /// Replace key FROM by key TO (local names); FROM signs the rotation and is retired
     Rotate {
+        /// Local key to retire (it signs the rotation)
         #[arg(long)]
         from: String,
+        /// Local key that takes its place
         #[arg(long)]
         to: String,
     },
@@ -217,7 +242,10 @@ pub enum TrustCommand {
         output: Option<PathBuf>,
     },
     /// Import a signed revocation list or key rotation (offline)
-    Import { file: PathBuf },
+    Import {
+        /// The signed document (`trust revoke -o` or a rotation)
+        file: PathBuf,
+    },
 }
 
 fn parse_role(s: &str) -> Result<secflow_host::types::Role, String> {
@@ -369,6 +397,7 @@ pub enum PluginCommand {
     Pack(PackArgs),
     /// Add a signature to a package (others are kept)
     Sign {
+        /// Package file (.sfpkg)
         file: PathBuf,
         /// Local key name
         #[arg(long)]
@@ -380,7 +409,9 @@ pub enum PluginCommand {
     },
     /// Verify a package against the trust store (exit 3 when refused)
     Verify {
+        /// Package file (.sfpkg)
         file: PathBuf,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
         /// Accept a version older than one already trusted (recorded in the store)
@@ -395,60 +426,82 @@ pub enum PluginCommand {
     Upgrade(InstallArgs),
     /// Remove an installed plugin, its versions, grants and records
     Uninstall {
+        /// Plugin id
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Turn an installed plugin on; approves a pending capability increase
     Enable {
+        /// Plugin id
         id: String,
         /// Approve a pending capability increase without a prompt
         #[arg(long, short)]
         yes: bool,
     },
     /// Turn an installed plugin off (kept installed)
-    Disable { id: String },
-    /// List installed plugins
+    Disable {
+        /// Plugin id
+        id: String,
+    },
+    /// List the bundled and the installed plugins
     List {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Show an installed plugin: manifest, signatures, grant, stats, health
     Info {
+        /// Plugin id
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
-    /// Search installed plugins by text, kind, category or tag
+    /// Search the bundled and installed plugins by text, kind, category or tag
     Search {
         /// Matched against id, name, description, categories and tags (case-insensitive)
         text: Option<String>,
+        /// Only plugins of this kind (detector, enricher, analytics, proxy-filter,
+        /// log-analyzer, dynamic-tester, action)
         #[arg(long, value_parser = parse_kind)]
         kind: Option<secflow_manifest::PluginKind>,
+        /// Only plugins in this category (case-insensitive)
         #[arg(long)]
         category: Option<String>,
+        /// Only plugins with this tag (case-insensitive)
         #[arg(long)]
         tag: Option<String>,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// List the stored versions of an installed plugin
     Versions {
+        /// Plugin id
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Show what an installed plugin asked for and what it was granted
     Permissions {
+        /// Plugin id
         id: String,
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
     /// Lift a quarantine (and reset the violation count)
-    Release { id: String },
+    Release {
+        /// Plugin id
+        id: String,
+    },
     /// Install or upgrade every .sfpkg in a directory by the same rules; --watch keeps
     /// admitting new and changed files (invalid ones are skipped with a warning)
     Sync {
+        /// Directory of .sfpkg packages
         dir: PathBuf,
         /// Grant what the packages ask for (without it, packages that ask for capabilities
         /// are skipped and upgrades that ask for more are held)
@@ -463,6 +516,7 @@ pub enum PluginCommand {
     },
     /// Check the registry's integrity: every stored package present and unmodified
     Check {
+        /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
     },
@@ -495,6 +549,7 @@ pub struct InstallArgs {
     #[arg(long)]
     pub allow_rollback: bool,
 
+    /// Print JSON instead of text (for scripts)
     #[arg(long)]
     pub json: bool,
 }

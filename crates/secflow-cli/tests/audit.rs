@@ -2,22 +2,10 @@
 //! intact, and names the entry after someone edits the database behind its back.
 
 use sqlx::{Connection, SqliteConnection};
+mod common;
+
+use common::{all_text as text, run};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn secflow(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
-    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
-    cmd
-}
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    secflow(home).args(args).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 /// What an attacker with the sqlite3 shell does: drop the guard trigger, change rows.
 fn tamper(db: &Path, sql: &'static str) {

@@ -1,52 +1,11 @@
 //! The `secflow` binary end to end: real processes, real components, exit codes of the CLI
 //! contract.
 
+mod common;
+
+use common::{assert_fails, plugin_dir, run_with_stdin, secflow, text};
 use secflow_plugin_artifacts as artifacts;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn secflow(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
-    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
-    cmd
-}
-
-fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts the exit code and that stderr says what went wrong.
-fn assert_fails(out: &Output, code: i32, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
-}
-
-/// A plugin directory holding `manifest` and a copy of a built component.
-fn plugin_dir(root: &Path, name: &str, manifest: &str, component: &str) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
-    std::fs::copy(component, dir.join("plugin.wasm")).unwrap();
-    dir
-}
 
 fn data_processor(root: &Path) -> PathBuf {
     let manifest =

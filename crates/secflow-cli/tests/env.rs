@@ -1,12 +1,10 @@
 //! `SECFLOW_*` environment variables: each overrides its setting, and the README documents
 //! every one the code reads.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{repo as repo_root, secflow};
+use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -48,17 +46,6 @@ fn readme_documents_every_secflow_variable() {
         missing.is_empty(),
         "README.md's environment table misses {missing:?}"
     );
-}
-
-fn secflow(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
-    cmd.env("SECFLOW_HOME", home)
-        .env_remove("SECFLOW_LOG")
-        .env_remove("SECFLOW_FAIL_ON")
-        .env_remove("SECFLOW_POLICY_DIR")
-        .env_remove("SECFLOW_JOBS")
-        .env_remove("SECFLOW_MAX_FILE_SIZE");
-    cmd
 }
 
 #[test]

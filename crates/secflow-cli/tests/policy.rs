@@ -1,20 +1,11 @@
 //! `secflow policy` as users run it: the shipped defaults check clean, explain names the
 //! deciding policies, and a broken site policy is an error naming file, line and attribute.
 
+mod common;
+
+use common::{all_text as text, run};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn run(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_secflow"))
-        .env("SECFLOW_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
+use std::process::Output;
 
 #[test]
 fn check_explain_and_a_broken_site_policy() {

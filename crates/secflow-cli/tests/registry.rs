@@ -2,6 +2,9 @@
 //! SQLite registry and blob store, real components, real processes (killed with SIGKILL in
 //! the crash-consistency test).
 
+mod common;
+
+use common::text;
 use secflow_plugin_artifacts as artifacts;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,10 +13,6 @@ use std::time::{Duration, Instant};
 struct Env {
     tmp: tempfile::TempDir,
     home: PathBuf,
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 impl Env {

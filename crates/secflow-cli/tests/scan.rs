@@ -1,30 +1,11 @@
 //! `secflow scan` as users run it: the real binary, the bundled plugins, the demo target.
 
+mod common;
+
+use common::{code, demo, repo, secflow, text};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn demo() -> PathBuf {
-    repo().join("examples/vulnerable-shop")
-}
-
-fn secflow(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
-    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
+use std::path::Path;
+use std::process::Output;
 
 fn scan_json(home: &Path, target: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
     let out = secflow(home)

@@ -60,7 +60,16 @@ pub struct ApprovalRequest<'a> {
     pub increase: Option<&'a [String]>,
     /// The installed plugin, for an update.
     pub installed: Option<&'a InstalledPlugin>,
-    pub upgrade: bool,
+    pub purpose: Purpose,
+}
+
+/// What the approval is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Install,
+    Upgrade,
+    /// Turning on a plugin whose upgrade waits for approval of what it asks for.
+    Enable,
 }
 
 /// A person's (or an API caller's) answer.
@@ -366,7 +375,11 @@ impl Host {
             asks: &asks,
             increase: is_update.then_some(increase.as_slice()),
             installed: current.as_ref(),
-            upgrade,
+            purpose: if upgrade {
+                Purpose::Upgrade
+            } else {
+                Purpose::Install
+            },
         };
         approver.show(&approval_request);
 

@@ -3,6 +3,7 @@
 //! pinned before it is loaded.
 
 use crate::{HostError, Result};
+
 use secflow_manifest::Manifest;
 
 /// An embedded plugin, parsed.
@@ -12,19 +13,6 @@ pub struct BundledPlugin {
     pub component: &'static [u8],
     /// SHA-256 of the component, pinned at build time.
     pub sha256: &'static str,
-}
-
-impl BundledPlugin {
-    /// The component bytes, after checking them against the pinned digest.
-    pub fn verified_component(&self) -> Result<&'static [u8]> {
-        if secflow_io::sha256_hex(self.component) != self.sha256 {
-            return Err(HostError::refused(format!(
-                "bundled plugin {} does not match its pinned digest; reinstall secflow",
-                self.manifest.id
-            )));
-        }
-        Ok(self.component)
-    }
 }
 
 /// Every bundled plugin, in the order of `plugins/BUNDLED` (the order enrichers run in).

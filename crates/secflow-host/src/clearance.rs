@@ -69,17 +69,17 @@ impl Cleared {
         self.manifest.id.as_str()
     }
 
-    /// A bundled plugin, after checking its bytes against the pinned digest.
-    pub fn bundled(plugin: &crate::BundledPlugin) -> Result<Cleared> {
-        let component = plugin.verified_component()?;
-        Ok(Cleared {
+    /// A bundled plugin. Its bytes are checked against the pinned digest when it is
+    /// loaded ([`Host::load`]), so one that is never selected cannot stop anything.
+    pub fn bundled(plugin: &crate::BundledPlugin) -> Cleared {
+        Cleared {
             origin: Origin::Bundled,
             version: plugin.manifest.version.to_string(),
             digest: plugin.sha256.to_string(),
             manifest: plugin.manifest.clone(),
-            component: Cow::Borrowed(component),
+            component: Cow::Borrowed(plugin.component),
             installed: None,
-        })
+        }
     }
 
     /// A plugin from its source directory, run with what it declares.
@@ -107,6 +107,21 @@ impl Cleared {
     pub fn grants(&self, extra: &[(String, PathBuf)]) -> Result<secflow_runtime::Grants> {
         let id = self.id();
         let Some(installed) = &self.installed else {
+            // A bundled plugin reads only directories the user bound to it: none of its
+            // declared paths is taken from the host's file system by default.
+            if self.origin == Origin::Bundled
+                && let Some(missing) = self.manifest.capabilities.filesystem.iter().find(|f| {
+                    !extra.iter().any(|(guest, _)| {
+                        secflow_manifest::normalize_guest_path(guest).ok() == Some(f.guest_path())
+                    })
+                })
+            {
+                return Err(HostError::invalid(format!(
+                    "{id} reads {}: bind it to a host directory (mount {}=DIR)",
+                    missing.guest_path(),
+                    missing.guest_path()
+                )));
+            }
             let grants = secflow_runtime::Grants::all_declared(&self.manifest, extra)
                 .map_err(|e| HostError::invalid(format!("{id}: {e}")))?;
             return Ok(match self.origin {
@@ -163,7 +178,7 @@ impl Host {
         };
         if !installed {
             return match crate::bundled_plugin(id)? {
-                Some(plugin) => Cleared::bundled(&plugin),
+                Some(plugin) => Ok(Cleared::bundled(&plugin)),
                 None => Err(HostError::new(
                     crate::ErrorKind::NotFound,
                     format!("no plugin `{id}` is bundled or installed"),

@@ -27,7 +27,8 @@ mod scan;
 mod trust;
 
 pub use admission::{
-    AdmitOutcome, Admitted, Answer, ApprovalRequest, Approver, InstallMode, InstallRequest, Package,
+    AdmitOutcome, Admitted, Answer, ApprovalRequest, Approver, InstallMode, InstallRequest,
+    Package, Purpose,
 };
 pub use audit::{Integrity, LastEvent, Summary as AuditSummary};
 pub use bundled::{BundledPlugin, bundled, bundled_plugin};
@@ -80,8 +81,6 @@ struct Inner {
     actor: String,
     /// The sandbox, created on first use (it needs the host key for its compile cache).
     runtime: Mutex<Option<secflow_runtime::Runtime>>,
-    /// The policies, loaded on first use (a scan with only bundled plugins never needs them).
-    policy: Mutex<Option<Arc<secflow_policy::PolicyEngine>>>,
     /// The audit log, opened on first write or read.
     audit: tokio::sync::OnceCell<secflow_audit::AuditLog>,
     /// Serializes read-modify-write of the trust store within this process.
@@ -98,7 +97,6 @@ impl Host {
                 paths: config.state_dir,
                 actor: config.actor,
                 runtime: Mutex::new(None),
-                policy: Mutex::new(None),
                 audit: tokio::sync::OnceCell::new(),
                 trust: tokio::sync::Mutex::new(()),
                 executor: OnceLock::new(),
@@ -147,18 +145,14 @@ impl Host {
         Ok(runtime)
     }
 
-    /// The admission policies (the shipped defaults until the state directory has its own).
+    /// The admission policies (the shipped defaults until the state directory has its own),
+    /// read afresh for every operation: a long-running host (`sync --watch`, the server)
+    /// judges with the policies as they are now, and a broken edit denies from then on.
     pub fn policy(&self) -> Result<Arc<secflow_policy::PolicyEngine>> {
-        let mut slot = self.inner.policy.lock().expect("policy lock");
-        if let Some(engine) = slot.as_ref() {
-            return Ok(engine.clone());
-        }
-        let engine = Arc::new(
+        Ok(Arc::new(
             secflow_policy::PolicyEngine::load(&self.paths().policy())
                 .map_err(|e| HostError::invalid(e.to_string()))?,
-        );
-        *slot = Some(engine.clone());
-        Ok(engine)
+        ))
     }
 
     /// Opens the registry (creating it when something is to be stored).
@@ -233,7 +227,7 @@ pub fn write_file(path: &std::path::Path, bytes: &[u8], private: bool) -> Result
     } else {
         secflow_io::Mode::Shared
     };
-    secflow_io::write_atomic(path, bytes, mode)
+    secflow_io::write_output(path, bytes, mode)
         .map_err(|e| HostError::invalid(format!("cannot write {}: {e}", path.display())))
 }
 

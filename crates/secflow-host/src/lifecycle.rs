@@ -58,7 +58,7 @@ impl Host {
                 asks: &asks,
                 increase: None,
                 installed: Some(&plugin),
-                upgrade: false,
+                purpose: crate::Purpose::Enable,
             };
             approver.show(&request);
             approval = match approver.standing() {

@@ -107,6 +107,14 @@ impl Host {
         extra_mounts: &[(String, PathBuf)],
         events: &mut Vec<Event>,
     ) -> Result<secflow_runtime::Plugin> {
+        if cleared.origin == Origin::Bundled
+            && secflow_io::sha256_hex(&cleared.component) != cleared.digest
+        {
+            return Err(HostError::refused(format!(
+                "bundled plugin {} does not match its pinned digest; reinstall secflow",
+                cleared.id()
+            )));
+        }
         let grants = cleared.grants(extra_mounts)?;
         let runtime = self.runtime()?;
         let pref = plugin_ref(cleared.id(), &cleared.version, &cleared.digest);
@@ -191,58 +199,13 @@ impl Host {
             )
         });
 
-        let mut after = AfterRun::default();
-        if let (Origin::Installed, Some(question)) = (cleared.origin, cleared.question()) {
-            let mut registry = self.registry().await?;
-            after.violations = registry
-                .record_run(&secflow_registry::RunRecord {
-                    plugin_id: id,
-                    version: &cleared.version,
-                    duration_us: outcome.duration_us,
-                    outcome: first.map_or("ok", |f| f.kind.as_str()),
-                    violation: violation.is_some(),
-                })
-                .await?;
-            if let Some((ok, message)) = &outcome.health {
-                registry
-                    .record_health(id, &cleared.version, *ok, message)
-                    .await?;
-            }
-            if let Some(violation) = violation {
-                // The policies set the threshold: once they refuse the next run, quarantine.
-                let engine = self.policy()?;
-                let mut next = question.clone();
-                next.facts.violations = after.violations;
-                let decision = secflow_registry::admission::decide(&engine, &next);
-                if !decision.allowed {
-                    let reason = format!(
-                        "{} sandbox violation(s), last: {}; policy {}",
-                        after.violations,
-                        violation.kind,
-                        decision.policies.join(", ")
-                    );
-                    registry.quarantine(id, &reason).await?;
-                    events.push(Event {
-                        details: serde_json::json!({
-                            "violations": after.violations,
-                            "policies": decision.policies,
-                        }),
-                        ..self.event(
-                            AuditAction::PluginQuarantine,
-                            pref.clone(),
-                            "quarantined",
-                            reason.clone(),
-                        )
-                    });
-                    after.quarantined = Some(reason);
-                }
-            }
-        }
+        // The failures are recorded first: whatever the bookkeeping below runs into, the
+        // violation that triggered it is in the log.
+        let first_failure_event = events.len();
         for failure in &outcome.failures {
             events.push(Event {
                 details: serde_json::json!({
                     "file": failure.file,
-                    "violations": after.violations,
                     "denials": outcome.denials,
                 }),
                 ..self.event(
@@ -256,6 +219,60 @@ impl Host {
                     failure.message.clone(),
                 )
             });
+        }
+
+        let mut after = AfterRun::default();
+        let (Origin::Installed, Some(question)) = (cleared.origin, cleared.question()) else {
+            return Ok(after);
+        };
+        let mut registry = self.registry().await?;
+        after.violations = registry
+            .record_run(&secflow_registry::RunRecord {
+                plugin_id: id,
+                version: &cleared.version,
+                duration_us: outcome.duration_us,
+                outcome: first.map_or("ok", |f| f.kind.as_str()),
+                violation: violation.is_some(),
+            })
+            .await?;
+        for event in &mut events[first_failure_event..] {
+            if let Some(map) = event.details.as_object_mut() {
+                map.insert("violations".into(), after.violations.into());
+            }
+        }
+        if let Some((ok, message)) = &outcome.health {
+            registry
+                .record_health(id, &cleared.version, *ok, message)
+                .await?;
+        }
+        if let Some(violation) = violation {
+            // The policies set the threshold: once they refuse the next run, quarantine.
+            let engine = self.policy()?;
+            let mut next = question.clone();
+            next.facts.violations = after.violations;
+            let decision = secflow_registry::admission::decide(&engine, &next);
+            if !decision.allowed {
+                let reason = format!(
+                    "{} sandbox violation(s), last: {}; policy {}",
+                    after.violations,
+                    violation.kind,
+                    decision.policies.join(", ")
+                );
+                registry.quarantine(id, &reason).await?;
+                events.push(Event {
+                    details: serde_json::json!({
+                        "violations": after.violations,
+                        "policies": decision.policies,
+                    }),
+                    ..self.event(
+                        AuditAction::PluginQuarantine,
+                        pref.clone(),
+                        "quarantined",
+                        reason.clone(),
+                    )
+                });
+                after.quarantined = Some(reason);
+            }
         }
         Ok(after)
     }

@@ -131,6 +131,7 @@ impl Host {
 
         // The after-run path for every plugin that took part.
         let mut quarantined = Vec::new();
+        let mut bookkeeping = Vec::new();
         for c in &cleared {
             let Some(stats) = report
                 .plugins
@@ -166,9 +167,14 @@ impl Host {
                     "stopped": stats.stopped,
                 }),
             };
-            let after = self.after_run(c, &outcome, events).await?;
-            if let Some(reason) = after.quarantined {
-                quarantined.push((c.id().to_string(), reason));
+            // One plugin's bookkeeping failing does not cost the others their records.
+            match self.after_run(c, &outcome, events).await {
+                Ok(after) => {
+                    if let Some(reason) = after.quarantined {
+                        quarantined.push((c.id().to_string(), reason));
+                    }
+                }
+                Err(e) => bookkeeping.push(e.context(format!("recording the run of {}", c.id()))),
             }
         }
         events.push(Event {
@@ -189,6 +195,9 @@ impl Host {
                 report.target.clone(),
             )
         });
+        if let Some(e) = bookkeeping.into_iter().next() {
+            return Err(e);
+        }
         Ok(ScanOutcome {
             report,
             notices,
@@ -209,7 +218,7 @@ impl Host {
         let bundled = crate::bundled()?;
         for b in &bundled {
             if b.manifest.kind.runs_in_scan() {
-                candidates.push(Cleared::bundled(b)?);
+                candidates.push(Cleared::bundled(b));
             }
         }
         let dev_ids: Vec<String> = request.dev.iter().map(|(m, _)| m.id.to_string()).collect();

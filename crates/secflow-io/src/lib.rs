@@ -2,10 +2,15 @@
 //! leaves half a file ([`write_atomic`]), secrets are created private from their first byte
 //! ([`Mode::Private`]), and content is named by one digest ([`sha256_hex`]).
 //!
-//! [`write_atomic`] replaces regular files only. A report written to `/dev/null`, a FIFO, a
-//! socket or `/dev/stdout` is written in place (renaming a temporary file over a device
-//! node would turn it into a regular file for every program on the machine), and a symlink
-//! is followed to the file it names instead of being replaced by one.
+//! Two ways to write, for two kinds of path:
+//! - [`write_atomic`] for the host's own state (keys, blobs, caches): the path itself is
+//!   replaced through a temporary file and a rename. Nothing at the path is followed or
+//!   opened, so a symlink or FIFO planted in a state directory cannot redirect or block
+//!   the write.
+//! - [`write_output`] for a path a user named (`-o FILE`): a report written to `/dev/null`,
+//!   a FIFO, a socket or `/dev/stdout` is written in place (renaming a temporary file over a
+//!   device node would turn it into a regular file for every program on the machine), and
+//!   a symlink is followed to the file it names instead of being replaced by one.
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -62,14 +67,19 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Writes `bytes` to `path` so that a crash leaves either the old content or the new one.
-///
-/// A new path or a regular file is replaced through a temporary file in the same directory
-/// (created with `mode` from its first byte, fsynced, renamed, directory fsynced). A symlink
-/// is resolved first, so the file it points to is replaced and the link stays. Anything
-/// else (a character or block device, a FIFO, a socket) is opened and written in place,
-/// never replaced, and keeps its mode.
+/// Writes a file of the host's own state so that a crash leaves either the old content or
+/// the new one: a temporary file in the same directory (created with `mode` from its first
+/// byte), fsynced, renamed over `path`, directory fsynced. Whatever was at `path` (a file,
+/// a symlink, a FIFO) is replaced, never followed or opened.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
+    replace(path, bytes, mode)
+}
+
+/// Writes a file a user named. A new path or a regular file is replaced as by
+/// [`write_atomic`]; a symlink is resolved first, so the file it points to is replaced and
+/// the link stays; anything else (a character or block device, a FIFO, a socket) is opened
+/// and written in place, never replaced, and keeps its mode.
+pub fn write_output(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
     let target = resolve(path)?;
     match std::fs::metadata(&target) {
         Ok(meta) if !meta.is_file() && !meta.is_dir() => {
@@ -86,6 +96,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()
         }
         _ => {}
     }
+    replace(&target, bytes, mode)
+}
+
+fn replace(target: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -102,7 +116,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()
     restrict(tmp.path(), mode.bits())?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(&target).map_err(|e| e.error)?;
+    tmp.persist(target).map_err(|e| e.error)?;
     sync_dir(dir);
     Ok(())
 }
@@ -162,7 +176,7 @@ mod tests {
         std::fs::write(&real, "old").unwrap();
         let link = dir.path().join("link.txt");
         std::os::unix::fs::symlink("real.txt", &link).unwrap();
-        write_atomic(&link, b"new", Mode::Shared).unwrap();
+        write_output(&link, b"new", Mode::Shared).unwrap();
         assert!(
             std::fs::symlink_metadata(&link)
                 .unwrap()
@@ -187,7 +201,7 @@ mod tests {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
         };
-        write_atomic(&fifo, b"through the pipe", Mode::Shared).unwrap();
+        write_output(&fifo, b"through the pipe", Mode::Shared).unwrap();
         assert_eq!(reader.join().unwrap(), "through the pipe");
         assert!(
             std::fs::symlink_metadata(&fifo)
@@ -202,7 +216,7 @@ mod tests {
     fn a_character_device_stays_one() {
         use std::os::unix::fs::FileTypeExt;
         // /dev/null accepts writes from everyone; as root a rename over it would replace it.
-        write_atomic(Path::new("/dev/null"), b"discarded", Mode::Shared).unwrap();
+        write_output(Path::new("/dev/null"), b"discarded", Mode::Shared).unwrap();
         assert!(
             std::fs::metadata("/dev/null")
                 .unwrap()
@@ -211,10 +225,39 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn state_writes_replace_a_planted_symlink_or_fifo_instead_of_following_it() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A symlink planted where a key or cache entry will be written: the victim file
+        // stays untouched and the link becomes the new file.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let entry = dir.path().join("entry.cwasm");
+        std::os::unix::fs::symlink(&victim, &entry).unwrap();
+        write_atomic(&entry, b"state", Mode::Private).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), "state");
+        // A FIFO planted there would block a write through it forever; it is replaced.
+        let fifo = dir.path().join("host.key");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        write_atomic(&fifo, b"secret", Mode::Private).unwrap();
+        let meta = std::fs::symlink_metadata(&fifo).unwrap();
+        assert!(!meta.file_type().is_fifo() && meta.is_file());
+    }
+
     #[test]
     fn a_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = write_atomic(dir.path(), b"x", Mode::Shared).unwrap_err();
+        let err = write_output(dir.path(), b"x", Mode::Shared).unwrap_err();
         assert!(err.to_string().contains("is a directory"), "{err}");
     }
 

@@ -20,4 +20,4 @@ pub mod walk;
 pub use baseline::Baseline;
 pub use model::{Confidence, Finding, Location, RuleInfo, Severity};
 pub use pipeline::{NoProgress, Progress, ScanError, ScanOptions, ScanPlugin, scan};
-pub use report::{PluginFailure, PluginStats, ScanReport};
+pub use report::{PluginFailure, PluginStats, ScanReport, SourceRoot};

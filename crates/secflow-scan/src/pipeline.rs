@@ -445,6 +445,7 @@ pub async fn scan(
         errors: collected.errors,
         skipped: std::mem::take(&mut *skipped.lock().unwrap()),
         analytics: analytics_results,
+        source_root: crate::report::SourceRoot::find(root),
     })
 }
 

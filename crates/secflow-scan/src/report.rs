@@ -31,6 +31,52 @@ pub struct ScanReport {
     /// Files not scanned and why (at most [`MAX_SKIPPED_LISTED`]; counts are in the summary).
     pub skipped: Vec<SkippedFile>,
     pub analytics: Vec<AnalyticsResult>,
+    /// Where the target sits in a git work tree (SARIF's `%SRCROOT%`); not in the JSON.
+    #[serde(skip)]
+    pub source_root: Option<SourceRoot>,
+}
+
+/// The git work tree a target sits in: code scanning (GitHub) resolves result paths
+/// against the repository root, not against the directory that was scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRoot {
+    /// The work tree's root as an absolute `file://` URI ending in `/`.
+    pub uri: String,
+    /// The scanned directory inside the work tree, `/`-separated, ending in `/` (empty
+    /// when the target is the root itself).
+    pub prefix: String,
+}
+
+impl SourceRoot {
+    /// The work tree above `target` (a directory or a file), if any: the nearest ancestor
+    /// holding `.git` (a directory, or a file for worktrees and submodules).
+    pub fn find(target: &std::path::Path) -> Option<SourceRoot> {
+        let target = std::fs::canonicalize(target).ok()?;
+        let base = if target.is_file() {
+            target.parent()?.to_path_buf()
+        } else {
+            target
+        };
+        let root = base.ancestors().find(|a| a.join(".git").exists())?;
+        let inside = base.strip_prefix(root).ok()?;
+        let mut prefix: String = inside
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        let mut uri = String::from("file://");
+        for part in root.components().skip(1) {
+            uri.push('/');
+            uri.push_str(&crate::output::sarif::uri_escape(
+                &part.as_os_str().to_string_lossy(),
+            ));
+        }
+        uri.push('/');
+        Some(SourceRoot { uri, prefix })
+    }
 }
 
 /// How many skipped files are listed by name.

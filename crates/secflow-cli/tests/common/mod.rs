@@ -7,15 +7,48 @@ use secflow_plugin_artifacts as artifacts;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `secflow` with `SECFLOW_HOME` set to `home` and no log filter from the environment.
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The demo target of the README.
+pub fn demo() -> PathBuf {
+    repo().join("examples/vulnerable-shop")
+}
+
+/// `secflow` with `SECFLOW_HOME` set to `home` and none of the settings a developer's
+/// environment may hold (log filter, gate, policy directory, jobs, file size).
 pub fn secflow(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
-    cmd.env("SECFLOW_HOME", home).env_remove("SECFLOW_LOG");
+    cmd.env("SECFLOW_HOME", home)
+        .env_remove("SECFLOW_LOG")
+        .env_remove("SECFLOW_FAIL_ON")
+        .env_remove("SECFLOW_POLICY_DIR")
+        .env_remove("SECFLOW_JOBS")
+        .env_remove("SECFLOW_MAX_FILE_SIZE");
     cmd
 }
 
+/// Runs `secflow ARGS` in `home` to completion.
+pub fn run(home: &Path, args: &[&str]) -> Output {
+    secflow(home).args(args).output().unwrap()
+}
+
+/// stdout then stderr, as one text.
+pub fn all_text(out: &Output) -> String {
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+/// Asserts the exit code and that stderr says what went wrong.
+pub fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
+}
+
 /// Runs `cmd` with `stdin` on its standard input; returns what it printed.
-pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
+pub fn run_with_stdin(mut cmd: Command, stdin: impl AsRef<[u8]>) -> Output {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = cmd
@@ -24,7 +57,12 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_ref())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 

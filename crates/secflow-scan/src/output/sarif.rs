@@ -9,6 +9,11 @@ use crate::report::ScanReport;
 use serde_sarif::sarif as s;
 use std::collections::{BTreeMap, HashMap};
 
+/// The tool's home page, when the build knows a real one (`SECFLOW_INFORMATION_URI` at build
+/// time, set by whoever publishes SecFlow). No made-up URL otherwise: SARIF consumers show
+/// it as a link.
+pub const INFORMATION_URI: Option<&str> = option_env!("SECFLOW_INFORMATION_URI");
+
 /// The schema URL GitHub and editors resolve (serde-sarif's default one is outdated).
 pub const SCHEMA_URL: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 
@@ -65,8 +70,8 @@ fn rule_descriptor(rule: &RuleInfo, findings: &[&Finding]) -> s::ReportingDescri
         .map(|f| f.confidence)
         .max()
         .unwrap_or_default();
-    s::ReportingDescriptor::builder()
-        .id(rule.id.clone())
+    let mut descriptor = s::ReportingDescriptor::builder()
+        .id(sarif_rule_id(&rule.id))
         .name(rule_name(&rule.id))
         .short_description(text(rule.title.clone()))
         .full_description(text(description))
@@ -95,8 +100,16 @@ fn rule_descriptor(rule: &RuleInfo, findings: &[&Finding]) -> s::ReportingDescri
                     crate::Confidence::Low => "low",
                 }),
             ),
+            ("secflow/rule-id".to_string(), serde_json::json!(rule.id)),
         ]))
-        .build()
+        .build();
+    // A real page about the weakness: the rule's first CWE entry (no URI rather than one
+    // that does not resolve).
+    descriptor.help_uri = rule
+        .cwe_ids
+        .first()
+        .map(|c| format!("https://cwe.mitre.org/data/definitions/{c}.html"));
+    descriptor
 }
 
 /// `code/python.sql-concat` → `PythonSqlConcat`: SARIF names are identifiers.
@@ -112,7 +125,13 @@ fn rule_name(id: &str) -> String {
         .collect()
 }
 
-fn result(f: &Finding, rule_index: usize) -> s::Result {
+/// SARIF rule ids without `/` (GitHub's code scanning treats them as paths in its UI):
+/// `secrets/aws-access-key` → `secrets.aws-access-key`.
+fn sarif_rule_id(id: &str) -> String {
+    id.replace('/', ".")
+}
+
+fn result(f: &Finding, rule_index: usize, prefix: &str) -> s::Result {
     let mut builder_locations = Vec::new();
     if let Some(loc) = &f.location
         && !loc.path.is_empty()
@@ -139,7 +158,7 @@ fn result(f: &Finding, rule_index: usize) -> s::Result {
                     s::PhysicalLocation::builder()
                         .artifact_location(
                             s::ArtifactLocation::builder()
-                                .uri(uri_escape(&loc.path))
+                                .uri(uri_escape(&format!("{prefix}{}", loc.path)))
                                 .uri_base_id("%SRCROOT%".to_string())
                                 .build(),
                         )
@@ -175,7 +194,7 @@ fn result(f: &Finding, rule_index: usize) -> s::Result {
         f.message.clone()
     };
     let mut r = s::Result::builder()
-        .rule_id(f.rule_id.clone())
+        .rule_id(sarif_rule_id(&f.rule_id))
         .rule_index(rule_index as i64)
         .level(level(f.severity))
         .message(s::Message::builder().text(message).build())
@@ -192,7 +211,7 @@ fn result(f: &Finding, rule_index: usize) -> s::Result {
 }
 
 /// Percent-encodes what a URI reference cannot hold, keeping `/` (paths stay relative).
-fn uri_escape(path: &str) -> String {
+pub(crate) fn uri_escape(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
@@ -223,14 +242,25 @@ pub fn to_value(report: &ScanReport) -> serde_json::Value {
     let results: Vec<s::Result> = report
         .findings
         .iter()
-        .map(|f| result(f, index.get(f.rule_id.as_str()).copied().unwrap_or(0)))
+        .map(|f| {
+            result(
+                f,
+                index.get(f.rule_id.as_str()).copied().unwrap_or(0),
+                report
+                    .source_root
+                    .as_ref()
+                    .map_or("", |r| r.prefix.as_str()),
+            )
+        })
         .collect();
-    let driver = s::ToolComponent::builder()
+    let mut driver = s::ToolComponent::builder()
         .name("SecFlow".to_string())
         .semantic_version(report.tool.version.to_string())
-        .information_uri("https://example.invalid/secflow".to_string())
         .rules(descriptors)
         .build();
+    driver.information_uri = INFORMATION_URI
+        .filter(|u| u.starts_with("https://"))
+        .map(str::to_string);
     let notifications: Vec<s::Notification> = report
         .errors
         .iter()
@@ -251,7 +281,7 @@ pub fn to_value(report: &ScanReport) -> serde_json::Value {
     if !notifications.is_empty() {
         invocation.tool_execution_notifications = Some(notifications);
     }
-    let run = s::Run::builder()
+    let mut run = s::Run::builder()
         .tool(s::Tool::builder().driver(driver).build())
         .results(results)
         .invocations(vec![invocation])
@@ -275,6 +305,12 @@ pub fn to_value(report: &ScanReport) -> serde_json::Value {
             ),
         ]))
         .build();
+    if let Some(root) = &report.source_root {
+        run.original_uri_base_ids = Some(BTreeMap::from([(
+            "%SRCROOT%".to_string(),
+            s::ArtifactLocation::builder().uri(root.uri.clone()).build(),
+        )]));
+    }
     let sarif = s::Sarif::builder()
         .schema(SCHEMA_URL.to_string())
         .version(serde_json::json!("2.1.0"))

@@ -3,7 +3,7 @@
 
 use crate::cli::InstallArgs;
 use crate::exit::{Exit, HostResultExt, fail};
-use secflow_host::{AdmitOutcome, Answer, ApprovalRequest, Approver, Host, InstallMode};
+use secflow_host::{AdmitOutcome, Answer, ApprovalRequest, Approver, Host, InstallMode, Purpose};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -84,18 +84,18 @@ impl Approver for CliApprover {
         if !self.interactive {
             return Answer::CannotAsk;
         }
-        let question = if r.upgrade {
-            "Grant the new capabilities and upgrade?"
-        } else if r.installed.is_some() {
-            "Grant them and enable?"
-        } else {
-            "Grant these capabilities and install?"
+        let question = match r.purpose {
+            Purpose::Upgrade => "Grant the new capabilities and upgrade?",
+            Purpose::Enable => "Grant them and enable?",
+            Purpose::Install => "Grant these capabilities and install?",
         };
         match confirm(question) {
             Ok(true) => Answer::Approved {
                 via: "prompt".into(),
             },
-            _ => Answer::Declined,
+            Ok(false) => Answer::Declined,
+            // The terminal went away: nobody could answer.
+            Err(_) => Answer::CannotAsk,
         }
     }
 }
