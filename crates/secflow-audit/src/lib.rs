@@ -18,7 +18,6 @@ pub mod merkle;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use merkle::{Frontier, Hash};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection};
 use std::path::Path;
@@ -256,7 +255,7 @@ impl Checkpoint {
 
 /// Hex of the first 16 bytes of SHA-256 of a public key (the trust store's key id form).
 pub fn key_id(key: &VerifyingKey) -> String {
-    hex::encode(&Sha256::digest(key.as_bytes())[..16])
+    secflow_io::key_id(key.as_bytes())
 }
 
 /// Why the log could not be used, or is not intact.

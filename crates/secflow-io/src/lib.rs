@@ -39,6 +39,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The id SecFlow names a public key by (trust store, audit checkpoints): hex of the first
+/// 16 bytes of the SHA-256 of the key's bytes.
+pub fn key_id(public_key: &[u8]) -> String {
+    hex::encode(&Sha256::digest(public_key)[..16])
+}
+
 /// Sets the permission bits of `path` (no-op off Unix).
 pub fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
     #[cfg(unix)]

@@ -8,7 +8,6 @@
 use crate::TrustError;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The public half, as written to `NAME.pub` and shared.
@@ -33,7 +32,7 @@ struct SecretKeyFile {
 
 /// The key id of a public key.
 pub fn key_id(public: &VerifyingKey) -> String {
-    hex::encode(&Sha256::digest(public.as_bytes())[..16])
+    secflow_io::key_id(public.as_bytes())
 }
 
 /// Parses a hex public key, refusing weak (small-order) keys.
