@@ -38,6 +38,7 @@ mod cli;
 mod commands;
 mod exit;
 mod sdk;
+mod security_env;
 
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
@@ -45,9 +46,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
     let json = wants_json(&matches);
-    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.verbose);
-    match commands::run(cli) {
+    let checked = security_env::apply(&mut cli, |name| std::env::var(name).ok())
+        .and_then(|()| commands::run(cli));
+    match checked {
         Ok(code) => code.into(),
         Err(err) => {
             let code = exit::code_of(&err);
@@ -97,8 +100,19 @@ fn init_tracing(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SECFLOW_LOG")
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SECFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The security specification's audit log level: the host's admission and audit code.
+    if let Some(level) = std::env::var("SECFLOW_AUDIT_LOG_LEVEL")
+        .ok()
+        .and_then(|v| security_env::audit_log_level(&v).ok())
+    {
+        for target in ["secflow_host", "secflow_audit"] {
+            if let Ok(directive) = format!("{target}={level}").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

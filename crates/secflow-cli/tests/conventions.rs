@@ -83,3 +83,84 @@ fn version_names_the_build_and_its_bundled_plugins() {
             .all(|p| p["sha256"].as_str().is_some_and(|s| s.len() == 64))
     );
 }
+
+#[test]
+fn the_security_specifications_variables_are_recognized() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let with = |name: &str, value: &str, args: &[&str]| {
+        secflow(h).env(name, value).args(args).output().unwrap()
+    };
+    // The two switches that would turn SecFlow off are refused with the reason.
+    for (name, why) in [
+        (
+            "SECFLOW_SIGNATURE_VERIFICATION",
+            "cannot turn verification off",
+        ),
+        ("SECFLOW_SANDBOX_ENABLED", "cannot turn the sandbox off"),
+    ] {
+        for value in ["false", "0", "off"] {
+            let out = with(name, value, &["plugin", "list"]);
+            assert_eq!(code(&out), 2, "{name}={value}");
+            assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
+        }
+        // Leaving them on is fine.
+        let out = with(name, "true", &["plugin", "list"]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    }
+
+    // Unsigned plugins only in developer mode.
+    let out = with(
+        "SECFLOW_ALLOW_UNSIGNED_PLUGINS",
+        "true",
+        &["plugin", "install", "missing.sfpkg"],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("applies only in developer mode"),
+        "{}",
+        text(&out.stderr)
+    );
+    // With --dev the install goes on (and fails on the missing file, not on the variable).
+    let out = with(
+        "SECFLOW_ALLOW_UNSIGNED_PLUGINS",
+        "true",
+        &["plugin", "install", "missing.sfpkg", "--dev"],
+    );
+    assert!(
+        text(&out.stderr).contains("cannot read missing.sfpkg"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The audit log level takes a level.
+    let out = with("SECFLOW_AUDIT_LOG_LEVEL", "loud", &["plugin", "list"]);
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("is not a level"));
+    let out = with("SECFLOW_AUDIT_LOG_LEVEL", "WARNING", &["plugin", "list"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+
+    // The policy location: a directory is used, a file is refused with what to do.
+    let policies = tempfile::tempdir().unwrap();
+    let out = with(
+        "SECFLOW_SECURITY_POLICY_FILE",
+        policies.path().to_str().unwrap(),
+        &["policy", "init"],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    // `policy init` wrote the defaults where the variable points.
+    assert!(std::fs::read_dir(policies.path()).unwrap().count() > 0);
+    let file = policies.path().join("one.cedar");
+    std::fs::write(&file, "permit(principal, action, resource);").unwrap();
+    let out = with(
+        "SECFLOW_SECURITY_POLICY_FILE",
+        file.to_str().unwrap(),
+        &["policy", "check"],
+    );
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("is a file"),
+        "{}",
+        text(&out.stderr)
+    );
+}

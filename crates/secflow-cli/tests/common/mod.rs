@@ -26,7 +26,12 @@ pub fn secflow(home: &Path) -> Command {
         .env_remove("SECFLOW_FAIL_ON")
         .env_remove("SECFLOW_POLICY_DIR")
         .env_remove("SECFLOW_JOBS")
-        .env_remove("SECFLOW_MAX_FILE_SIZE");
+        .env_remove("SECFLOW_MAX_FILE_SIZE")
+        .env_remove("SECFLOW_SECURITY_POLICY_FILE")
+        .env_remove("SECFLOW_AUDIT_LOG_LEVEL")
+        .env_remove("SECFLOW_ALLOW_UNSIGNED_PLUGINS")
+        .env_remove("SECFLOW_SIGNATURE_VERIFICATION")
+        .env_remove("SECFLOW_SANDBOX_ENABLED");
     cmd
 }
 
