@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scan a directory or file with the plugin pipeline and report findings
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// Run a plugin once in the sandbox and print its result
     Run(RunArgs),
     /// Create, build and inspect plugins
@@ -360,6 +360,29 @@ pub struct ScanArgs {
     /// Show secrets in snippets and messages instead of redacting them
     #[arg(long)]
     pub no_redact: bool,
+
+    /// Report only findings of these severities (comma-separated or repeated), e.g.
+    /// --severity critical,high
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_severity)]
+    pub severity: Vec<secflow_scan::Severity>,
+
+    /// Leave out paths matching this glob (gitignore syntax, relative to PATH; repeatable),
+    /// e.g. --exclude 'tests/**'
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Also scan files that .gitignore, .ignore and .secflowignore exclude
+    #[arg(long)]
+    pub no_ignore: bool,
+
+    /// Print nothing but the report and errors (no progress, notices or summary lines)
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Colors in the table: auto (only on a terminal; NO_COLOR and FORCE_COLOR respected),
+    /// always or never
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub color: String,
 
     /// No progress bar (it is drawn only on a terminal anyway)
     #[arg(long)]

@@ -164,3 +164,102 @@ fn the_security_specifications_variables_are_recognized() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn severity_exclude_no_ignore_and_quiet_shape_a_scan() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path();
+    // A critical secret, and a medium weakness; one copy in an ignored directory and one
+    // under tests/.
+    let key = "AKIAQ3EGUMC5HOWD4VXZ";
+    std::fs::write(
+        t.join("config.py"),
+        format!("AWS_ACCESS_KEY_ID = \"{key}\"\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(t.join("tests")).unwrap();
+    std::fs::write(t.join("tests/fixture.py"), format!("KEY = \"{key}\"\n")).unwrap();
+    std::fs::create_dir_all(t.join("build")).unwrap();
+    std::fs::write(t.join("build/out.py"), format!("KEY = \"{key}\"\n")).unwrap();
+    std::fs::write(t.join(".gitignore"), "build/\n").unwrap();
+    std::fs::write(
+        t.join("app.py"),
+        "import hashlib\nh = hashlib.md5(password.encode()).hexdigest()\n",
+    )
+    .unwrap();
+
+    let files = |extra: &[&str]| -> (Vec<String>, Vec<String>) {
+        let out = secflow(h)
+            .arg("scan")
+            .arg(t)
+            .args(["--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{extra:?}: {}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let findings = report["findings"].as_array().unwrap();
+        let mut paths: Vec<String> = findings
+            .iter()
+            .map(|f| f["location"]["path"].as_str().unwrap().to_string())
+            .collect();
+        paths.sort();
+        paths.dedup();
+        let mut severities: Vec<String> = findings
+            .iter()
+            .map(|f| f["severity"].as_str().unwrap().to_string())
+            .collect();
+        severities.sort();
+        severities.dedup();
+        (paths, severities)
+    };
+
+    let (paths, severities) = files(&[]);
+    assert!(paths.contains(&"config.py".to_string()), "{paths:?}");
+    assert!(paths.contains(&"app.py".to_string()), "{paths:?}");
+    assert!(!paths.iter().any(|p| p.starts_with("build/")), "{paths:?}");
+    assert!(severities.len() > 1, "{severities:?}");
+
+    let (paths, _) = files(&["--no-ignore"]);
+    assert!(paths.contains(&"build/out.py".to_string()), "{paths:?}");
+
+    let (paths, _) = files(&["--exclude", "tests/**"]);
+    assert!(!paths.iter().any(|p| p.starts_with("tests/")), "{paths:?}");
+    assert!(paths.contains(&"config.py".to_string()), "{paths:?}");
+
+    let (_, severities) = files(&["--severity", "critical,high"]);
+    assert!(
+        severities.iter().all(|s| s == "critical" || s == "high"),
+        "{severities:?}"
+    );
+    assert!(!severities.is_empty());
+
+    // A malformed glob is the user's to fix.
+    let out = secflow(h)
+        .arg("scan")
+        .arg(t)
+        .args(["--exclude", "a[b"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--exclude"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // -q: the report on stdout, nothing on stderr.
+    let report = t.join("report.json");
+    let out = secflow(h)
+        .arg("scan")
+        .arg(t)
+        .args(["--format", "json", "-q", "-o"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    assert_eq!(text(&out.stderr), "", "quiet printed on stderr");
+    assert!(report.is_file());
+}

@@ -83,6 +83,8 @@ impl Host {
                 request.target.display()
             )));
         }
+        secflow_scan::walk::check_excludes(&request.target, &request.options.exclude)
+            .map_err(HostError::invalid)?;
         let mut notices = Vec::new();
         let candidates = self
             .scan_candidates(&mut request, events, &mut notices)

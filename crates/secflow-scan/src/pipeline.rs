@@ -50,6 +50,12 @@ pub struct ScanOptions {
     pub redact: bool,
     /// Failed invocations after which a plugin is stopped for the rest of the scan.
     pub max_plugin_failures: u64,
+    /// Paths to leave out (gitignore-style globs relative to the target).
+    pub exclude: Vec<String>,
+    /// Honour `.gitignore`, `.ignore` and `.secflowignore`.
+    pub respect_ignore_files: bool,
+    /// Report only findings of these severities (empty: all).
+    pub severities: Vec<Severity>,
 }
 
 impl Default for ScanOptions {
@@ -62,6 +68,9 @@ impl Default for ScanOptions {
             baseline: None,
             redact: true,
             max_plugin_failures: 8,
+            exclude: Vec::new(),
+            respect_ignore_files: true,
+            severities: Vec::new(),
         }
     }
 }
@@ -218,6 +227,8 @@ pub async fn scan(
         let root = root.to_path_buf();
         let walk_opts = walk::WalkOptions {
             max_file_size: opts.max_file_size,
+            exclude: opts.exclude.clone(),
+            respect_ignore_files: opts.respect_ignore_files,
         };
         let (batch_bytes, batch_files) = (opts.batch_bytes, opts.batch_files);
         let skipped = skipped.clone();
@@ -391,6 +402,10 @@ pub async fn scan(
         }
     }
     sort_findings(&mut findings);
+    // `--severity`: what is reported (and gated on); enrichers and analytics saw everything.
+    if !opts.severities.is_empty() {
+        findings.retain(|f| opts.severities.contains(&f.severity));
+    }
 
     let mut by_severity: BTreeMap<Severity, usize> =
         Severity::ALL.iter().map(|s| (*s, 0)).collect();

@@ -52,6 +52,36 @@ pub enum Walked {
 #[derive(Debug, Clone)]
 pub struct WalkOptions {
     pub max_file_size: u64,
+    /// Paths to leave out, as gitignore-style globs relative to the root (`--exclude`).
+    pub exclude: Vec<String>,
+    /// Honour `.gitignore`, `.ignore` and `.secflowignore` (off with `--no-ignore`).
+    pub respect_ignore_files: bool,
+}
+
+impl Default for WalkOptions {
+    fn default() -> WalkOptions {
+        WalkOptions {
+            max_file_size: 10 << 20,
+            exclude: Vec::new(),
+            respect_ignore_files: true,
+        }
+    }
+}
+
+/// Checks exclusion globs before a scan starts: a malformed one is the user's to fix.
+pub fn check_excludes(root: &Path, globs: &[String]) -> Result<(), String> {
+    overrides(root, globs).map(|_| ())
+}
+
+/// The `ignore` crate's overrides for `--exclude` globs: each one a negated match.
+fn overrides(root: &Path, globs: &[String]) -> Result<ignore::overrides::Override, String> {
+    let mut builder = ignore::overrides::OverrideBuilder::new(root);
+    for glob in globs {
+        builder
+            .add(&format!("!{glob}"))
+            .map_err(|e| format!("--exclude `{glob}`: {e}"))?;
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// Walks `root` (a directory or a single file), calling `visit` for every file in a stable
@@ -79,19 +109,29 @@ pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bo
             true
         }
     };
-    let walker = WalkBuilder::new(root)
+    let ignore_files = opts.respect_ignore_files;
+    let mut builder = WalkBuilder::new(root);
+    builder
         .hidden(false)
-        .git_ignore(true)
+        .git_ignore(ignore_files)
         .git_global(false)
-        .git_exclude(true)
+        .git_exclude(ignore_files)
         .require_git(false)
-        .ignore(true)
-        .parents(true)
+        .ignore(ignore_files)
+        .parents(ignore_files)
         .follow_links(true)
-        .add_custom_ignore_filename(".secflowignore")
         .filter_entry(prune)
-        .sort_by_file_path(|a, b| a.cmp(b))
-        .build();
+        .sort_by_file_path(|a, b| a.cmp(b));
+    if ignore_files {
+        builder.add_custom_ignore_filename(".secflowignore");
+    }
+    if !opts.exclude.is_empty() {
+        // Checked before the scan (`check_excludes`); an empty override excludes nothing.
+        builder.overrides(
+            overrides(root, &opts.exclude).unwrap_or_else(|_| ignore::overrides::Override::empty()),
+        );
+    }
+    let walker = builder.build();
     for entry in walker {
         let item = match entry {
             Err(err) => {

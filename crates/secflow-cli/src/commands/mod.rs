@@ -30,7 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     });
     let host = &host;
     match cli.command {
-        Command::Scan(args) => scan::run(host, args),
+        Command::Scan(args) => scan::run(host, *args),
         Command::Run(args) => run::run(host, args),
         Command::Key(cmd) => keys::run(host, cmd),
         Command::Trust(cmd) => trust::run(host, cmd),

@@ -52,15 +52,21 @@ pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
             max_file_size: args.max_file_size,
             baseline,
             redact: !args.no_redact,
+            exclude: args.exclude.clone(),
+            respect_ignore_files: !args.no_ignore,
+            severities: args.severity.clone(),
             ..ScanOptions::default()
         },
     };
-    let progress = Progress::new(!args.no_progress && std::io::stderr().is_terminal());
+    let progress =
+        Progress::new(!args.no_progress && !args.quiet && std::io::stderr().is_terminal());
     let scanned = host.block_on(host.scan(request, progress.clone()));
     progress.finish();
     let outcome = scanned.cli()?;
-    for notice in &outcome.notices {
-        errln!("warning: {notice}");
+    if !args.quiet {
+        for notice in &outcome.notices {
+            errln!("warning: {notice}");
+        }
     }
     for (id, reason) in &outcome.quarantined {
         errln!(
@@ -72,26 +78,33 @@ pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
         super::write_output(path, baseline.to_json().as_bytes())?;
-        errln!(
-            "wrote a baseline of {} finding(s) to {}",
-            baseline.findings.len(),
-            path.display()
-        );
+        if !args.quiet {
+            errln!(
+                "wrote a baseline of {} finding(s) to {}",
+                baseline.findings.len(),
+                path.display()
+            );
+        }
     }
 
-    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-    let color = to_terminal && std::env::var_os("NO_COLOR").is_none();
+    let color = use_color(
+        &args.color,
+        args.output.is_none() && std::io::stdout().is_terminal(),
+        |name| std::env::var(name).ok(),
+    );
     let rendered = output::render(&report, format, color);
     match &args.output {
         Some(path) => {
             super::write_output(path, rendered.as_bytes())?;
-            errln!(
-                "wrote {} report to {}: {} finding(s){}",
-                args.format,
-                path.display(),
-                report.findings.len(),
-                if report.partial { ", partial scan" } else { "" }
-            );
+            if !args.quiet {
+                errln!(
+                    "wrote {} report to {}: {} finding(s){}",
+                    args.format,
+                    path.display(),
+                    report.findings.len(),
+                    if report.partial { ", partial scan" } else { "" }
+                );
+            }
         }
         None => {
             use std::io::Write;
@@ -110,6 +123,20 @@ pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
         _ if report.partial => Exit::PluginFailed,
         _ => Exit::Success,
     })
+}
+
+/// Whether the table gets colors: `--color always|never` decide; `auto` colors a terminal
+/// unless `NO_COLOR` is set to something (an empty one does not count, as no-color.org
+/// says), and `FORCE_COLOR` (non-empty, not `0`) colors even a pipe.
+fn use_color(when: &str, terminal: bool, env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    match when {
+        "always" => true,
+        "never" => false,
+        _ if set("NO_COLOR") => false,
+        _ if set("FORCE_COLOR") && env("FORCE_COLOR").as_deref() != Some("0") => true,
+        _ => terminal,
+    }
 }
 
 /// `PLUGIN:GUEST=HOST` pairs, grouped by plugin; the host directory must exist.
@@ -248,5 +275,32 @@ impl secflow_scan::Progress for Progress {
             bar.set_position(files);
             bar.set_message(secflow_scan::output::table::human_bytes(bytes));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_color;
+
+    #[test]
+    fn color_follows_the_flag_then_no_color_then_force_color_then_the_terminal() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(use_color("always", false, env(&[("NO_COLOR", "1")])));
+        assert!(!use_color("never", true, env(&[("FORCE_COLOR", "1")])));
+        assert!(use_color("auto", true, env(&[])));
+        assert!(!use_color("auto", false, env(&[])));
+        assert!(!use_color("auto", true, env(&[("NO_COLOR", "1")])));
+        // An empty NO_COLOR does not count.
+        assert!(use_color("auto", true, env(&[("NO_COLOR", "")])));
+        assert!(use_color("auto", false, env(&[("FORCE_COLOR", "1")])));
+        assert!(!use_color("auto", false, env(&[("FORCE_COLOR", "0")])));
+        assert!(!use_color("auto", false, env(&[("FORCE_COLOR", "")])));
     }
 }
