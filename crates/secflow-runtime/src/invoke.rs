@@ -10,7 +10,8 @@ use crate::fsguard::{FsGuard, GrantQuota};
 use crate::guard::Guard;
 use crate::host::{HostState, LogLine, MemoryLimiter, MetricSample};
 use crate::http::{NetHooks, NetLog};
-use crate::plugin::{KindPre, Plugin};
+use crate::kinds::KindPre;
+use crate::plugin::Plugin;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +100,7 @@ impl Call {
 }
 
 /// Bytes `value` takes as JSON, counted without building the text.
-fn json_size<T: Serialize + ?Sized>(value: &T) -> u64 {
+pub(crate) fn json_size<T: Serialize + ?Sized>(value: &T) -> u64 {
     struct Counter(u64);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -222,21 +223,6 @@ fn ser_outcome<S: serde::Serializer>(
     }
 }
 
-fn supports(kind: secflow_manifest::PluginKind, call: &Call) -> bool {
-    use secflow_manifest::PluginKind as K;
-    matches!(
-        (kind, call),
-        (_, Call::Health)
-            | (K::Detector, Call::Detect(_) | Call::DetectBatch(_))
-            | (K::Enricher, Call::Enrich(_))
-            | (K::Analytics, Call::Analyze(_))
-            | (K::ProxyFilter, Call::OnRequest(_) | Call::OnResponse(..))
-            | (K::LogAnalyzer, Call::AnalyzeLogs { .. })
-            | (K::DynamicTester, Call::RunTests { .. })
-            | (K::Action, Call::Actions | Call::Execute { .. })
-    )
-}
-
 impl Runtime {
     /// Runs `call` on a fresh instance of `plugin` with `config` (a JSON object, validated
     /// against the manifest's `config-schema` before anything runs).
@@ -259,7 +245,7 @@ impl Runtime {
             logs: Vec::new(),
             metrics: Vec::new(),
         };
-        if !supports(plugin.manifest.kind, &call) {
+        if !crate::kinds::supports(plugin.manifest.kind, &call) {
             let message = format!(
                 "a {} plugin has no `{}` call",
                 plugin.manifest.kind,
@@ -304,7 +290,7 @@ impl Runtime {
         // in a host call (an HTTP read, a sleep). Both are wall-clock.
         let result = tokio::time::timeout(
             deadline + Duration::from_millis(50),
-            run(
+            crate::kinds::run(
                 &plugin.pre,
                 &mut store,
                 &config_json,
@@ -583,7 +569,7 @@ fn panic_message(state: &HostState) -> String {
     format!(" (plugin panicked at {location}: {})", message.join(" "))
 }
 
-type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
+pub(crate) type CallResult = wasmtime::Result<Result<Output, InvokeError>>;
 
 /// How much of a store's captured stdout and stderr earlier calls already returned.
 #[derive(Debug, Default)]
@@ -806,7 +792,7 @@ impl DetectSession {
         let api = self.bindings.secflow_plugin_detector();
         let result = tokio::time::timeout(
             timeout + Duration::from_millis(50),
-            detect_each(api, store, &files, limits.output_bytes),
+            crate::kinds::detect_each(api, store, &files, limits.output_bytes),
         )
         .await;
         report.wall_time_us = started.elapsed().as_micros() as u64;
@@ -843,170 +829,6 @@ impl DetectSession {
     }
 }
 
-fn plugin_err(error: PluginError) -> InvokeError {
+pub(crate) fn plugin_err(error: PluginError) -> InvokeError {
     InvokeError::Plugin { error }
-}
-
-/// Runs `detect` on each file in one instance, stopping as soon as the findings of the
-/// batch so far exceed the output limit: the limit applies to the batch as a whole, so the
-/// host never holds more than one call's worth past it.
-async fn detect_each(
-    api: &b::detector::exports::secflow::plugin::detector::Guest,
-    store: &mut Store<HostState>,
-    files: &[b::FileInput],
-    output_limit: u64,
-) -> CallResult {
-    let mut results = Vec::with_capacity(files.len());
-    let mut size = 0u64;
-    for file in files {
-        let found = api.call_detect(&mut *store, file).await?;
-        size = size.saturating_add(json_size(&found));
-        if size > output_limit {
-            return Ok(Err(InvokeError::OutputTooLarge {
-                what: format!("the findings of a batch of {} files", files.len()),
-                limit: output_limit,
-            }));
-        }
-        results.push(found);
-    }
-    Ok(Ok(Output::BatchFindings(results)))
-}
-
-macro_rules! init_or_return {
-    ($bindings:expr, $store:expr, $config:expr) => {
-        if let Err(e) = $bindings.call_init(&mut *$store, $config).await? {
-            return Ok(Err(plugin_err(e)));
-        }
-    };
-}
-
-async fn run(
-    pre: &KindPre,
-    store: &mut Store<HostState>,
-    config: &str,
-    call: Call,
-    output_limit: u64,
-) -> CallResult {
-    macro_rules! health {
-        ($p:expr) => {
-            if let Call::Health = call {
-                return Ok(Ok(Output::Health($p.call_health(&mut *store).await?)));
-            }
-        };
-    }
-    match pre {
-        KindPre::Action(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let api = p.secflow_plugin_action();
-            match call {
-                Call::Actions => Ok(Ok(Output::Actions(api.call_actions(&mut *store).await?))),
-                Call::Execute { action, params } => Ok(
-                    match api.call_execute(&mut *store, &action, &params).await? {
-                        // Measured as returned, before it is parsed into a second copy.
-                        Ok(json) if json.len() as u64 > output_limit => {
-                            Err(InvokeError::OutputTooLarge {
-                                what: "the returned value".into(),
-                                limit: output_limit,
-                            })
-                        }
-                        Ok(json) => serde_json::from_str(&json).map(Output::Json).map_err(|e| {
-                            InvokeError::InvalidOutput {
-                                message: format!("the action result is not JSON: {e}"),
-                            }
-                        }),
-                        Err(e) => Err(plugin_err(e)),
-                    },
-                ),
-                _ => unreachable!("checked by supports()"),
-            }
-        }
-        KindPre::Detector(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let api = p.secflow_plugin_detector();
-            match call {
-                Call::Detect(file) => Ok(api
-                    .call_detect(&mut *store, &file)
-                    .await?
-                    .map(Output::Findings)
-                    .map_err(plugin_err)),
-                Call::DetectBatch(files) => detect_each(api, store, &files, output_limit).await,
-                _ => unreachable!("checked by supports()"),
-            }
-        }
-        KindPre::Enricher(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let Call::Enrich(findings) = call else {
-                unreachable!("checked by supports()")
-            };
-            Ok(p.secflow_plugin_enricher()
-                .call_enrich(&mut *store, &findings)
-                .await?
-                .map(Output::Findings)
-                .map_err(plugin_err))
-        }
-        KindPre::Analytics(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let Call::Analyze(findings) = call else {
-                unreachable!("checked by supports()")
-            };
-            Ok(p.secflow_plugin_analytics()
-                .call_analyze(&mut *store, &findings)
-                .await?
-                .map(Output::Report)
-                .map_err(plugin_err))
-        }
-        KindPre::ProxyFilter(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let api = p.secflow_plugin_proxy_filter();
-            match call {
-                Call::OnRequest(req) => Ok(api
-                    .call_on_request(&mut *store, &req)
-                    .await?
-                    .map(Output::RequestVerdict)
-                    .map_err(plugin_err)),
-                Call::OnResponse(req, resp) => Ok(api
-                    .call_on_response(&mut *store, &req, &resp)
-                    .await?
-                    .map(Output::ResponseVerdict)
-                    .map_err(plugin_err)),
-                _ => unreachable!("checked by supports()"),
-            }
-        }
-        KindPre::LogAnalyzer(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let Call::AnalyzeLogs { source, entries } = call else {
-                unreachable!("checked by supports()")
-            };
-            Ok(p.secflow_plugin_log_analyzer()
-                .call_analyze_logs(&mut *store, &source, &entries)
-                .await?
-                .map(Output::Findings)
-                .map_err(plugin_err))
-        }
-        KindPre::DynamicTester(pre) => {
-            let p = pre.instantiate_async(&mut *store).await?;
-            init_or_return!(p, store, config);
-            health!(p);
-            let Call::RunTests { target, config } = call else {
-                unreachable!("checked by supports()")
-            };
-            Ok(p.secflow_plugin_dynamic_tester()
-                .call_run_tests(&mut *store, &target, &config)
-                .await?
-                .map(Output::AttackResults)
-                .map_err(plugin_err))
-        }
-    }
 }

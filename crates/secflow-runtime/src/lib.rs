@@ -26,6 +26,7 @@ mod host;
 pub mod http;
 mod imports;
 mod invoke;
+mod kinds;
 pub mod kv;
 pub mod netpolicy;
 mod plugin;

@@ -2,11 +2,9 @@
 //! against the manifest's declared capabilities, check it implements the declared kind,
 //! and pre-link it so every invocation only instantiates.
 
-use crate::bindings as b;
 use crate::cache::{self, CacheOutcome};
 use crate::engine::Runtime;
 use crate::error::LoadError;
-use crate::host::HostState;
 use crate::netpolicy::NetGrant;
 use secflow_manifest::{Access, Manifest, PluginKind, ResolvedLimits};
 use std::path::PathBuf;
@@ -99,17 +97,6 @@ impl Grants {
     }
 }
 
-/// The pre-linked component for the plugin's kind.
-pub(crate) enum KindPre {
-    Detector(b::detector::DetectorPluginPre<HostState>),
-    Enricher(b::enricher::EnricherPluginPre<HostState>),
-    Analytics(b::analytics::AnalyticsPluginPre<HostState>),
-    ProxyFilter(b::proxy_filter::ProxyFilterPluginPre<HostState>),
-    LogAnalyzer(b::log_analyzer::LogAnalyzerPluginPre<HostState>),
-    DynamicTester(b::dynamic_tester::DynamicTesterPluginPre<HostState>),
-    Action(b::action::ActionPluginPre<HostState>),
-}
-
 /// A verified, compiled and pre-linked plugin, ready for fresh-instance invocations.
 pub struct Plugin {
     pub manifest: Manifest,
@@ -120,7 +107,7 @@ pub struct Plugin {
     /// The component's imports, as checked at load.
     pub imports: Vec<String>,
     pub cache: CacheOutcome,
-    pub(crate) pre: KindPre,
+    pub(crate) pre: crate::kinds::KindPre,
     /// `config-schema`, compiled once at load.
     pub(crate) config: secflow_manifest::ConfigValidator,
     pub(crate) metered: bool,
@@ -294,29 +281,7 @@ impl Runtime {
                 manifest.kind
             ),
         };
-        let pre = match manifest.kind {
-            PluginKind::Detector => KindPre::Detector(
-                b::detector::DetectorPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::Enricher => KindPre::Enricher(
-                b::enricher::EnricherPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::Analytics => KindPre::Analytics(
-                b::analytics::AnalyticsPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::ProxyFilter => KindPre::ProxyFilter(
-                b::proxy_filter::ProxyFilterPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::LogAnalyzer => KindPre::LogAnalyzer(
-                b::log_analyzer::LogAnalyzerPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::DynamicTester => KindPre::DynamicTester(
-                b::dynamic_tester::DynamicTesterPluginPre::new(instance_pre).map_err(mismatch)?,
-            ),
-            PluginKind::Action => {
-                KindPre::Action(b::action::ActionPluginPre::new(instance_pre).map_err(mismatch)?)
-            }
-        };
+        let pre = crate::kinds::KindPre::new(manifest.kind, instance_pre).map_err(mismatch)?;
         let net = Arc::new(grants.network.clone());
         let config = manifest
             .config_validator()
