@@ -56,6 +56,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell), e.g.
+    /// `secflow completions bash > /etc/bash_completion.d/secflow`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `secflow man > /usr/local/share/man/man1/secflow.1`
+    Man,
 }
 
 /// An audit time filter, normalized to the log's own format (UTC, microseconds) so that
@@ -394,7 +402,7 @@ fn parse_severity(s: &str) -> Result<secflow_scan::Severity, String> {
 }
 
 /// `10M`, `512K`, `1G` or a number of bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 10),

@@ -35,8 +35,11 @@ macro_rules! out {
 }
 
 mod cli;
+#[cfg(test)]
+mod clidoc;
 mod commands;
 mod exit;
+mod project;
 mod sdk;
 mod security_env;
 
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
     let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.verbose);
     let checked = security_env::apply(&mut cli, |name| std::env::var(name).ok())
+        .and_then(|()| project_settings(&mut cli, &matches))
         .and_then(|()| commands::run(cli));
     match checked {
         Ok(code) => code.into(),
@@ -71,6 +75,17 @@ fn main() -> ExitCode {
             code.into()
         }
     }
+}
+
+/// A scan takes its project's `.secflow.toml` where no flag or variable says otherwise.
+fn project_settings(cli: &mut cli::Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    if let (cli::Command::Scan(args), Some(("scan", scan))) =
+        (&mut cli.command, matches.subcommand())
+        && let Some(path) = project::apply(args, scan)?
+    {
+        tracing::info!("scan settings from {}", path.display());
+    }
+    Ok(())
 }
 
 /// Whether the command asked for machine-readable output (`--json`, or `scan --format

@@ -245,7 +245,7 @@ fn severity_exclude_no_ignore_and_quiet_shape_a_scan() {
         .unwrap();
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("--exclude"),
+        text(&out.stderr).contains("exclude pattern `a[b`"),
         "{}",
         text(&out.stderr)
     );
@@ -262,4 +262,87 @@ fn severity_exclude_no_ignore_and_quiet_shape_a_scan() {
     assert_eq!(code(&out), 0);
     assert_eq!(text(&out.stderr), "", "quiet printed on stderr");
     assert!(report.is_file());
+}
+
+#[test]
+fn a_project_file_sets_scan_defaults_that_flags_override() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let project = tempfile::tempdir().unwrap();
+    let p = project.path();
+    let key = "AKIAQ3EGUMC5HOWD4VXZ";
+    std::fs::create_dir_all(p.join("src")).unwrap();
+    std::fs::create_dir_all(p.join("vendor")).unwrap();
+    std::fs::write(
+        p.join("src/config.py"),
+        format!("AWS_ACCESS_KEY_ID = \"{key}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(p.join("vendor/lib.py"), format!("KEY = \"{key}\"\n")).unwrap();
+    std::fs::write(
+        p.join(".secflow.toml"),
+        "[scan]\nformat = \"json\"\nfail-on = \"high\"\nexclude = [\"vendor/**\"]\nplugins = [\"secrets-detector\"]\n",
+    )
+    .unwrap();
+
+    // Found upward from a target below it: JSON, the gate, the exclusion.
+    let out = secflow(h).arg("scan").arg(p.join("src")).output().unwrap();
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!report["findings"].as_array().unwrap().is_empty());
+    let out = secflow(h).arg("scan").arg(p).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["location"]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("vendor/")),
+        "{report}"
+    );
+
+    // A flag wins over the file, and so does an environment variable.
+    let out = secflow(h)
+        .arg("scan")
+        .arg(p)
+        .args(["--format", "sarif", "--fail-on", "critical"])
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("\"runs\""));
+    // An environment variable wins over the file too: the file's tiny size limit skips
+    // every file, SECFLOW_MAX_FILE_SIZE lifts it.
+    std::fs::write(
+        p.join(".secflow.toml"),
+        "[scan]\nformat = \"json\"\nmax-file-size = \"10\"\n",
+    )
+    .unwrap();
+    let count = |env: Option<&str>| {
+        let mut cmd = secflow(h);
+        if let Some(v) = env {
+            cmd.env("SECFLOW_MAX_FILE_SIZE", v);
+        }
+        let out = cmd.arg("scan").arg(p).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        report["findings"].as_array().unwrap().len()
+    };
+    assert_eq!(count(None), 0);
+    assert!(count(Some("10M")) > 0);
+
+    // What would widen the scan is not accepted from a project file.
+    std::fs::write(
+        p.join(".secflow.toml"),
+        "[scan]\nmount = [\"kev-epss-enricher:/feeds=/etc\"]\n",
+    )
+    .unwrap();
+    let out = secflow(h).arg("scan").arg(p).output().unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains(".secflow.toml") && text(&out.stderr).contains("mount"),
+        "{}",
+        text(&out.stderr)
+    );
 }

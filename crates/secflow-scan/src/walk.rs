@@ -79,7 +79,7 @@ fn overrides(root: &Path, globs: &[String]) -> Result<ignore::overrides::Overrid
     for glob in globs {
         builder
             .add(&format!("!{glob}"))
-            .map_err(|e| format!("--exclude `{glob}`: {e}"))?;
+            .map_err(|e| format!("exclude pattern `{glob}`: {e}"))?;
     }
     builder.build().map_err(|e| e.to_string())
 }

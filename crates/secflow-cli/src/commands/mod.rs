@@ -38,6 +38,21 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Policy(cmd) => policy::run(host, cmd),
         Command::Stats { json } => audit::stats(host, json),
         Command::Version { json } => version(json),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut crate::cli::Cli::command(),
+                "secflow",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Success)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut std::io::stdout())?;
+            Ok(Exit::Success)
+        }
         Command::Plugin(cmd) => match cmd {
             PluginCommand::New(args) => plugin::new::run(host, args),
             PluginCommand::Build(args) => plugin::build::run(host, args),
