@@ -304,7 +304,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Directory or file to scan
+    /// Directory or file to scan; - scans what is on stdin (as a file named `stdin`)
     #[arg(default_value = ".")]
     pub path: PathBuf,
 

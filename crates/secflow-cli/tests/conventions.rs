@@ -346,3 +346,97 @@ fn a_project_file_sets_scan_defaults_that_flags_override() {
         text(&out.stderr)
     );
 }
+
+/// Runs the secflow binary as an unprivileged user when the tests run as root (root reads
+/// any file, so nothing would be unreadable): a copy of the binary in a directory that user
+/// can reach, through `setpriv`.
+#[cfg(unix)]
+fn unprivileged(dir: &std::path::Path) -> std::process::Command {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| text(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    if !is_root {
+        return secflow(&home);
+    }
+    let bin = dir.join("secflow");
+    std::fs::copy(env!("CARGO_BIN_EXE_secflow"), &bin).unwrap();
+    for p in [dir, home.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&bin)
+        .env("SECFLOW_HOME", &home)
+        .env("HOME", &home)
+        .env_remove("SECFLOW_LOG")
+        .env_remove("SECFLOW_FAIL_ON");
+    cmd
+}
+
+#[cfg(unix)]
+#[test]
+fn an_unreadable_file_or_directory_makes_the_scan_partial_and_is_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = root.path().join("target");
+    std::fs::create_dir_all(target.join("locked-dir")).unwrap();
+    std::fs::write(target.join("ok.py"), "print('fine')\n").unwrap();
+    std::fs::write(
+        target.join("secret.env"),
+        "AWS_ACCESS_KEY_ID=AKIAQ3EGUMC5HOWD4VXZ\n",
+    )
+    .unwrap();
+    std::fs::write(target.join("locked-dir/inner.py"), "x = 1\n").unwrap();
+    for (p, mode) in [
+        (target.as_path(), 0o755),
+        (target.join("ok.py").as_path(), 0o644),
+        (target.join("secret.env").as_path(), 0o000),
+        (target.join("locked-dir").as_path(), 0o000),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = unprivileged(root.path())
+        .arg("scan")
+        .arg(&target)
+        .args(["--format", "json", "--plugin", "secrets-detector"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(code(&out), 4, "a partial scan exits 4: {stderr}");
+    assert!(stderr.contains("could not read secret.env"), "{stderr}");
+    assert!(stderr.contains("locked-dir"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["partial"], true);
+    assert_eq!(
+        report["summary"]["files_skipped"]["unreadable"], 2,
+        "{report}"
+    );
+}
+
+#[test]
+fn scan_dash_reads_stdin() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = secflow(home.path());
+    cmd.args([
+        "scan",
+        "-",
+        "--format",
+        "json",
+        "--plugin",
+        "secrets-detector",
+    ]);
+    let out = common::run_with_stdin(cmd, "AWS_ACCESS_KEY_ID=AKIAQ3EGUMC5HOWD4VXZ\n");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["target"], "-");
+    let findings = report["findings"].as_array().unwrap();
+    assert!(!findings.is_empty());
+    assert_eq!(findings[0]["location"]["path"], "stdin");
+}

@@ -433,13 +433,19 @@ pub async fn scan(
             st
         })
         .collect();
-    let partial = !collected.errors.is_empty();
+    let files_skipped = std::mem::take(&mut *skipped_counts.lock().unwrap());
+    // Nothing silently unscanned: a file or directory that could not be read leaves the
+    // scan partial, as a failed plugin does.
+    let partial = !collected.errors.is_empty()
+        || files_skipped
+            .get(&walk::SkipReason::Unreadable)
+            .is_some_and(|n| *n > 0);
     let summary = Summary {
         findings: findings.len(),
         by_severity,
         files_scanned: scanned.0.load(Ordering::Relaxed),
         bytes_scanned: scanned.1.load(Ordering::Relaxed),
-        files_skipped: std::mem::take(&mut *skipped_counts.lock().unwrap()),
+        files_skipped,
         suppressed_inline: collected.suppressed_inline,
         suppressed_baseline,
     };

@@ -15,7 +15,16 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
+pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
+    // `scan -`: what is on stdin, scanned as one file named `stdin`.
+    let _stdin_copy = if args.path.as_os_str() == "-" {
+        let dir = read_stdin_to_file(args.max_file_size)?;
+        args.path = dir.path().join("stdin");
+        Some(dir)
+    } else {
+        None
+    };
+    let from_stdin = _stdin_copy.is_some();
     let format: Format = args
         .format
         .parse()
@@ -73,7 +82,30 @@ pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
             "warning: {id} is quarantined ({reason}); it stays off until `secflow plugin release {id}`"
         );
     }
-    let report = outcome.report;
+    let mut report = outcome.report;
+    if from_stdin {
+        report.target = "-".into();
+    }
+    // Unreadable files and directories: named on stderr (the report lists them too), and
+    // the scan is partial.
+    let unreadable: Vec<&secflow_scan::report::SkippedFile> = report
+        .skipped
+        .iter()
+        .filter(|s| s.reason == secflow_scan::walk::SkipReason::Unreadable)
+        .collect();
+    for s in unreadable.iter().take(20) {
+        errln!(
+            "warning: could not read {}: {}; the scan is partial",
+            if s.path.is_empty() { "a path" } else { &s.path },
+            s.detail
+        );
+    }
+    if unreadable.len() > 20 {
+        errln!(
+            "warning: ... and {} more unreadable path(s)",
+            unreadable.len() - 20
+        );
+    }
 
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::from_findings(&report.findings);
@@ -123,6 +155,28 @@ pub fn run(host: &Host, args: ScanArgs) -> anyhow::Result<Exit> {
         _ if report.partial => Exit::PluginFailed,
         _ => Exit::Success,
     })
+}
+
+/// Copies stdin into a private temporary directory as the file `stdin` (at most
+/// `max_bytes`; more is refused rather than scanned in part).
+fn read_stdin_to_file(max_bytes: u64) -> anyhow::Result<tempfile::TempDir> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(Exit::Usage, format!("cannot read stdin: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "stdin holds more than --max-file-size ({max_bytes} bytes); raise it or scan a file"
+            ),
+        ));
+    }
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("stdin"), &bytes)?;
+    Ok(dir)
 }
 
 /// Whether the table gets colors: `--color always|never` decide; `auto` colors a terminal
