@@ -27,6 +27,8 @@ fn settings() -> insta::Settings {
         r#""$1": "[digest]""#,
     );
     s.add_filter(r"\b\d+(\.\d+)? ?(ms|s|µs)\b", "[duration]");
+    // Columns padded to the width of a duration or size shift with it.
+    s.add_filter(r" +\[(duration|size)\]", " [$1]");
     s.add_filter(r"\b\d+(\.\d+)? ?(B|KiB|MiB|GiB)\b", "[size]");
     s.add_filter(r"\b\d+(\.\d+)? files/s\b", "[rate] files/s");
     s

@@ -54,7 +54,17 @@ impl Redactor {
         let mut masked = vec![false; chars.len()];
         for m in matches {
             let start = (m.column as usize).saturating_sub(1);
-            let end = (m.end_column as usize).min(chars.len());
+            let mut end = (m.end_column as usize).min(chars.len());
+            // A match that ends on the closing quote of the literal it sits in keeps that
+            // quote: `"Summ*****"`, not `"Summ*****` (and the whole-literal mask of a
+            // credential finding then finds the literal).
+            if start < end && start < chars.len() {
+                let last = chars[end - 1];
+                let opened_here = chars[start] == last || (start > 0 && chars[start - 1] == last);
+                if matches!(last, '"' | '\'' | '`') && opened_here && end - 1 > start {
+                    end -= 1;
+                }
+            }
             if m.line == 1 && m.end_line == 1 && start < end {
                 for flag in &mut masked[(start + KEEP).min(end)..end] {
                     *flag = true;
@@ -141,6 +151,47 @@ mod tests {
             r#"conn("*****", "*****") + ''"#
         );
         assert_eq!(mask_quoted("x = 'ab'"), "x = 'ab'");
+    }
+
+    #[test]
+    fn a_mask_keeps_the_closing_quote_and_one_line_shows_one_mask() {
+        use crate::model::{Finding, Location, Severity};
+        let line = r#"ADMIN_PASSWORD = "Summer2019!shop""#;
+        let r = Redactor::new();
+        let out = r.redact(line);
+        assert!(out.ends_with('"'), "{out}");
+        assert!(!out.contains("Summer2019"), "{out}");
+        // Two plugins report the line: one as it is, one already masked its own way. The
+        // report shows one mask for both.
+        let finding = |snippet: &str| Finding {
+            rule_id: "r".into(),
+            title: "t".into(),
+            message: String::new(),
+            severity: Severity::High,
+            cwe_ids: vec![798],
+            location: Some(Location {
+                path: "auth.py".into(),
+                start_line: 16,
+                start_column: 1,
+                end_line: 16,
+                end_column: 1,
+                snippet: Some(snippet.to_string()),
+            }),
+            confidence: crate::Confidence::High,
+            cve_ids: Vec::new(),
+            cvss_vector: None,
+            fingerprint: String::new(),
+            plugin: "p".into(),
+            tags: Vec::new(),
+            properties: Default::default(),
+        };
+        let mut raw = finding(line);
+        let mut premasked = finding(r#"ADMIN_PASSWORD = "Summ*****""#);
+        r.redact_finding(&mut raw);
+        r.redact_finding(&mut premasked);
+        let shown = |f: &Finding| f.location.as_ref().unwrap().snippet.clone().unwrap();
+        assert_eq!(shown(&raw), r#"ADMIN_PASSWORD = "*****""#);
+        assert_eq!(shown(&raw), shown(&premasked));
     }
 
     #[test]
