@@ -9,7 +9,7 @@
 /// (newlines and tabs kept). JSON from `secflow_term::to_json*` passes through unchanged.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        println!("{}", secflow_term::escape(&format!($($arg)*)))
+        $crate::print_out(&format!("{}\n", secflow_term::escape(&format!($($arg)*))))
     };
 }
 
@@ -30,8 +30,26 @@ macro_rules! err {
 /// `print!` with the same escaping as [`outln!`].
 macro_rules! out {
     ($($arg:tt)*) => {
-        print!("{}", secflow_term::escape(&format!($($arg)*)))
+        $crate::print_out(&secflow_term::escape(&format!($($arg)*)))
     };
+}
+
+/// Writes to stdout; a reader that went away (`secflow plugin list | head`) ends the
+/// command quietly instead of a panic.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 mod cli;

@@ -440,3 +440,24 @@ fn scan_dash_reads_stdin() {
     assert!(!findings.is_empty());
     assert_eq!(findings[0]["location"]["path"], "stdin");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let home = tempfile::tempdir().unwrap();
+    // `head -1` closes the pipe after the first line; secflow must not panic on the rest.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' plugin list | head -1; '{}' version | head -1",
+            env!("CARGO_BIN_EXE_secflow"),
+            env!("CARGO_BIN_EXE_secflow")
+        ))
+        .env("SECFLOW_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(text(&out.stdout).starts_with("ID"), "{}", text(&out.stdout));
+}

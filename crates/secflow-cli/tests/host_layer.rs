@@ -38,12 +38,15 @@ fn a_fresh_home_lists_the_bundled_plugins_and_runs_them_by_id() {
     let table = secflow(h).args(["plugin", "list"]).output().unwrap();
     let table = text(&table.stdout);
     assert!(table.contains("ORIGIN"), "{table}");
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("data-processor") && l.contains("bundled")),
-        "{table}"
-    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("data-processor"))
+        .unwrap_or_else(|| panic!("{table}"));
+    // Columns line up with the header: ORIGIN then STATE.
+    let header = table.lines().next().unwrap();
+    let column = |name: &str| header.find(name).unwrap();
+    assert!(row[column("ORIGIN")..].starts_with("bundled "), "{table}");
+    assert!(row[column("STATE")..].starts_with("enabled "), "{table}");
 
     // The README's example, with only the binary.
     let mut cmd = secflow(h);

@@ -39,7 +39,8 @@ impl Origin {
 
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so that width and alignment (`{:<10}`) apply.
+        f.pad(self.as_str())
     }
 }
 

@@ -14,12 +14,10 @@ pub struct PluginListing {
 }
 
 impl PluginListing {
-    /// `enabled`, `disabled`, `pending-approval`, `quarantined`, or `bundled`.
+    /// `enabled`, `disabled`, `pending-approval` or `quarantined` (a bundled plugin is
+    /// always enabled).
     pub fn state(&self) -> &'static str {
-        match self.origin {
-            Origin::Bundled => "bundled",
-            _ => self.plugin.state(),
-        }
+        self.plugin.state()
     }
 }
 
