@@ -369,8 +369,8 @@ pub struct ScanArgs {
     #[arg(long)]
     pub no_redact: bool,
 
-    /// Report only findings of these severities (comma-separated or repeated), e.g.
-    /// --severity critical,high
+    /// List only findings of these severities (comma-separated or repeated), e.g.
+    /// --severity critical,high; --fail-on still counts every finding
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_severity)]
     pub severity: Vec<secflow_scan::Severity>,
 
@@ -382,6 +382,11 @@ pub struct ScanArgs {
     /// Also scan files that .gitignore, .ignore and .secflowignore exclude
     #[arg(long)]
     pub no_ignore: bool,
+
+    /// Ignore the project's .secflow.toml (found upward from PATH, up to the git work
+    /// tree's root)
+    #[arg(long)]
+    pub no_project_config: bool,
 
     /// Print nothing but the report and errors (no progress, notices or summary lines)
     #[arg(long, short)]

@@ -44,7 +44,9 @@ fn print_out(text: &str) {
         .and_then(|()| stdout.flush())
     {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        // The reader went away: end as a program killed by SIGPIPE does (128 + 13), so a
+        // pipeline with `pipefail` does not mistake a cut-off refusal for success.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
         Err(e) => {
             eprintln!("error: cannot write to stdout: {e}");
             std::process::exit(2);
@@ -100,8 +102,13 @@ fn project_settings(cli: &mut cli::Cli, matches: &clap::ArgMatches) -> anyhow::R
     if let (cli::Command::Scan(args), Some(("scan", scan))) =
         (&mut cli.command, matches.subcommand())
         && let Some(path) = project::apply(args, scan)?
+        && !args.quiet
     {
-        tracing::info!("scan settings from {}", path.display());
+        // Said every time: the scanned project changed what the scan reports.
+        eprintln!(
+            "note: scan settings from {} (--no-project-config ignores it)",
+            secflow_term::escape_line(&path.display().to_string())
+        );
     }
     Ok(())
 }

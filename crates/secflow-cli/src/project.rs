@@ -46,7 +46,14 @@ struct ScanSettings {
     max_file_size: Option<String>,
 }
 
-/// The nearest `.secflow.toml` at or above `target` (a file's directory for a file).
+/// The largest project file read.
+const MAX_BYTES: u64 = 64 * 1024;
+
+/// The nearest `.secflow.toml` at or above `target` (a file's directory for a file), up to
+/// the root of the git work tree the target is in; outside a work tree, only the target's
+/// own directory. It must be a regular file, not a symlink: a repository cannot point the
+/// scanner at a file elsewhere on the machine, and a directory above the project (`/tmp`)
+/// cannot plant settings for it.
 pub fn find(target: &Path) -> Option<PathBuf> {
     let start = std::fs::canonicalize(target).ok()?;
     let dir = if start.is_file() {
@@ -54,18 +61,37 @@ pub fn find(target: &Path) -> Option<PathBuf> {
     } else {
         start
     };
-    dir.ancestors()
-        .map(|d| d.join(FILE_NAME))
-        .find(|f| f.is_file())
+    let in_work_tree = dir.ancestors().any(|d| d.join(".git").exists());
+    for d in dir.ancestors() {
+        let candidate = d.join(FILE_NAME);
+        if std::fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_file()) {
+            return Some(candidate);
+        }
+        if !in_work_tree || d.join(".git").exists() {
+            break;
+        }
+    }
+    None
 }
 
 /// Applies the project file (if any) to `args` where `matches` says a value came from the
 /// default, not from the command line or the environment. Returns the file used.
 pub fn apply(args: &mut ScanArgs, matches: &clap::ArgMatches) -> anyhow::Result<Option<PathBuf>> {
+    if args.no_project_config || args.path.as_os_str() == "-" {
+        return Ok(None);
+    }
     let Some(path) = find(&args.path) else {
         return Ok(None);
     };
     let bad = |e: String| fail(Exit::Usage, format!("{}: {e}", path.display()));
+    let size = std::fs::symlink_metadata(&path)
+        .map_err(|e| bad(e.to_string()))?
+        .len();
+    if size > MAX_BYTES {
+        return Err(bad(format!(
+            "larger than {MAX_BYTES} bytes; a project file is a few lines"
+        )));
+    }
     let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
     let file: ProjectFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let s = file.scan;
@@ -140,8 +166,8 @@ pub fn apply(args: &mut ScanArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     if let Some(jobs) = s.jobs
         && unset("jobs")
     {
-        if jobs == 0 {
-            return Err(bad("scan.jobs must be at least 1".into()));
+        if !(1..=256).contains(&jobs) {
+            return Err(bad("scan.jobs must be from 1 to 256".into()));
         }
         args.jobs = Some(jobs);
     }

@@ -271,6 +271,8 @@ fn a_project_file_sets_scan_defaults_that_flags_override() {
     let project = tempfile::tempdir().unwrap();
     let p = project.path();
     let key = "AKIAQ3EGUMC5HOWD4VXZ";
+    // A git work tree: the file is searched for up to its root.
+    std::fs::create_dir_all(p.join(".git")).unwrap();
     std::fs::create_dir_all(p.join("src")).unwrap();
     std::fs::create_dir_all(p.join("vendor")).unwrap();
     std::fs::write(
@@ -331,6 +333,22 @@ fn a_project_file_sets_scan_defaults_that_flags_override() {
     };
     assert_eq!(count(None), 0);
     assert!(count(Some("10M")) > 0);
+
+    // A symlinked project file is not read (it could point anywhere on the machine).
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(
+        elsewhere.path().join("settings"),
+        "[scan]\nformat = \"sarif\"\n",
+    )
+    .unwrap();
+    std::fs::remove_file(p.join(".secflow.toml")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("settings"), p.join(".secflow.toml")).unwrap();
+    let out = secflow(h).arg("scan").arg(p).output().unwrap();
+    assert!(
+        !text(&out.stdout).contains("\"runs\""),
+        "a symlinked project file was used"
+    );
+    std::fs::remove_file(p.join(".secflow.toml")).unwrap();
 
     // What would widen the scan is not accepted from a project file.
     std::fs::write(

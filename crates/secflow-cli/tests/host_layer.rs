@@ -147,6 +147,28 @@ fn a_report_never_replaces_what_is_not_a_regular_file() {
         "/dev/null is no longer a device"
     );
 
+    // `-o /dev/stdout` with stdout a pipe (as in `secflow scan -o /dev/stdout | jq`): the
+    // kernel's FIFO, written through.
+    let out = secflow(h)
+        .arg("scan")
+        .arg(&target)
+        .args([
+            "--plugin",
+            "secrets-detector",
+            "--format",
+            "json",
+            "-o",
+            "/dev/stdout",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"findings\""),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A FIFO: the report goes through it to a reader.
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("report.pipe");

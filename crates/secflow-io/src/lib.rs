@@ -86,23 +86,68 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()
 /// the link stays; anything else (a character or block device, a FIFO, a socket) is opened
 /// and written in place, never replaced, and keeps its mode.
 pub fn write_output(path: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
-    let target = resolve(path)?;
-    match std::fs::metadata(&target) {
-        Ok(meta) if !meta.is_file() && !meta.is_dir() => {
-            // A device, a FIFO or a socket: write through it.
-            let mut file = std::fs::OpenOptions::new().write(true).open(&target)?;
-            file.write_all(bytes)?;
-            return file.flush();
-        }
+    // What the kernel resolves the path to decides first: `/dev/stdout` on a pipe is a
+    // FIFO reached through `/proc/self/fd/1`, which names no file to rename over.
+    match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::IsADirectory,
-                format!("{} is a directory", target.display()),
+                format!("{} is a directory", path.display()),
             ));
+        }
+        Ok(meta) if !meta.is_file() => {
+            // A device, a FIFO or a socket: write through it.
+            let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+            file.write_all(bytes)?;
+            return file.flush();
         }
         _ => {}
     }
+    let target = resolve(path)?;
+    if target != path {
+        // A symlink is followed only to a file in the link's own directory tree
+        // (`latest.sarif -> reports/today.sarif`): a link committed into a repository
+        // (`secflow.sarif -> ~/.bashrc`) must not make a scan overwrite a file elsewhere.
+        let link_dir = absolute_parent(path)?;
+        let target_dir = absolute_parent(&target)?;
+        if !target_dir.starts_with(&link_dir) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a symlink to {}, outside its directory; write to the target itself or remove the link",
+                    path.display(),
+                    target.display()
+                ),
+            ));
+        }
+    }
+    // Replacing a file keeps its permissions when they are narrower (a private report
+    // stays private).
+    let mode = match std::fs::metadata(&target) {
+        Ok(meta) if meta.is_file() && permission_bits(&meta) & 0o077 == 0 => Mode::Private,
+        _ => mode,
+    };
     replace(&target, bytes, mode)
+}
+
+/// The canonical directory a path's file lives in (the file itself may not exist).
+fn absolute_parent(path: &Path) -> std::io::Result<PathBuf> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::canonicalize(parent)
+}
+
+#[cfg(unix)]
+fn permission_bits(meta: &std::fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn permission_bits(_: &std::fs::Metadata) -> u32 {
+    0o644
 }
 
 fn replace(target: &Path, bytes: &[u8], mode: Mode) -> std::io::Result<()> {
@@ -190,6 +235,47 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_out_of_its_directory_is_refused_and_private_files_stay_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("bashrc");
+        std::fs::write(&victim, "keep").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let link = repo.path().join("secflow.sarif");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = write_output(&link, b"{}", Mode::Shared).unwrap_err();
+        assert!(err.to_string().contains("outside its directory"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // A 0600 report replaced by a new one stays 0600.
+        let private = repo.path().join("private.json");
+        std::fs::write(&private, "old").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_output(&private, b"new", Mode::Shared).unwrap();
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_to_a_fifo_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let via = dir.path().join("via-link");
+        std::os::unix::fs::symlink(&fifo, &via).unwrap();
+        let reader = std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap());
+        write_output(&via, b"through", Mode::Shared).unwrap();
+        assert_eq!(reader.join().unwrap(), "through");
     }
 
     #[cfg(unix)]

@@ -120,8 +120,14 @@ fn io(e: impl std::fmt::Display) -> KvFailure {
 #[derive(Debug, Default)]
 pub struct KvStores {
     dir: PathBuf,
-    open: Mutex<HashMap<KvNamespace, SqlitePool>>,
+    /// One pool per namespace, and the one-time setup of its database (schema, WAL mode)
+    /// shared by every invocation: concurrent first connections to a new database would
+    /// race to switch it to WAL, and SQLite answers the loser "database is locked".
+    open: Mutex<HashMap<KvNamespace, (SqlitePool, Ready)>>,
 }
+
+/// Set once a namespace's database has its schema.
+type Ready = Arc<tokio::sync::OnceCell<()>>;
 
 impl KvStores {
     pub fn new(dir: PathBuf) -> KvStores {
@@ -133,7 +139,7 @@ impl KvStores {
 
     /// The store for `grant`; the database is opened (and created) on first use.
     pub fn store(&self, grant: &KvGrant) -> KvStore {
-        let pool = self
+        let (pool, ready) = self
             .open
             .lock()
             .unwrap()
@@ -150,19 +156,20 @@ impl KvStores {
                     .busy_timeout(std::time::Duration::from_secs(30));
                 // No idle reaper: it would be a task on whichever tokio runtime opened the
                 // pool first.
-                SqlitePoolOptions::new()
+                let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .min_connections(0)
                     .idle_timeout(None)
                     .max_lifetime(None)
-                    .connect_lazy_with(options)
+                    .connect_lazy_with(options);
+                (pool, Arc::default())
             })
             .clone();
         KvStore {
             pool,
             path: grant.namespace.path(&self.dir),
             quota: grant.quota,
-            ready: Arc::default(),
+            ready,
         }
     }
 }
@@ -173,7 +180,7 @@ pub struct KvStore {
     pool: SqlitePool,
     path: PathBuf,
     quota: u64,
-    ready: Arc<tokio::sync::OnceCell<()>>,
+    ready: Ready,
 }
 
 /// A write transaction that takes the database's write lock at once, so the size read in it

@@ -54,8 +54,6 @@ pub struct ScanOptions {
     pub exclude: Vec<String>,
     /// Honour `.gitignore`, `.ignore` and `.secflowignore`.
     pub respect_ignore_files: bool,
-    /// Report only findings of these severities (empty: all).
-    pub severities: Vec<Severity>,
 }
 
 impl Default for ScanOptions {
@@ -70,7 +68,6 @@ impl Default for ScanOptions {
             max_plugin_failures: 8,
             exclude: Vec::new(),
             respect_ignore_files: true,
-            severities: Vec::new(),
         }
     }
 }
@@ -402,10 +399,6 @@ pub async fn scan(
         }
     }
     sort_findings(&mut findings);
-    // `--severity`: what is reported (and gated on); enrichers and analytics saw everything.
-    if !opts.severities.is_empty() {
-        findings.retain(|f| opts.severities.contains(&f.severity));
-    }
 
     let mut by_severity: BTreeMap<Severity, usize> =
         Severity::ALL.iter().map(|s| (*s, 0)).collect();

@@ -63,7 +63,6 @@ pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
             redact: !args.no_redact,
             exclude: args.exclude.clone(),
             respect_ignore_files: !args.no_ignore,
-            severities: args.severity.clone(),
             ..ScanOptions::default()
         },
     };
@@ -85,6 +84,19 @@ pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
     let mut report = outcome.report;
     if from_stdin {
         report.target = "-".into();
+    }
+    // The gate counts every finding: `--severity` (or a project file's `severity`) narrows
+    // what is listed, never what fails the build. The summary keeps every count.
+    let gate_failed = args
+        .fail_on
+        .is_some_and(|threshold| report.count_at_least(threshold) > 0);
+    if !args.severity.is_empty() {
+        report
+            .findings
+            .retain(|f| args.severity.contains(&f.severity));
+        let listed: std::collections::BTreeSet<&str> =
+            report.findings.iter().map(|f| f.rule_id.as_str()).collect();
+        report.rules.retain(|r| listed.contains(r.id.as_str()));
     }
     // Unreadable files and directories: named on stderr (the report lists them too), and
     // the scan is partial.
@@ -150,10 +162,12 @@ pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    Ok(match args.fail_on {
-        Some(threshold) if report.count_at_least(threshold) > 0 => Exit::Findings,
-        _ if report.partial => Exit::PluginFailed,
-        _ => Exit::Success,
+    Ok(if gate_failed {
+        Exit::Findings
+    } else if report.partial {
+        Exit::PluginFailed
+    } else {
+        Exit::Success
     })
 }
 

@@ -214,7 +214,8 @@ fn result(f: &Finding, rule_index: usize, prefix: &str) -> s::Result {
 pub(crate) fn uri_escape(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=:@".contains(&b) {
+        // `:` is escaped too: a first segment like `file:` would make the URI absolute.
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=@".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
