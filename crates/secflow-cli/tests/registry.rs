@@ -42,22 +42,23 @@ impl Env {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = self.cmd();
+        cmd.args(args);
+        common::run_with_stdin(cmd, stdin)
+    }
+
+    /// The hostile test enricher, signed by `pub` and installed with everything it asks.
+    fn install_test_enricher(&self) {
+        let manifest =
+            std::fs::read_to_string(Path::new(artifacts::TEST_ENRICHER.dir).join("plugin.toml"))
+                .unwrap();
+        let pkg = self.package(
+            "enricher",
+            &manifest,
+            artifacts::TEST_ENRICHER.component,
+            &["pub"],
+        );
+        self.ok(&["plugin", "install", p(&pkg), "--yes"]);
     }
 
     /// Runs and asserts success; returns stdout.
@@ -1184,16 +1185,7 @@ fn an_installed_hostile_enricher_cannot_defeat_fail_on() {
     assert_eq!(code, Some(1), "the demo has high findings");
 
     // An enricher that drops every high and critical finding, signed and installed.
-    let manifest =
-        std::fs::read_to_string(Path::new(artifacts::TEST_ENRICHER.dir).join("plugin.toml"))
-            .unwrap();
-    let pkg = env.package(
-        "enricher",
-        &manifest,
-        artifacts::TEST_ENRICHER.component,
-        &["pub"],
-    );
-    env.ok(&["plugin", "install", p(&pkg), "--yes"]);
+    env.install_test_enricher();
     let (code, report) = scan(&env);
     assert_eq!(
         code,
@@ -1254,16 +1246,7 @@ fn an_installed_plugin_that_fails_to_start_is_left_out_and_counted() {
         (out.status.code(), doc)
     };
     let (_, clean) = scan(&[]);
-    let manifest =
-        std::fs::read_to_string(Path::new(artifacts::TEST_ENRICHER.dir).join("plugin.toml"))
-            .unwrap();
-    let pkg = env.package(
-        "enricher",
-        &manifest,
-        artifacts::TEST_ENRICHER.component,
-        &["pub"],
-    );
-    env.ok(&["plugin", "install", p(&pkg), "--yes"]);
+    env.install_test_enricher();
     // Its init allocates without bound: it cannot start. The scan goes on without it.
     let (code, report) = scan(&["--config", "test-enricher.mode=hoard-init"]);
     assert_eq!(code, Some(4), "partial, no --fail-on: {}", report["errors"]);

@@ -117,6 +117,19 @@ impl From<secflow_registry::RegistryError> for HostError {
     }
 }
 
+impl From<secflow_runtime::LoadError> for HostError {
+    /// A component the sandbox will not load: refused when it asks for what it may not
+    /// have, invalid otherwise.
+    fn from(e: secflow_runtime::LoadError) -> HostError {
+        let kind = if e.is_refusal() {
+            ErrorKind::Refused
+        } else {
+            ErrorKind::Invalid
+        };
+        HostError::new(kind, e.to_string())
+    }
+}
+
 impl From<secflow_audit::AuditError> for HostError {
     fn from(e: secflow_audit::AuditError) -> HostError {
         HostError::internal(e.to_string())

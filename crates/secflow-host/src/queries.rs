@@ -13,14 +13,6 @@ pub struct PluginListing {
     pub plugin: InstalledPlugin,
 }
 
-impl PluginListing {
-    /// `enabled`, `disabled`, `pending-approval` or `quarantined` (a bundled plugin is
-    /// always enabled).
-    pub fn state(&self) -> &'static str {
-        self.plugin.state()
-    }
-}
-
 /// Everything known about one installed plugin.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginInfo {

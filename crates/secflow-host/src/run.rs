@@ -3,7 +3,7 @@
 //! policies set the threshold), and the audit events of the run.
 
 use crate::audit::plugin_ref;
-use crate::{Cleared, ErrorKind, Host, HostError, Origin, Result};
+use crate::{Cleared, Host, HostError, Origin, Result};
 use secflow_audit::{Action as AuditAction, Event};
 use std::path::PathBuf;
 
@@ -139,12 +139,7 @@ impl Host {
             }
             Err(e) => {
                 events.push(self.event(AuditAction::PluginLoad, pref, "refused", e.to_string()));
-                let kind = if e.is_refusal() {
-                    ErrorKind::Refused
-                } else {
-                    ErrorKind::Invalid
-                };
-                Err(HostError::new(kind, e.to_string()))
+                Err(e.into())
             }
         }
     }
@@ -286,15 +281,8 @@ impl Host {
         manifest: secflow_manifest::Manifest,
         wasm: &[u8],
     ) -> Result<secflow_runtime::Plugin> {
-        self.runtime()?
-            .load(manifest, wasm, secflow_runtime::Grants::none())
-            .map_err(|e| {
-                let kind = if e.is_refusal() {
-                    ErrorKind::Refused
-                } else {
-                    ErrorKind::Invalid
-                };
-                HostError::new(kind, e.to_string())
-            })
+        Ok(self
+            .runtime()?
+            .load(manifest, wasm, secflow_runtime::Grants::none())?)
     }
 }

@@ -199,6 +199,16 @@ fn resolve(path: &Path) -> std::io::Result<PathBuf> {
 mod tests {
     use super::*;
 
+    /// Makes a FIFO at `path` (with the system's `mkfifo`: the crate has no unsafe code).
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mkfifo {}", path.display());
+    }
+
     #[test]
     fn replaces_a_regular_file_with_the_mode_asked() {
         let dir = tempfile::tempdir().unwrap();
@@ -264,13 +274,7 @@ mod tests {
     fn a_symlink_to_a_fifo_is_written_through() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("p");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        mkfifo(&fifo);
         let via = dir.path().join("via-link");
         std::os::unix::fs::symlink(&fifo, &via).unwrap();
         let reader = std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap());
@@ -284,11 +288,7 @@ mod tests {
         use std::os::unix::fs::FileTypeExt;
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        mkfifo(&fifo);
         let reader = {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
@@ -334,13 +334,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&entry).unwrap(), "state");
         // A FIFO planted there would block a write through it forever; it is replaced.
         let fifo = dir.path().join("host.key");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
+        mkfifo(&fifo);
         write_atomic(&fifo, b"secret", Mode::Private).unwrap();
         let meta = std::fs::symlink_metadata(&fifo).unwrap();
         assert!(!meta.file_type().is_fifo() && meta.is_file());

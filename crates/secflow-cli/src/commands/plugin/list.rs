@@ -50,7 +50,7 @@ fn print(plugins: &[PluginListing], json: bool) -> anyhow::Result<Exit> {
             p.version,
             p.kind,
             row.origin,
-            row.state(),
+            p.state(),
             p.violations
         );
     }
