@@ -57,6 +57,7 @@ fn main() {
         .map(|t| t.join("secflow-plugins"))
         .unwrap_or_else(|| out_dir.join("secflow-plugins"));
 
+    ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // Run from the plugins workspace so its `.cargo/config.toml` (the guest stack size)
@@ -155,6 +156,39 @@ fn main() {
     }
     code.push_str("];\n");
     fs::write(out_dir.join("artifacts.rs"), code).unwrap();
+}
+
+/// The guests need the `wasm32-wasip2` standard library. A fresh machine with rustup lacks
+/// it; the README promises that the first `cargo run` works anyway, so install it here (the
+/// one thing this build installs, and only into the active toolchain) and say so.
+fn ensure_wasm_target() {
+    const TARGET: &str = "wasm32-wasip2";
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib").join(TARGET).is_dir());
+    if installed {
+        return;
+    }
+    println!(
+        "cargo:warning=installing the {TARGET} target for the official plugins (rustup target add {TARGET})"
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            panic!("`rustup target add {TARGET}` failed ({s}); run it yourself, then build again")
+        }
+        Err(e) => panic!(
+            "the {TARGET} target is missing and rustup could not be run ({e}); install the target for your toolchain (with rustup: `rustup target add {TARGET}`)"
+        ),
+    }
 }
 
 fn plugin_dirs(plugins: &Path) -> Vec<PathBuf> {

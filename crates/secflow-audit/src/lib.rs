@@ -58,10 +58,15 @@ pub enum Action {
     TrustRotate,
     TrustRevoke,
     TrustImport,
+    /// An API token was created (its id and role; never the secret).
+    TokenCreate,
+    TokenRevoke,
+    /// An API request was refused: no or a bad token, or the API policies said no.
+    ApiDeny,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 24] = [
         Action::SignatureVerify,
         Action::PolicyDecision,
         Action::PluginInstall,
@@ -83,6 +88,9 @@ impl Action {
         Action::TrustRotate,
         Action::TrustRevoke,
         Action::TrustImport,
+        Action::TokenCreate,
+        Action::TokenRevoke,
+        Action::ApiDeny,
     ];
 
     /// The name stored in the log.
@@ -109,6 +117,9 @@ impl Action {
             Action::TrustRotate => "trust.rotate",
             Action::TrustRevoke => "trust.revoke",
             Action::TrustImport => "trust.import",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+            Action::ApiDeny => "api.deny",
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines on stderr as text or as JSON objects (one per line, for log collectors)
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -44,6 +48,11 @@ pub enum Command {
     /// Check the admission policies and see what they decide
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Serve the REST API (docs/api.md) on the same state directory as the CLI
+    Serve(Box<ServeArgs>),
+    /// Manage API tokens for `secflow serve` (shown once, stored hashed)
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Security summary from the audit log: plugins, failures, violations, events
     Stats {
         /// Print JSON instead of text (for scripts)
@@ -632,4 +641,69 @@ pub struct PackArgs {
 
 fn parse_kind(s: &str) -> Result<secflow_manifest::PluginKind, String> {
     s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; expose it behind TLS)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: std::net::SocketAddr,
+    /// PEM certificate chain: serve HTTPS (with --tls-key)
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Requests per second per token (bursts of twice that); 0 turns the limit off
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub rate_limit: u32,
+    /// Plugin runs at once across all requests [default: 4 per core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_runs: Option<u16>,
+    /// Scan jobs running at once
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub scan_workers: u16,
+    /// Scan jobs queued or running at most (more are refused with 503)
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub queue: u16,
+    /// Allow scan jobs to name paths under DIR on this machine (repeatable); without it
+    /// jobs upload an archive
+    #[arg(long = "scan-root", value_name = "DIR")]
+    pub scan_roots: Vec<PathBuf>,
+    /// Largest upload (package or archive), e.g. 256M
+    #[arg(long, default_value = "256M", value_parser = parse_size, value_name = "SIZE")]
+    pub max_upload: u64,
+    /// Whole-request deadline, e.g. 60s
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash
+    Create {
+        /// A name to recognise it by (who or what uses it)
+        #[arg(long, default_value = "token")]
+        name: String,
+        /// What the API policies let it do
+        #[arg(long, value_parser = ["viewer", "publisher", "operator", "admin"])]
+        role: String,
+        /// Lifetime, e.g. 30d or 12h [default: no expiry]
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        expires: Option<std::time::Duration>,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets)
+    List {
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: every server refuses it from its next request
+    Revoke {
+        /// The token id (`secflow token list`)
+        id: String,
+    },
 }

@@ -64,6 +64,7 @@ pub fn host(err: secflow_host::HostError) -> anyhow::Error {
         Remedy::Reinstall => "reinstall it".to_string(),
         Remedy::Build { dir } => format!("build it with `secflow plugin build {}`", dir.display()),
         Remedy::CreateManifest => "create one with `secflow plugin new`".to_string(),
+        Remedy::GiveInput => "give it with --input FILE (or --input - for stdin)".to_string(),
     });
     fail(
         code,

@@ -70,7 +70,11 @@ fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
     let json = wants_json(&matches);
     let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    init_tracing(cli.verbose);
+    init_tracing(
+        cli.verbose,
+        cli.log_format == "json",
+        matches!(cli.command, cli::Command::Serve(_)),
+    );
     let checked = security_env::apply(&mut cli, |name| std::env::var(name).ok())
         .and_then(|()| project_settings(&mut cli, &matches))
         .and_then(|()| commands::run(cli));
@@ -134,8 +138,10 @@ fn wants_json(matches: &clap::ArgMatches) -> bool {
     }
 }
 
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, json: bool, serving: bool) {
     let default = match verbose {
+        // A server says what it serves: one line per request.
+        0 if serving => "warn,secflow_server=info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -153,10 +159,25 @@ fn init_tracing(verbose: u8) {
             }
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .init();
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            .init();
+    } else if serving {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .without_time()
+            .init();
+    }
 }

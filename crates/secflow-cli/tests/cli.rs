@@ -86,7 +86,7 @@ fn run_dev_exit_codes_follow_the_contract() {
         .arg(&dir)
         .args(["--action", "transform", "--input", "-"]);
     let out = run_with_stdin(cmd, "not json");
-    assert_fails(&out, 2, "--input <stdin> is not JSON");
+    assert_fails(&out, 2, "the input <stdin> is not JSON");
 
     // A directory without a manifest: 2 with what to do.
     let out = secflow(&home)

@@ -53,6 +53,8 @@ fn demo_report(format: &str) -> String {
         .arg("scan")
         .arg(demo())
         .args(["--format", format, "--color", "never"])
+        // The table wraps to 100 columns, as on a terminal that wide.
+        .env("COLUMNS", "100")
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{format}: {}", text(&out.stderr));

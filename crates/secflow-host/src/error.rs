@@ -55,6 +55,8 @@ pub enum Remedy {
     Build { dir: PathBuf },
     /// Create a manifest.
     CreateManifest,
+    /// Give the run an input (a file, stdin, a request body).
+    GiveInput,
 }
 
 /// A failed host operation.
@@ -77,6 +79,10 @@ impl HostError {
 
     pub fn invalid(message: impl Into<String>) -> HostError {
         HostError::new(ErrorKind::Invalid, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> HostError {
+        HostError::new(ErrorKind::NotFound, message)
     }
 
     pub fn refused(message: impl Into<String>) -> HostError {

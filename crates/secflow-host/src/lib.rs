@@ -13,8 +13,10 @@
 //! events before it returns, and fails if they cannot be recorded.
 
 mod admission;
+mod api;
 mod audit;
 mod bundled;
+mod call;
 mod clearance;
 mod error;
 mod keys;
@@ -30,8 +32,10 @@ pub use admission::{
     AdmitOutcome, Admitted, Answer, ApprovalRequest, Approver, InstallMode, InstallRequest,
     Package, Purpose,
 };
+pub use api::{ApiResource, Identity, NewToken, Refusal, TokenInfo};
 pub use audit::{Integrity, LastEvent, Summary as AuditSummary};
 pub use bundled::{BundledPlugin, bundled, bundled_plugin};
+pub use call::{CallRequest, build_call};
 pub use clearance::{Cleared, Origin};
 pub use error::{ErrorKind, HostError, Remedy, Result};
 pub use paths::StateDir;
@@ -69,16 +73,17 @@ pub struct HostConfig {
     pub actor: String,
 }
 
-/// An open SecFlow host. Clones share everything.
+/// An open SecFlow host. Clones share everything; [`Host::acting_as`] gives a clone that
+/// records another actor (the server opens one host and acts as each request's token).
 #[derive(Debug, Clone)]
 pub struct Host {
     inner: Arc<Inner>,
+    actor: Arc<str>,
 }
 
 #[derive(Debug)]
 struct Inner {
     paths: StateDir,
-    actor: String,
     /// The sandbox, created on first use (it needs the host key for its compile cache).
     runtime: Mutex<Option<secflow_runtime::Runtime>>,
     /// The audit log, opened on first write or read.
@@ -87,19 +92,25 @@ struct Inner {
     trust: tokio::sync::Mutex<()>,
     /// The host's tokio runtime, for synchronous callers.
     executor: OnceLock<tokio::runtime::Runtime>,
+    /// API tokens, opened on first use.
+    tokens: tokio::sync::OnceCell<secflow_tokens::TokenStore>,
+    /// The API policies, reloaded when their files change.
+    api_policy: api::ApiPolicyCache,
 }
 
 impl Host {
     /// Opens the host of a state directory. Nothing is created until an operation needs it.
     pub fn open(config: HostConfig) -> Host {
         Host {
+            actor: config.actor.into(),
             inner: Arc::new(Inner {
                 paths: config.state_dir,
-                actor: config.actor,
                 runtime: Mutex::new(None),
                 audit: tokio::sync::OnceCell::new(),
                 trust: tokio::sync::Mutex::new(()),
                 executor: OnceLock::new(),
+                tokens: tokio::sync::OnceCell::new(),
+                api_policy: Default::default(),
             }),
         }
     }
@@ -108,8 +119,17 @@ impl Host {
         &self.inner.paths
     }
 
+    /// Who the audit log and the policies see acting through this handle.
     pub fn actor(&self) -> &str {
-        &self.inner.actor
+        &self.actor
+    }
+
+    /// The same host (state, sandbox, audit log) acting as someone else: `api:tok_3f2a`.
+    pub fn acting_as(&self, actor: &str) -> Host {
+        Host {
+            inner: self.inner.clone(),
+            actor: actor.into(),
+        }
     }
 
     /// Runs `future` to completion on the host's runtime (multi-threaded, one worker per

@@ -214,11 +214,23 @@ impl Host {
     pub async fn verify_package_file(&self, file: &Path, allow_rollback: bool) -> Result<Verdict> {
         let bytes = std::fs::read(file)
             .map_err(|e| HostError::invalid(format!("cannot read {}: {e}", file.display())))?;
+        self.verify_package(&bytes, &file.display().to_string(), allow_rollback)
+            .await
+    }
+
+    /// Verifies package bytes (a file, an upload named `source`) against the trust store,
+    /// without installing them; the verdict is recorded.
+    pub async fn verify_package(
+        &self,
+        bytes: &[u8],
+        source: &str,
+        allow_rollback: bool,
+    ) -> Result<Verdict> {
         let result = {
             let _trust = self.inner.trust.lock().await;
             let mut store = self.load_trust_store()?;
             let result = secflow_trust::verify(
-                &bytes,
+                bytes,
                 &mut store,
                 secflow_trust::now(),
                 &PackageLimits::default(),
@@ -245,8 +257,8 @@ impl Host {
         };
         self.record(vec![Event {
             details: serde_json::json!({
-                "file": file.display().to_string(),
-                "package_sha256": secflow_io::sha256_hex(&bytes),
+                "file": source,
+                "package_sha256": secflow_io::sha256_hex(bytes),
             }),
             ..self.event(AuditAction::SignatureVerify, plugin, decision, reason)
         }])

@@ -33,6 +33,7 @@
 //! files are size-capped, nesting and operator counts are bounded before Cedar's recursive
 //! parser sees them, and parsing runs on a thread with a large stack.
 
+pub mod api;
 mod error;
 mod facts;
 mod source;

@@ -60,6 +60,75 @@ pub struct Location {
     /// The offending source text, with secrets redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snippet: Option<String>,
+    /// Lines around the finding taken from the scanned file by the host (not the plugin),
+    /// redacted like the snippet; only when the scan asks for context (the HTML report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Context>,
+}
+
+/// Source lines around a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Context {
+    /// The line number of `lines[0]`.
+    pub start_line: u32,
+    pub lines: Vec<String>,
+}
+
+/// The longest context line kept, in characters; longer ones end in `…` (a minified file
+/// must not put megabytes into a report).
+const CONTEXT_LINE_CHARS: usize = 240;
+/// The longest finding (in lines) shown whole in its context.
+const MAX_SPAN: u32 = 20;
+
+impl Context {
+    /// Up to `around` lines before and after lines `start..=end` (1-based) of a file whose
+    /// line starts are `line_starts` (see [`line_starts`]).
+    pub fn from_content(
+        content: &[u8],
+        line_starts: &[usize],
+        start: u32,
+        end: u32,
+        around: u32,
+    ) -> Option<Context> {
+        if start == 0 || start as usize > line_starts.len() {
+            return None;
+        }
+        // A finding spanning many lines gets context around its first line only.
+        let end = if end < start || end - start > MAX_SPAN {
+            start
+        } else {
+            end
+        };
+        let first = start.saturating_sub(around).max(1);
+        let last = end.saturating_add(around).min(line_starts.len() as u32);
+        let lines = (first..=last)
+            .map(|n| {
+                let from = line_starts[n as usize - 1];
+                let to = line_starts
+                    .get(n as usize)
+                    .map_or(content.len(), |next| next - 1);
+                let raw = &content[from..to];
+                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let line = String::from_utf8_lossy(raw);
+                match line.char_indices().nth(CONTEXT_LINE_CHARS) {
+                    Some((cut, _)) => format!("{}…", &line[..cut]),
+                    None => line.into_owned(),
+                }
+            })
+            .collect();
+        Some(Context {
+            start_line: first,
+            lines,
+        })
+    }
+}
+
+/// Byte offsets where each line of `content` starts (the first is 0).
+pub fn line_starts(content: &[u8]) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(memchr::memchr_iter(b'\n', content).map(|i| i + 1))
+        .filter(|&i| i < content.len() || i == 0)
+        .collect()
 }
 
 /// One finding, as reported in every output.
@@ -129,6 +198,7 @@ impl Finding {
                 end_line: l.end_line,
                 end_column: l.end_column,
                 snippet: l.snippet,
+                context: None,
             }),
             fingerprint: f.fingerprint.unwrap_or_default(),
             plugin: plugin.to_string(),

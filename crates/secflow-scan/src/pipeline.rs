@@ -54,6 +54,9 @@ pub struct ScanOptions {
     pub exclude: Vec<String>,
     /// Honour `.gitignore`, `.ignore` and `.secflowignore`.
     pub respect_ignore_files: bool,
+    /// Source lines kept before and after each finding (`location.context`); 0 keeps none.
+    /// The HTML report asks for 3.
+    pub context_lines: u32,
 }
 
 impl Default for ScanOptions {
@@ -68,6 +71,7 @@ impl Default for ScanOptions {
             max_plugin_failures: 8,
             exclude: Vec::new(),
             respect_ignore_files: true,
+            context_lines: 0,
         }
     }
 }
@@ -242,7 +246,7 @@ pub async fn scan(
                 tx.blocking_send(batch).is_ok()
             };
             let mut open = true;
-            walk::walk(&root, &walk_opts, |item| {
+            let totals = walk::walk(&root, &walk_opts, |item| {
                 match item {
                     Walked::Skipped {
                         path,
@@ -276,6 +280,7 @@ pub async fn scan(
             if open && !files.is_empty() {
                 send(&mut files, &mut logs);
             }
+            totals
         })
     };
 
@@ -292,6 +297,7 @@ pub async fn scan(
         let scanned = scanned.clone();
         let progress = progress.clone();
         let max_failures = opts.max_plugin_failures;
+        let context_lines = opts.context_lines;
         workers.spawn(async move {
             // One detector instance per plugin for this worker's batches of this scan.
             let mut sessions: Vec<Option<DetectSession>> = detectors.iter().map(|_| None).collect();
@@ -323,6 +329,9 @@ pub async fn scan(
                         run_log_analyzer(&runtime, la, file, max_failures, &mut local).await;
                     }
                 }
+                if context_lines > 0 {
+                    add_context(&mut local.findings, &batch.files, context_lines);
+                }
                 let bytes: u64 = batch.files.iter().map(|f| f.content.len() as u64).sum();
                 let files = scanned
                     .0
@@ -352,7 +361,7 @@ pub async fn scan(
             });
         }
     }
-    walker.join().ok();
+    let walk_totals = walker.join().unwrap_or_default();
 
     let mut collected = std::mem::take(&mut *collected.lock().unwrap());
     let mut findings = fingerprint::assign_and_dedup(std::mem::take(&mut collected.findings));
@@ -386,6 +395,7 @@ pub async fn scan(
         for f in &mut findings {
             r.redact_finding(f);
         }
+        redact::mask_credential_lines_in_context(&mut findings);
         for e in &mut collected.errors {
             e.message = r.redact(&e.message);
         }
@@ -439,6 +449,7 @@ pub async fn scan(
         files_scanned: scanned.0.load(Ordering::Relaxed),
         bytes_scanned: scanned.1.load(Ordering::Relaxed),
         files_skipped,
+        files_ignored: walk_totals.ignored,
         suppressed_inline: collected.suppressed_inline,
         suppressed_baseline,
     };
@@ -806,6 +817,10 @@ pub fn reconcile(
             return Err(format!("returned the `{}` finding twice", original.rule_id));
         }
         let (mut f, _rule) = Finding::from_wit(wit, &original.plugin);
+        // The context is the host's, not part of what plugins see: carried over.
+        if let (Some(location), Some(before)) = (f.location.as_mut(), original.location.as_ref()) {
+            location.context = before.context.clone();
+        }
         let rule = &original.rule_id;
         let unchanged = [
             ("rule id", f.rule_id == original.rule_id),
@@ -895,6 +910,32 @@ async fn run_analytics(
             out.errors.push(slot.fail_with(None, &e, u64::MAX));
             None
         }
+    }
+}
+
+/// Fills `location.context` of the batch's findings from the files' contents while they are
+/// in memory (line starts computed once per file with findings).
+fn add_context(findings: &mut [(Finding, String)], files: &[b::FileInput], around: u32) {
+    let by_path: BTreeMap<&str, &b::FileInput> =
+        files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let mut starts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (finding, _) in findings.iter_mut() {
+        let Some(location) = finding.location.as_mut() else {
+            continue;
+        };
+        let Some(file) = by_path.get(location.path.as_str()) else {
+            continue;
+        };
+        let line_starts = starts
+            .entry(file.path.as_str())
+            .or_insert_with(|| crate::model::line_starts(&file.content));
+        location.context = crate::model::Context::from_content(
+            &file.content,
+            line_starts,
+            location.start_line,
+            location.end_line,
+            around,
+        );
     }
 }
 

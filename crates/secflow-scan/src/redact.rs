@@ -86,6 +86,11 @@ impl Redactor {
             }
             *snippet = text;
         }
+        if let Some(context) = f.location.as_mut().and_then(|l| l.context.as_mut()) {
+            for line in &mut context.lines {
+                *line = mask_random_runs(&self.redact(line));
+            }
+        }
         f.message = self.redact(&f.message);
         f.title = self.redact(&f.title);
         for tag in &mut f.tags {
@@ -95,6 +100,90 @@ impl Redactor {
             *value = self.redact(value);
         }
     }
+}
+
+/// Context lines are source lines, so a line some credential finding points at is masked
+/// the way that finding's snippet is (every quoted literal), in the context of every
+/// finding that shows it, not only its own.
+pub fn mask_credential_lines_in_context(findings: &mut [Finding]) {
+    use std::collections::HashSet;
+    let credential_lines: HashSet<(String, u32)> = findings
+        .iter()
+        .filter(|f| f.cwe_ids.iter().any(|c| CREDENTIAL_CWES.contains(c)))
+        .filter_map(|f| f.location.as_ref())
+        .filter(|l| l.start_line > 0)
+        .flat_map(|l| {
+            let end = l.end_line.clamp(l.start_line, l.start_line + 20);
+            (l.start_line..=end).map(|n| (l.path.clone(), n))
+        })
+        .collect();
+    if credential_lines.is_empty() {
+        return;
+    }
+    for f in findings {
+        let Some(location) = f.location.as_mut() else {
+            continue;
+        };
+        let Some(context) = location.context.as_mut() else {
+            continue;
+        };
+        for (n, line) in (context.start_line..).zip(context.lines.iter_mut()) {
+            if credential_lines.contains(&(location.path.clone(), n)) {
+                *line = mask_quoted(line);
+            }
+        }
+    }
+}
+
+/// Context lines were not judged by any rule: a token the rules do not know sits on the
+/// line next to one they found as often as not. So every run of 20 or more token
+/// characters that looks random (letters and digits mixed, high entropy) keeps its first
+/// four characters and is masked. Identifiers and words do not look random; hashes in
+/// code do, and lose their tail in the HTML report only.
+fn mask_random_runs(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut masked = vec![false; chars.len()];
+    let token = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '.');
+    let mut i = 0;
+    while i < chars.len() {
+        if !token(chars[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && token(chars[i]) {
+            i += 1;
+        }
+        let run = &chars[start..i];
+        if run.len() >= 20 && looks_random(run) {
+            for flag in &mut masked[(start + KEEP).min(i)..i] {
+                *flag = true;
+            }
+        }
+    }
+    mask_runs(&chars, &masked)
+}
+
+/// Digits and letters mixed, and at least 3.5 bits of entropy per character.
+fn looks_random(run: &[char]) -> bool {
+    let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
+    let letters = run.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    if digits == 0 || letters == 0 {
+        return false;
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in run {
+        *counts.entry(*c).or_insert(0usize) += 1;
+    }
+    let n = run.len() as f64;
+    let entropy: f64 = counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    entropy >= 3.5
 }
 
 /// Replaces every run of masked characters with one `*****`.
@@ -176,6 +265,7 @@ mod tests {
                 end_line: 16,
                 end_column: 1,
                 snippet: Some(snippet.to_string()),
+                context: None,
             }),
             confidence: crate::Confidence::High,
             cve_ids: Vec::new(),
@@ -192,6 +282,21 @@ mod tests {
         let shown = |f: &Finding| f.location.as_ref().unwrap().snippet.clone().unwrap();
         assert_eq!(shown(&raw), r#"ADMIN_PASSWORD = "*****""#);
         assert_eq!(shown(&raw), shown(&premasked));
+    }
+
+    #[test]
+    fn random_looking_runs_are_masked_in_context() {
+        let line = "GITHUB_TOKEN=ghp_R3alLook1ngT0kenV4lue0123456789abcd";
+        let out = mask_random_runs(line);
+        assert!(!out.contains("R3alLook"), "{out}");
+        assert!(out.starts_with("GITHUB_TOKEN=ghp_"), "{out}");
+        for kept in [
+            "let configuration_manager_instance = build_configuration();",
+            "https://example.com/some/long/path/to/a/page.html",
+            "version = 2024-01-01",
+        ] {
+            assert_eq!(mask_random_runs(kept), kept);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 /// Version of the JSON report schema (`docs/scan-json.md`). Adding fields is a minor bump;
 /// removing or changing one is a major bump.
-pub const REPORT_SCHEMA_VERSION: &str = "1.0";
+pub const REPORT_SCHEMA_VERSION: &str = "1.1";
 
 /// Everything a scan produced.
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +96,9 @@ pub struct Summary {
     pub files_scanned: u64,
     pub bytes_scanned: u64,
     pub files_skipped: BTreeMap<SkipReason, u64>,
+    /// Files an ignore file (`.gitignore`, `.ignore`, `.secflowignore`) left out; 0 with
+    /// `--no-ignore`. Files left out by `--exclude` are not counted.
+    pub files_ignored: u64,
     /// Findings silenced by a `secflow:ignore` comment.
     pub suppressed_inline: usize,
     /// Findings silenced because the baseline already knows them.

@@ -84,9 +84,56 @@ fn overrides(root: &Path, globs: &[String]) -> Result<ignore::overrides::Overrid
     builder.build().map_err(|e| e.to_string())
 }
 
+/// What the walk did besides visiting files.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WalkTotals {
+    /// Files left out because an ignore file (`.gitignore`, `.ignore`, `.secflowignore`)
+    /// matched them or a directory above them; `--no-ignore` scans them. `--exclude` and
+    /// `.git` are not counted: the user asked for those.
+    pub ignored: u64,
+}
+
 /// Walks `root` (a directory or a single file), calling `visit` for every file in a stable
 /// order. Stops early when `visit` returns false.
-pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bool) {
+///
+/// With ignore files honoured, a second walk that honours none counts what they left out,
+/// so that nothing goes unscanned without the summary saying so. It reads directory entries
+/// only (no file is opened), and runs only when the first walk finished.
+pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bool) -> WalkTotals {
+    let mut seen = 0u64;
+    let finished = walk_once(
+        root,
+        opts,
+        opts.respect_ignore_files,
+        &mut |item, is_file| {
+            seen += u64::from(is_file);
+            match item {
+                Some(item) => visit(item),
+                None => true,
+            }
+        },
+    );
+    let mut totals = WalkTotals::default();
+    if finished && opts.respect_ignore_files {
+        let mut all = 0u64;
+        walk_once(root, opts, false, &mut |_, is_file| {
+            all += u64::from(is_file);
+            true
+        });
+        totals.ignored = all.saturating_sub(seen);
+    }
+    totals
+}
+
+/// One walk. `visit` gets each item (None for a file entry when only counting) and whether
+/// the entry was a file; returns false to stop. Returns whether the walk ran to the end.
+fn walk_once(
+    root: &Path,
+    opts: &WalkOptions,
+    ignore_files: bool,
+    visit: &mut dyn FnMut(Option<Walked>, bool) -> bool,
+) -> bool {
+    let counting = ignore_files != opts.respect_ignore_files;
     let canonical_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let root_is_file = canonical_root.is_file();
     // Symlinked directories that lead out of the target are pruned here (never entered) and
@@ -109,7 +156,6 @@ pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bo
             true
         }
     };
-    let ignore_files = opts.respect_ignore_files;
     let mut builder = WalkBuilder::new(root);
     builder
         .hidden(false)
@@ -133,36 +179,42 @@ pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bo
     }
     let walker = builder.build();
     for entry in walker {
-        let item = match entry {
+        let (item, is_file) = match entry {
+            Err(_) if counting => (None, false),
             Err(err) => {
                 let (path, reason) = describe_walk_error(&err, root);
-                Walked::Skipped {
+                let item = Walked::Skipped {
                     path,
                     reason,
                     detail: err.to_string(),
-                }
+                };
+                (Some(item), false)
             }
             Ok(entry) => {
-                let Some(kind) = entry.file_type() else {
+                if !entry.file_type().is_some_and(|kind| kind.is_file()) {
                     continue;
-                };
-                if !kind.is_file() {
-                    continue;
+                }
+                if counting {
+                    (None, true)
                 } else {
-                    read_file(
+                    let item = read_file(
                         root,
                         entry.path(),
                         &canonical_root,
                         root_is_file,
                         opts,
                         entry.path_is_symlink(),
-                    )
+                    );
+                    (Some(item), true)
                 }
             }
         };
-        if !visit(item) {
-            return;
+        if !visit(item, is_file) {
+            return false;
         }
+    }
+    if counting {
+        return true;
     }
     for path in std::mem::take(&mut *escaped.lock().unwrap()) {
         let item = Walked::Skipped {
@@ -170,10 +222,11 @@ pub fn walk(root: &Path, opts: &WalkOptions, mut visit: impl FnMut(Walked) -> bo
             reason: SkipReason::SymlinkOutsideTarget,
             detail: "a symlinked directory leading out of the target".into(),
         };
-        if !visit(item) {
-            return;
+        if !visit(Some(item), false) {
+            return false;
         }
     }
+    true
 }
 
 fn read_file(

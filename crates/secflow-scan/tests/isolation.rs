@@ -203,7 +203,7 @@ fn secrets_are_redacted_in_every_format_whoever_wrote_them() {
     );
     use secflow_scan::output::{Format, render};
     for format in [Format::Json, Format::Sarif, Format::Html, Format::Table] {
-        let text = render(&report, format, false);
+        let text = render(&report, format, Default::default());
         assert!(!text.contains(&token), "{format:?} leaks the token");
         assert!(
             text.contains("ghp_"),
@@ -228,5 +228,5 @@ fn secrets_are_redacted_in_every_format_whoever_wrote_them() {
             Arc::new(NoProgress),
         ))
         .unwrap();
-    assert!(render(&raw, Format::Json, false).contains(&token));
+    assert!(render(&raw, Format::Json, Default::default()).contains(&token));
 }

@@ -91,6 +91,8 @@ fn findings_fingerprints_and_suppressions() {
         ]
     );
     assert_eq!(report.summary.suppressed_inline, 2);
+    // Left out by .gitignore and .secflowignore, and counted: ignored/c.txt, vendor.txt.
+    assert_eq!(report.summary.files_ignored, 2);
     assert_eq!(report.summary.by_severity[&Severity::Critical], 1);
     // Worst first.
     assert_eq!(report.findings[0].severity, Severity::Critical);
@@ -131,6 +133,153 @@ fn findings_fingerprints_and_suppressions() {
     before.sort();
     after.sort();
     assert_eq!(before, after, "every fingerprint survived, one to one");
+}
+
+#[test]
+fn files_left_out_by_ignore_files_are_counted_and_no_ignore_scans_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".gitignore", "build/\n*.tmp\n");
+    write(root, ".ignore", "notes.txt\n");
+    write(root, "build/a.js", "TEST-FINDING\n");
+    write(root, "build/deep/b.js", "TEST-FINDING\n");
+    write(root, "x.tmp", "TEST-FINDING\n");
+    write(root, "notes.txt", "TEST-FINDING\n");
+    write(root, "vendor/lib.js", "TEST-FINDING\n");
+    write(root, "src/main.py", "TEST-FINDING\n");
+    let opts = ScanOptions {
+        exclude: vec!["vendor/**".into()],
+        ..ScanOptions::default()
+    };
+    let report = scan_with(root, &opts);
+    // 4 ignored; the --exclude'd vendor file is the user's choice and not counted.
+    assert_eq!(report.summary.files_ignored, 4);
+    assert_eq!(places(&report), vec![("src/main.py".into(), 1)]);
+    let table = output::render(&report, Format::Table, Default::default());
+    assert!(
+        table.contains("4 file(s) left out by ignore files") && table.contains("--no-ignore"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&output::json(&report)).unwrap();
+    assert_eq!(json["summary"]["files_ignored"], 4);
+
+    let all = scan_with(
+        root,
+        &ScanOptions {
+            respect_ignore_files: false,
+            ..opts
+        },
+    );
+    assert_eq!(all.summary.files_ignored, 0);
+    assert_eq!(all.findings.len(), 5, "{:?}", places(&all));
+    assert!(!output::render(&all, Format::Table, Default::default()).contains("ignore files"));
+}
+
+#[test]
+fn context_lines_come_from_the_file_and_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let token = format!("ghp_{}", "Zx7Qk2Lm9Np4Rt6Vw8Yb1Cd3Fg5Hj0Ks2Mn4P");
+    write(
+        root,
+        "a.py",
+        format!("l1\nl2\ntoken = \"{token}\"\nl4\nTEST-FINDING:high\nl6\r\nl7\nl8\nl9\n"),
+    );
+    write(root, "b.py", "TEST-FINDING\nlast");
+    let report = scan_with(
+        root,
+        &ScanOptions {
+            context_lines: 3,
+            ..ScanOptions::default()
+        },
+    );
+    let context = |path: &str| {
+        report
+            .findings
+            .iter()
+            .find(|f| f.path() == path)
+            .and_then(|f| f.location.as_ref()?.context.clone())
+            .unwrap()
+    };
+    let a = context("a.py");
+    assert_eq!(a.start_line, 2);
+    assert_eq!(a.lines.len(), 7, "{a:?}");
+    assert_eq!(a.lines[3], "TEST-FINDING:high");
+    assert_eq!(
+        a.lines[4], "l6",
+        "a CR before the newline is not part of the line"
+    );
+    assert!(a.lines[1].starts_with("token = \"ghp_"), "{a:?}");
+    assert!(!a.lines[1].contains(&token), "context is redacted: {a:?}");
+    // At the start of a file, and at an end without a newline.
+    let b = context("b.py");
+    assert_eq!(
+        (b.start_line, b.lines.clone()),
+        (1, vec!["TEST-FINDING".to_string(), "last".to_string()])
+    );
+    // The JSON report leaves context out unless asked for.
+    let plain = scan(root);
+    assert!(
+        plain
+            .findings
+            .iter()
+            .all(|f| f.location.as_ref().unwrap().context.is_none())
+    );
+    let html = output::render(&report, Format::Html, Default::default());
+    assert!(
+        html.contains("TEST-FINDING:high</span>"),
+        "the finding line is shown"
+    );
+    assert!(!html.contains(&token));
+}
+
+#[test]
+fn the_table_wraps_to_the_width_with_a_hanging_indent_and_cuts_code() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.py", "TEST-FINDING:high\n");
+    write(dir.path(), "b.py", "TEST-FINDING:high\n");
+    let mut report = scan(dir.path());
+    let words = "the quick brown fox jumps over the lazy dog ".repeat(4);
+    report.findings[0].message = words.clone();
+    let location = report.findings[0].location.as_mut().unwrap();
+    location.snippet = Some(format!("x = call({})", "argument, ".repeat(20)));
+    let look = output::table::Look {
+        color: false,
+        width: Some(60),
+    };
+    let table = output::render(&report, Format::Table, look);
+    let findings = table.split("Summary").next().unwrap();
+    for line in findings.lines() {
+        assert!(line.chars().count() <= 60, "too wide: {line:?}\n{table}");
+    }
+    let lines: Vec<&str> = findings.lines().collect();
+    let message_at = lines.iter().position(|l| l.contains("the quick")).unwrap();
+    assert!(
+        lines[message_at].starts_with("             the quick"),
+        "{table}"
+    );
+    assert!(
+        lines[message_at + 1].starts_with("             "),
+        "hanging indent:\n{table}"
+    );
+    let code = lines.iter().find(|l| l.contains("x = call(")).unwrap();
+    assert!(code.ends_with('…'), "code is cut, not wrapped:\n{table}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("argument")).count(),
+        1,
+        "{table}"
+    );
+    // Grouped by file within the severity: each path once.
+    assert_eq!(findings.matches("  a.py\n").count(), 1, "{table}");
+    assert_eq!(findings.matches("  b.py\n").count(), 1, "{table}");
+    // Without a width nothing wraps.
+    let plain = output::render(&report, Format::Table, Default::default());
+    assert!(
+        plain
+            .lines()
+            .any(|l| l.trim_end().ends_with(words.trim_end())),
+        "{plain}"
+    );
 }
 
 #[test]
@@ -203,7 +352,7 @@ fn a_trapping_plugin_gives_a_partial_result_not_a_crash() {
     assert_eq!(e.kind, "trap");
     assert!(e.message.contains("asked to trap"), "{}", e.message);
     assert_eq!(report.plugins[0].errors, 1);
-    let table = output::render(&report, Format::Table, false);
+    let table = output::render(&report, Format::Table, Default::default());
     assert!(table.contains("Partial scan"), "{table}");
 }
 
@@ -380,7 +529,7 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
     assert_eq!(run["invocations"][0]["executionSuccessful"], false);
 
     let json: serde_json::Value = serde_json::from_str(&output::json(&report)).unwrap();
-    assert_eq!(json["schema_version"], "1.0");
+    assert_eq!(json["schema_version"], "1.1");
     assert_eq!(json["partial"], true);
     assert_eq!(json["plugins"][0]["id"], "test-detector");
     assert_eq!(
@@ -390,7 +539,7 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
         json["summary"]
     );
 
-    let html = output::render(&report, Format::Html, false);
+    let html = output::render(&report, Format::Html, Default::default());
     assert!(html.contains("default-src 'none'"));
     assert!(!html.contains("<script>"), "scanned text must be escaped");
     assert!(
@@ -401,7 +550,7 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
     assert!(html.contains("test-detector"));
     assert!(html.contains("<svg"));
 
-    let table = output::render(&report, Format::Table, false);
+    let table = output::render(&report, Format::Table, Default::default());
     assert!(
         table.contains("HIGH (1)") && table.contains("src/a b.py"),
         "{table}"
@@ -411,5 +560,15 @@ fn every_format_renders_and_sarif_validates_against_the_official_schema() {
         "no colors unless asked, no escapes from files"
     );
     assert!(table.contains("\\u{1b}]0;pwned"), "{table}");
-    assert!(output::render(&report, Format::Table, true).contains('\u{1b}'));
+    assert!(
+        output::render(
+            &report,
+            Format::Table,
+            output::table::Look {
+                color: true,
+                width: None
+            }
+        )
+        .contains('\u{1b}')
+    );
 }

@@ -138,16 +138,9 @@ impl Analytics for SummaryAnalytics {
             r if r > 0.0 => "low",
             _ => "none",
         };
-        let mut md = format!(
-            "**Risk score: {:.0}/100 ({level})** from {} finding(s).\n\n",
-            risk,
-            findings.len()
-        );
-        md.push_str("| Severity | Findings |\n|---|---:|\n");
-        for s in SEVERITIES {
-            let n = by_severity.get(severity_name(s)).copied().unwrap_or(0);
-            md.push_str(&format!("| {} | {n} |\n", severity_name(s)));
-        }
+        // Counts by severity are metrics (`findings.by_severity`), not text: every report
+        // already shows them once in its own summary.
+        let mut md = format!("**Risk score: {risk:.0}/100 ({level})**\n");
         if !top_cwes.is_empty() {
             md.push_str("\n**Top CWEs**\n\n| CWE | Name | Findings |\n|---|---|---:|\n");
             for (c, n, name) in &top_cwes {

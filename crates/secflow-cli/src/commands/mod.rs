@@ -7,6 +7,8 @@ mod plugin;
 mod policy;
 mod run;
 mod scan;
+mod serve;
+mod token;
 mod trust;
 
 use crate::cli::{Cli, Command, PluginCommand};
@@ -36,6 +38,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Trust(cmd) => trust::run(host, cmd),
         Command::Audit(cmd) => audit::run(host, cmd),
         Command::Policy(cmd) => policy::run(host, cmd),
+        Command::Serve(args) => serve::run(host, *args),
+        Command::Token(cmd) => token::run(host, cmd),
         Command::Stats { json } => audit::stats(host, json),
         Command::Version { json } => version(json),
         Command::Completions { shell } => {

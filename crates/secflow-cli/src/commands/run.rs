@@ -5,9 +5,7 @@ use crate::cli::RunArgs;
 use crate::exit::{Exit, HostResultExt, fail};
 use anyhow::Context;
 use secflow_host::Host;
-use secflow_manifest::PluginKind;
-use secflow_runtime::bindings as b;
-use secflow_runtime::{Call, Invocation};
+use secflow_runtime::Invocation;
 use secflow_term::{escape, escape_line};
 use std::io::Read;
 
@@ -31,7 +29,16 @@ pub fn run(host: &Host, args: RunArgs) -> anyhow::Result<Exit> {
             ));
         }
     };
-    let call = build_call(cleared.manifest.kind, &args, input, &config)?;
+    let call = secflow_host::build_call(
+        cleared.manifest.kind,
+        secflow_host::CallRequest {
+            health: args.health,
+            action: args.action.clone(),
+            input,
+            config: config.clone(),
+        },
+    )
+    .cli()?;
     let (inv, after) = host
         .block_on(host.invoke(&cleared, call, &config, &mounts))
         .cli()?;
@@ -86,112 +93,6 @@ fn read_input(input: Option<&str>) -> anyhow::Result<Option<(String, Vec<u8>)>> 
             Ok(Some((path.to_string(), bytes)))
         }
     }
-}
-
-fn json_input<T: serde::de::DeserializeOwned>(
-    input: &Option<(String, Vec<u8>)>,
-    what: &str,
-) -> anyhow::Result<T> {
-    let (name, bytes) = input.as_ref().ok_or_else(|| {
-        fail(
-            Exit::Usage,
-            format!("this plugin needs --input with {what}"),
-        )
-    })?;
-    serde_json::from_slice(bytes)
-        .map_err(|e| fail(Exit::Usage, format!("--input {name} is not {what}: {e}")))
-}
-
-fn build_call(
-    kind: PluginKind,
-    args: &RunArgs,
-    input: Option<(String, Vec<u8>)>,
-    config: &serde_json::Value,
-) -> anyhow::Result<Call> {
-    if args.health {
-        return Ok(Call::Health);
-    }
-    if args.action.is_some() && kind != PluginKind::Action {
-        return Err(fail(
-            Exit::Usage,
-            format!("--action applies to action plugins; this is a {kind} plugin"),
-        ));
-    }
-    Ok(match kind {
-        PluginKind::Action => match &args.action {
-            None => Call::Actions,
-            Some(action) => {
-                let params = match &input {
-                    Some((name, bytes)) => {
-                        let text = std::str::from_utf8(bytes).map_err(|_| {
-                            fail(Exit::Usage, format!("--input {name} is not UTF-8 JSON"))
-                        })?;
-                        serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
-                            fail(Exit::Usage, format!("--input {name} is not JSON: {e}"))
-                        })?;
-                        text.to_string()
-                    }
-                    None => "{}".to_string(),
-                };
-                Call::Execute {
-                    action: action.clone(),
-                    params,
-                }
-            }
-        },
-        PluginKind::Detector => {
-            let (name, content) = input.ok_or_else(|| {
-                fail(
-                    Exit::Usage,
-                    "a detector needs --input FILE (the file to scan)",
-                )
-            })?;
-            Call::Detect(b::FileInput {
-                path: name,
-                content,
-            })
-        }
-        PluginKind::Enricher => Call::Enrich(json_input(&input, "a JSON array of findings")?),
-        PluginKind::Analytics => Call::Analyze(json_input(&input, "a JSON array of findings")?),
-        PluginKind::ProxyFilter => {
-            #[derive(serde::Deserialize)]
-            struct Exchange {
-                request: b::HttpRequest,
-                response: Option<b::HttpResponse>,
-            }
-            let ex: Exchange =
-                json_input(&input, "a JSON object {\"request\": .., \"response\": ..}")?;
-            match ex.response {
-                Some(resp) => Call::OnResponse(ex.request, resp),
-                None => Call::OnRequest(ex.request),
-            }
-        }
-        PluginKind::LogAnalyzer => {
-            let (name, bytes) = input
-                .ok_or_else(|| fail(Exit::Usage, "a log analyzer needs --input FILE (the log)"))?;
-            let text = String::from_utf8_lossy(&bytes);
-            let entries = text
-                .lines()
-                .enumerate()
-                .map(|(i, line)| b::LogEntry {
-                    line: i as u64 + 1,
-                    timestamp: None,
-                    message: line.to_string(),
-                })
-                .collect();
-            Call::AnalyzeLogs {
-                source: name,
-                entries,
-            }
-        }
-        PluginKind::DynamicTester => Call::RunTests {
-            target: json_input(
-                &input,
-                "a JSON target {\"kind\",\"url\",\"description\",\"properties\"}",
-            )?,
-            config: config.to_string(),
-        },
-    })
 }
 
 /// The most resident memory this process has had (`VmHWM`), where the OS tells: what the

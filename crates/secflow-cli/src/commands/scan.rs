@@ -63,6 +63,8 @@ pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
             redact: !args.no_redact,
             exclude: args.exclude.clone(),
             respect_ignore_files: !args.no_ignore,
+            // The HTML report shows the lines around each finding.
+            context_lines: if format == Format::Html { 3 } else { 0 },
             ..ScanOptions::default()
         },
     };
@@ -131,12 +133,12 @@ pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
         }
     }
 
-    let color = use_color(
-        &args.color,
-        args.output.is_none() && std::io::stdout().is_terminal(),
-        |name| std::env::var(name).ok(),
-    );
-    let rendered = output::render(&report, format, color);
+    let terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let look = output::table::Look {
+        color: use_color(&args.color, terminal, |name| std::env::var(name).ok()),
+        width: table_width(terminal, std::env::var("COLUMNS").ok()),
+    };
+    let rendered = output::render(&report, format, look);
     match &args.output {
         Some(path) => {
             super::write_output(path, rendered.as_bytes())?;
@@ -205,6 +207,21 @@ fn use_color(when: &str, terminal: bool, env: impl Fn(&str) -> Option<String>) -
         _ if set("FORCE_COLOR") && env("FORCE_COLOR").as_deref() != Some("0") => true,
         _ => terminal,
     }
+}
+
+/// The width the table wraps to: `COLUMNS` when set to a number (so a pipe can ask for
+/// wrapping too), else the terminal's width; no wrapping for a pipe or a file.
+fn table_width(terminal: bool, columns: Option<String>) -> Option<usize> {
+    if let Some(n) = columns
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Some(n);
+    }
+    terminal
+        .then(|| terminal_size::terminal_size_of(std::io::stdout()))
+        .flatten()
+        .map(|(terminal_size::Width(w), _)| usize::from(w))
 }
 
 /// `PLUGIN:GUEST=HOST` pairs, grouped by plugin; the host directory must exist.
@@ -320,9 +337,15 @@ impl Progress {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
-                    "{spinner} scanning: {pos} files, {msg} ({per_sec}) {elapsed}",
+                    "{spinner} scanning: {pos} files, {msg} ({rate}) {elapsed}",
                 )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} files/s", state.per_sec());
+                    },
+                ),
             );
             bar.enable_steady_tick(std::time::Duration::from_millis(100));
             bar

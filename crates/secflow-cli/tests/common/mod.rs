@@ -31,7 +31,8 @@ pub fn secflow(home: &Path) -> Command {
         .env_remove("SECFLOW_AUDIT_LOG_LEVEL")
         .env_remove("SECFLOW_ALLOW_UNSIGNED_PLUGINS")
         .env_remove("SECFLOW_SIGNATURE_VERIFICATION")
-        .env_remove("SECFLOW_SANDBOX_ENABLED");
+        .env_remove("SECFLOW_SANDBOX_ENABLED")
+        .env_remove("COLUMNS");
     cmd
 }
 

@@ -43,6 +43,8 @@ table{border-collapse:collapse;width:100%;font-size:14px}th,td{text-align:left;p
 th{background:#f6f8fa}.sev{color:#fff;border-radius:4px;padding:1px 6px;font-size:12px;font-weight:600}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12.5px}
 pre{background:#f6f8fa;padding:6px 8px;border-radius:4px;margin:4px 0 0;white-space:pre-wrap;word-break:break-all}
+.src .ln{color:#8c959f;user-select:none}.src .hit{background:#fff1c2;display:inline-block;width:100%}
+td code{background:#f6f8fa;padding:0 3px;border-radius:3px}
 .muted{color:#57606a}.warn{background:#fff8c5;border-color:#d4a72c}details summary{cursor:pointer}
 ";
 
@@ -105,18 +107,8 @@ pub fn render(report: &ScanReport) -> String {
             sev.as_str()
         );
     }
+    // Each count is shown once: the cards carry the severities, the header the totals.
     h.push_str("</div><div class=\"charts\">");
-    let severity_bars: Vec<(String, usize, &str)> = Severity::ALL
-        .iter()
-        .map(|sev| {
-            (
-                sev.as_str().to_string(),
-                s.by_severity.get(sev).copied().unwrap_or(0),
-                color(*sev),
-            )
-        })
-        .collect();
-    h.push_str(&bar_chart("Findings by severity", &severity_bars));
     let mut cwe_counts: BTreeMap<u32, usize> = BTreeMap::new();
     for f in &report.findings {
         for c in &f.cwe_ids {
@@ -145,7 +137,7 @@ pub fn render(report: &ScanReport) -> String {
     }
 
     // Findings per file.
-    let _ = write!(h, "<section><h2>Findings ({})</h2>", report.findings.len());
+    h.push_str("<section><h2>Findings</h2>");
     if report.findings.is_empty() {
         h.push_str("<p class=\"muted\">No findings.</p>");
     }
@@ -159,6 +151,8 @@ pub fn render(report: &ScanReport) -> String {
         let worst = |v: &Vec<&Finding>| v.iter().map(|f| f.severity).max();
         worst(&b.1).cmp(&worst(&a.1)).then(a.0.cmp(b.0))
     });
+    let documented: std::collections::HashSet<&str> =
+        report.rules.iter().map(|r| r.id.as_str()).collect();
     for (path, mut list) in files {
         list.sort_by_key(|f| (f.line(), std::cmp::Reverse(f.severity)));
         let _ = write!(
@@ -168,12 +162,7 @@ pub fn render(report: &ScanReport) -> String {
             list.len()
         );
         for f in list {
-            let snippet = f
-                .location
-                .as_ref()
-                .and_then(|l| l.snippet.as_deref())
-                .map(|s| format!("<pre>{}</pre>", esc(s)))
-                .unwrap_or_default();
+            let snippet = f.location.as_ref().map(source).unwrap_or_default();
             let cwes: Vec<String> = f
                 .cwe_ids
                 .iter()
@@ -185,15 +174,15 @@ pub fn render(report: &ScanReport) -> String {
                 .collect();
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td><span class=\"sev\" style=\"background:{}\">{}</span></td><td><code>{}</code><br><span class=\"muted\">{}</span></td><td><b>{}</b><br>{}{}</td></tr>",
+                "<tr><td>{}</td><td><span class=\"sev\" style=\"background:{}\">{}</span></td><td>{}<br><span class=\"muted\">{}</span></td><td><b>{}</b><br>{}{}</td></tr>",
                 f.line(),
                 color(f.severity),
                 f.severity.as_str(),
-                esc(&f.rule_id),
+                rule_link(&f.rule_id, documented.contains(f.rule_id.as_str())),
                 cwes.join(" "),
-                esc(&f.title),
+                inline(&f.title),
                 if f.message != f.title {
-                    esc(&f.message).to_string()
+                    inline(&f.message)
                 } else {
                     String::new()
                 },
@@ -211,10 +200,10 @@ pub fn render(report: &ScanReport) -> String {
             let _ = write!(
                 h,
                 "<details id=\"{}\"><summary><code>{}</code> — {}</summary><p>{}</p>{}</details>",
-                attr(&r.id),
+                attr(&rule_anchor(&r.id)),
                 esc(&r.id),
-                esc(&r.title),
-                esc(&r.description),
+                inline(&r.title),
+                inline(&r.description),
                 markdown(&r.help)
             );
         }
@@ -260,6 +249,77 @@ pub fn render(report: &ScanReport) -> String {
     }
     h.push_str("</main></body></html>\n");
     h
+}
+
+/// The id of a rule's help in the Rules section.
+fn rule_anchor(rule_id: &str) -> String {
+    format!("rule-{rule_id}")
+}
+
+/// A finding's rule id, linked to the rule's help when the report has it.
+fn rule_link(rule_id: &str, documented: bool) -> String {
+    if documented {
+        format!(
+            "<a href=\"#{}\"><code>{}</code></a>",
+            attr(&rule_anchor(rule_id)),
+            esc(rule_id)
+        )
+    } else {
+        format!("<code>{}</code>", esc(rule_id))
+    }
+}
+
+/// Plain text with `code spans` rendered as code; everything escaped. An unmatched
+/// backtick stays a backtick.
+fn inline(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut out = String::new();
+    // With an even number of parts the last backtick has no partner.
+    let paired = if parts.len().is_multiple_of(2) {
+        parts.len() - 1
+    } else {
+        parts.len()
+    };
+    for (i, part) in parts.iter().enumerate() {
+        if i >= paired {
+            out.push('`');
+            out.push_str(&esc(part));
+        } else if i % 2 == 1 && !part.is_empty() {
+            let _ = write!(out, "<code>{}</code>", esc(part));
+        } else if i % 2 == 1 {
+            out.push_str("``");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    out
+}
+
+/// The source around a finding (its lines marked, numbered), or the plugin's snippet when
+/// the scan kept no context.
+fn source(location: &crate::model::Location) -> String {
+    if let Some(context) = &location.context {
+        let last = context.start_line as usize + context.lines.len().saturating_sub(1);
+        let digits = last.to_string().len();
+        let end = location.end_line.max(location.start_line);
+        let mut out = String::from("<pre class=\"src\">");
+        for (n, line) in (context.start_line..).zip(&context.lines) {
+            let hit = (location.start_line..=end).contains(&n);
+            let _ = writeln!(
+                out,
+                "<span class=\"{}\"><span class=\"ln\">{n:>digits$}</span> {}</span>",
+                if hit { "hit" } else { "ctx" },
+                esc(line)
+            );
+        }
+        out.push_str("</pre>");
+        return out;
+    }
+    location
+        .snippet
+        .as_deref()
+        .map(|s| format!("<pre>{}</pre>", esc(s)))
+        .unwrap_or_default()
 }
 
 /// A horizontal bar chart as inline SVG.
@@ -331,6 +391,39 @@ fn markdown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_spans_are_rendered_and_escaped() {
+        assert_eq!(
+            inline("use `yaml.safe_load` not `<b>`"),
+            "use <code>yaml.safe_load</code> not <code>&lt;b&gt;</code>"
+        );
+        assert_eq!(inline("a ` b"), "a ` b");
+        assert_eq!(inline("`x` and `y"), "<code>x</code> and `y");
+    }
+
+    #[test]
+    fn context_marks_the_finding_lines() {
+        let location = crate::model::Location {
+            path: "a.py".into(),
+            start_line: 10,
+            end_line: 10,
+            context: Some(crate::model::Context {
+                start_line: 9,
+                lines: vec!["a".into(), "<b>".into(), "c".into()],
+            }),
+            ..Default::default()
+        };
+        let html = source(&location);
+        assert!(
+            html.contains("<span class=\"hit\"><span class=\"ln\">10</span> &lt;b&gt;</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"ctx\"><span class=\"ln\"> 9</span> a</span>"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn markdown_from_plugins_cannot_inject_html() {

@@ -38,10 +38,10 @@ pub fn json(report: &ScanReport) -> String {
     secflow_term::to_json_pretty(report).expect("a scan report serializes") + "\n"
 }
 
-/// Renders `report` in `format`. `color` applies to the table only.
-pub fn render(report: &ScanReport, format: Format, color: bool) -> String {
+/// Renders `report` in `format`. `look` (colors, width) applies to the table only.
+pub fn render(report: &ScanReport, format: Format, look: table::Look) -> String {
     match format {
-        Format::Table => table::render(report, color),
+        Format::Table => table::render(report, look),
         Format::Json => json(report),
         Format::Sarif => sarif::render(report),
         Format::Html => html::render(report),

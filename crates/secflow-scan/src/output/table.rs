@@ -41,8 +41,33 @@ impl Painter {
     }
 }
 
-pub fn render(report: &ScanReport, color: bool) -> String {
-    let p = Painter { color };
+/// How the table looks: colors, and the width it wraps to (`None`: no wrapping, as when
+/// the output is a pipe and `COLUMNS` is unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    pub color: bool,
+    pub width: Option<usize>,
+}
+
+/// Columns of a finding's continuation lines (under its title, after the position).
+const HANG: &str = "             ";
+/// Narrower terminals still get this width: below it, wrapping helps nobody.
+const MIN_WIDTH: usize = 40;
+
+pub fn render(report: &ScanReport, look: Look) -> String {
+    let p = Painter { color: look.color };
+    let width = look.width.map(|w| w.max(MIN_WIDTH));
+    let wrap = |first: &str, text: &str| -> String {
+        match width {
+            Some(width) => textwrap::fill(
+                text,
+                textwrap::Options::new(width)
+                    .initial_indent(first)
+                    .subsequent_indent(HANG),
+            ),
+            None => format!("{first}{text}"),
+        }
+    };
     let mut out = String::new();
     for severity in Severity::ALL {
         let group: Vec<_> = report
@@ -55,43 +80,73 @@ pub fn render(report: &ScanReport, color: bool) -> String {
         }
         let heading = format!("{} ({})", severity.as_str().to_uppercase(), group.len());
         let _ = writeln!(out, "{}", p.paint(severity_style(severity), &heading));
-        let mut current_path: Option<&str> = None;
+        // Grouped by file within the severity, files in the order they first appear (the
+        // report is sorted by path within a severity), lines in order within a file.
+        let mut by_path: Vec<(&str, Vec<_>)> = Vec::new();
         for f in group {
-            if current_path != Some(f.path()) {
-                current_path = Some(f.path());
-                let path = if f.path().is_empty() {
-                    "(target)"
+            match by_path.iter_mut().find(|(path, _)| *path == f.path()) {
+                Some((_, list)) => list.push(f),
+                None => by_path.push((f.path(), vec![f])),
+            }
+        }
+        for (path, list) in by_path {
+            let path = if path.is_empty() { "(target)" } else { path };
+            let _ = writeln!(out, "  {}", p.bold(&safe(path)));
+            for f in list {
+                let position = f
+                    .location
+                    .as_ref()
+                    .filter(|l| l.start_line > 0)
+                    .map(|l| format!("{}:{}", l.start_line, l.start_column.max(1)))
+                    .unwrap_or_else(|| "-".into());
+                let cwe = if f.cwe_ids.is_empty() {
+                    String::new()
                 } else {
-                    f.path()
+                    let ids: Vec<String> = f.cwe_ids.iter().map(|c| format!("CWE-{c}")).collect();
+                    format!(" [{}]", ids.join(", "))
                 };
-                let _ = writeln!(out, "  {}", p.bold(&safe(path)));
-            }
-            let position = f
-                .location
-                .as_ref()
-                .filter(|l| l.start_line > 0)
-                .map(|l| format!("{}:{}", l.start_line, l.start_column.max(1)))
-                .unwrap_or_else(|| "-".into());
-            let cwe = if f.cwe_ids.is_empty() {
-                String::new()
-            } else {
-                let ids: Vec<String> = f.cwe_ids.iter().map(|c| format!("CWE-{c}")).collect();
-                format!(" [{}]", ids.join(", "))
-            };
-            let _ = writeln!(
-                out,
-                "    {position:<8} {}  {}{}",
-                p.paint(severity_style(severity), &safe(&f.rule_id)),
-                safe(&f.title),
-                p.dim(&cwe)
-            );
-            if !f.message.is_empty() && f.message != f.title {
-                let _ = writeln!(out, "             {}", safe(&f.message));
-            }
-            if let Some(snippet) = f.location.as_ref().and_then(|l| l.snippet.as_deref()) {
-                let first = snippet.lines().next().unwrap_or("").trim();
-                if !first.is_empty() {
-                    let _ = writeln!(out, "             {} {}", p.dim("│"), p.dim(&safe(first)));
+                // A message that starts with the title says it all: print it once.
+                let title = safe(&f.title);
+                let message = safe(&f.message);
+                let (head, rest) = if message.starts_with(title.as_str()) {
+                    (message.as_str(), "")
+                } else {
+                    (title.as_str(), message.as_str())
+                };
+                let first = format!("    {position:<8} ");
+                let text = format!(
+                    "{}  {head}{}",
+                    p.paint(severity_style(severity), &safe(&f.rule_id)),
+                    p.dim(&cwe)
+                );
+                let _ = writeln!(out, "{}", wrap(&first, &text));
+                if !rest.is_empty() {
+                    let _ = writeln!(out, "{}", wrap(HANG, rest));
+                }
+                if let Some(snippet) = f.location.as_ref().and_then(|l| l.snippet.as_deref()) {
+                    let line = safe(snippet.lines().next().unwrap_or("").trim());
+                    if !line.is_empty() {
+                        // Code is cut, not wrapped: a wrapped line of code reads as two.
+                        let room = width.map(|w| w.saturating_sub(HANG.len() + 2).max(10));
+                        let line = match room {
+                            Some(room) if textwrap::core::display_width(&line) > room => {
+                                let mut cut = String::new();
+                                let mut used = 0;
+                                for c in line.chars() {
+                                    let w =
+                                        textwrap::core::display_width(c.encode_utf8(&mut [0; 4]));
+                                    if used + w + 1 > room {
+                                        break;
+                                    }
+                                    used += w;
+                                    cut.push(c);
+                                }
+                                cut + "…"
+                            }
+                            _ => line,
+                        };
+                        let _ = writeln!(out, "{HANG}{} {}", p.dim("│"), p.dim(&line));
+                    }
                 }
             }
         }
@@ -134,6 +189,13 @@ pub fn render(report: &ScanReport, color: bool) -> String {
         },
         suppressed_note(s.suppressed_inline, s.suppressed_baseline),
     );
+    if s.files_ignored > 0 {
+        let _ = writeln!(
+            out,
+            "  {} file(s) left out by ignore files (.gitignore, .ignore, .secflowignore); --no-ignore scans them",
+            s.files_ignored
+        );
+    }
 
     if !report.plugins.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("Plugins"));

@@ -1,0 +1,515 @@
+//! Who may call which route of `secflow serve`, in Cedar like admission policy, but in its
+//! own namespace (`SecFlowApi`) and directory (`policy/api/`): an API token is not a
+//! plugin's signer, and a site can change one policy set without touching the other.
+//!
+//! The same guarantees as [`PolicyEngine`](crate::PolicyEngine): strict validation against
+//! the schema at load, default deny, forbid wins, fail closed on a policy set with errors or
+//! a policy that errors while evaluating, and every decision names the policies that made it.
+
+use crate::source::{
+    Source, diagnostic_problem, load_policy_file, nesting_problem, policy_problem, read_limited,
+};
+use crate::{
+    DEFAULT_DENY, INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem,
+};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+
+/// The schema file of an API policy directory.
+pub const API_SCHEMA_FILE: &str = "api.cedarschema";
+/// The embedded API schema.
+pub const DEFAULT_API_SCHEMA: &str = include_str!("../schema/api.cedarschema");
+/// The embedded API policies.
+pub const DEFAULT_API_POLICIES: &str = include_str!("../policies/api.cedar");
+
+/// The roles a token can have, least to most powerful.
+pub const ROLES: [&str; 4] = ["viewer", "publisher", "operator", "admin"];
+
+/// Every route action of the API, as named in the schema.
+pub const API_ACTIONS: [&str; 23] = [
+    "plugins.list",
+    "plugins.get",
+    "plugins.permissions",
+    "scans.get",
+    "audit.read",
+    "policy.read",
+    "trust.read",
+    "stats.read",
+    "plugins.validate",
+    "plugins.install",
+    "plugins.upgrade",
+    "plugins.uninstall",
+    "plugins.enable",
+    "plugins.disable",
+    "plugins.approve",
+    "audit.verify",
+    "plugins.run",
+    "scans.create",
+    "scans.cancel",
+    "policy.check",
+    "trust.write",
+    "audit.checkpoint",
+    "tokens.manage",
+];
+
+/// One question: may this token do `action` to this resource?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRequest<'a> {
+    pub token_id: &'a str,
+    pub token_name: &'a str,
+    pub role: &'a str,
+    /// One of [`API_ACTIONS`].
+    pub action: &'a str,
+    /// `plugin`, `scan`, `audit`, `policy`, `trust`, `token` or `system`.
+    pub resource_kind: &'a str,
+    /// The plugin id, scan id, ... (`*` for collections).
+    pub resource_id: &'a str,
+}
+
+/// A loaded, validated API policy set.
+pub struct ApiPolicy {
+    policies: PolicySet,
+    authorizer: Authorizer,
+    action_entities: Entities,
+    token_type: EntityTypeName,
+    resource_type: EntityTypeName,
+    actions: HashMap<&'static str, EntityUid>,
+    problems: Vec<PolicyProblem>,
+    fail_closed: bool,
+    sources: Vec<String>,
+}
+
+impl std::fmt::Debug for ApiPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiPolicy")
+            .field("sources", &self.sources)
+            .field("policies", &self.policies.num_of_policies())
+            .field("fail_closed", &self.fail_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiPolicy {
+    /// The embedded schema and policies.
+    pub fn defaults() -> ApiPolicy {
+        Self::build(
+            &Source {
+                name: "<built-in>/api.cedarschema".into(),
+                text: DEFAULT_API_SCHEMA.into(),
+            },
+            &[Source {
+                name: "<built-in>/api.cedar".into(),
+                text: DEFAULT_API_POLICIES.into(),
+            }],
+        )
+        .expect("the built-in API policies load (pinned by a test)")
+    }
+
+    /// Loads `dir/api.cedarschema` (or the embedded schema) and every `dir/*.cedar` (or the
+    /// embedded policies when there is none). Errors name file and line.
+    pub fn load(dir: &Path) -> Result<ApiPolicy, PolicyError> {
+        let schema_path = dir.join(API_SCHEMA_FILE);
+        let schema = match read_limited(&schema_path)? {
+            Some(text) => Source {
+                name: schema_path.display().to_string(),
+                text,
+            },
+            None => Source {
+                name: "<built-in>/api.cedarschema".into(),
+                text: DEFAULT_API_SCHEMA.into(),
+            },
+        };
+        let mut paths = Vec::new();
+        match std::fs::read_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PolicyError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
+                        paths.push(path);
+                        if paths.len() > crate::MAX_POLICY_FILES {
+                            return Err(PolicyError::TooManyFiles {
+                                dir: dir.to_path_buf(),
+                                limit: crate::MAX_POLICY_FILES,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        paths.sort();
+        let mut policies = Vec::new();
+        for path in paths {
+            if let Some(text) = read_limited(&path)? {
+                policies.push(Source {
+                    name: path.display().to_string(),
+                    text,
+                });
+            }
+        }
+        if policies.is_empty() {
+            policies.push(Source {
+                name: "<built-in>/api.cedar".into(),
+                text: DEFAULT_API_POLICIES.into(),
+            });
+        }
+        // Cedar's parser recurses per nesting level: parse on a thread with a large stack
+        // (nesting is bounded first, as for admission policies).
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("secflow-api-policy-load".into())
+                .stack_size(32 << 20)
+                .spawn_scoped(scope, || Self::build(&schema, &policies))
+                .map_err(|e| PolicyError::Io {
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(PolicyError::Invalid(vec![PolicyProblem {
+                        file: dir.display().to_string(),
+                        line: None,
+                        policy: None,
+                        message: "the Cedar parser failed on these files (an internal error)"
+                            .into(),
+                        warning: false,
+                    }]))
+                })
+        })
+    }
+
+    fn build(schema_src: &Source, policy_srcs: &[Source]) -> Result<ApiPolicy, PolicyError> {
+        let invalid = |message: String| {
+            PolicyError::Invalid(vec![PolicyProblem {
+                file: schema_src.name.clone(),
+                line: None,
+                policy: None,
+                message,
+                warning: false,
+            }])
+        };
+        if let Some(problem) = nesting_problem(schema_src, true) {
+            return Err(PolicyError::Invalid(vec![problem]));
+        }
+        let schema = Schema::from_cedarschema_str(&schema_src.text)
+            .map(|(schema, _warnings)| schema)
+            .map_err(|e| {
+                PolicyError::Invalid(vec![diagnostic_problem(schema_src, &e, None, false)])
+            })?;
+        let mut problems = Vec::new();
+        let mut policies = PolicySet::new();
+        let mut origins = HashMap::new();
+        for src in policy_srcs {
+            load_policy_file(src, &mut policies, &mut origins, &mut problems);
+        }
+        let load_errors: Vec<PolicyProblem> =
+            problems.iter().filter(|p| !p.warning).cloned().collect();
+        if !load_errors.is_empty() {
+            return Err(PolicyError::Invalid(load_errors));
+        }
+        let token_type =
+            EntityTypeName::from_str("SecFlowApi::Token").map_err(|e| invalid(e.to_string()))?;
+        let resource_type =
+            EntityTypeName::from_str("SecFlowApi::Resource").map_err(|e| invalid(e.to_string()))?;
+        let mut actions = HashMap::new();
+        for name in API_ACTIONS {
+            let uid = EntityUid::from_str(&format!("SecFlowApi::Action::{name:?}"))
+                .map_err(|e| invalid(e.to_string()))?;
+            actions.insert(name, uid);
+        }
+        let action_entities = schema
+            .action_entities()
+            .map_err(|e| invalid(e.to_string()))?;
+        let engine = ApiPolicy {
+            policies,
+            authorizer: Authorizer::new(),
+            action_entities,
+            token_type,
+            resource_type,
+            actions,
+            problems: Vec::new(),
+            fail_closed: false,
+            sources: std::iter::once(schema_src)
+                .chain(policy_srcs)
+                .map(|s| s.name.clone())
+                .collect(),
+        };
+        // The schema must describe what the server supplies: a token, every route action.
+        let (sample, entities) = engine
+            .cedar_request(&ApiRequest {
+                token_id: "schema-check",
+                token_name: "schema-check",
+                role: "admin",
+                action: "plugins.list",
+                resource_kind: "system",
+                resource_id: "*",
+            })
+            .map_err(&invalid)?;
+        drop(sample);
+        Entities::from_entities(entities.iter().cloned(), Some(&schema)).map_err(|e| {
+            invalid(format!(
+                "the schema does not describe the facts the server supplies: {e}; keep the Token and Resource types of the built-in schema"
+            ))
+        })?;
+        for (name, uid) in &engine.actions {
+            let principal =
+                EntityUid::from_type_name_and_id(engine.token_type.clone(), EntityId::new("x"));
+            let resource =
+                EntityUid::from_type_name_and_id(engine.resource_type.clone(), EntityId::new("x"));
+            Request::new(
+                principal,
+                uid.clone(),
+                resource,
+                Context::empty(),
+                Some(&schema),
+            )
+            .map_err(|e| {
+                invalid(format!(
+                    "the schema does not declare the route action `{name}` for tokens: {e}"
+                ))
+            })?;
+        }
+        let result = Validator::new(schema).validate(&engine.policies, ValidationMode::Strict);
+        let by_id = |id: &PolicyId| origins.get(AsRef::<str>::as_ref(id));
+        for e in result.validation_errors() {
+            problems.push(policy_problem(
+                by_id(e.policy_id()),
+                policy_srcs,
+                e,
+                e.policy_id(),
+                false,
+            ));
+        }
+        for w in result.validation_warnings() {
+            problems.push(policy_problem(
+                by_id(w.policy_id()),
+                policy_srcs,
+                w,
+                w.policy_id(),
+                true,
+            ));
+        }
+        let fail_closed = problems.iter().any(|p| !p.warning);
+        Ok(ApiPolicy {
+            problems,
+            fail_closed,
+            ..engine
+        })
+    }
+
+    /// Validation problems (errors make the engine deny everything).
+    pub fn check(&self) -> Vec<PolicyProblem> {
+        self.problems.clone()
+    }
+
+    /// The files the policies were loaded from, schema first.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// Decides one request. Never panics: anything unexpected is a denial saying why.
+    pub fn decide(&self, req: &ApiRequest<'_>) -> PolicyDecision {
+        if self.fail_closed {
+            let errors = self
+                .problems
+                .iter()
+                .filter(|p| !p.warning)
+                .map(ToString::to_string)
+                .collect();
+            return deny(POLICY_CHECK_FAILED, errors);
+        }
+        let (request, entities) = match self.cedar_request(req) {
+            Ok(built) => built,
+            Err(e) => return deny(INVALID_REQUEST, vec![e]),
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let diagnostics = response.diagnostics();
+        let mut policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        let mut errors = Vec::new();
+        for err in diagnostics.errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = err;
+            policies.push(e.policy_id().to_string());
+            errors.push(err.to_string());
+        }
+        let allowed = response.decision() == Decision::Allow && errors.is_empty();
+        if policies.is_empty() {
+            policies.push(DEFAULT_DENY.to_string());
+        }
+        policies.sort();
+        policies.dedup();
+        PolicyDecision {
+            allowed,
+            policies,
+            errors,
+        }
+    }
+
+    fn cedar_request(&self, req: &ApiRequest<'_>) -> Result<(Request, Entities), String> {
+        let action = self
+            .actions
+            .get(req.action)
+            .ok_or_else(|| format!("unknown API action `{}`", req.action))?
+            .clone();
+        let principal =
+            EntityUid::from_type_name_and_id(self.token_type.clone(), EntityId::new(req.token_id));
+        let resource = EntityUid::from_type_name_and_id(
+            self.resource_type.clone(),
+            EntityId::new(format!("{}:{}", req.resource_kind, req.resource_id)),
+        );
+        let token = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                (
+                    "role".to_string(),
+                    RestrictedExpression::new_string(req.role.to_string()),
+                ),
+                (
+                    "name".to_string(),
+                    RestrictedExpression::new_string(req.token_name.to_string()),
+                ),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let target = Entity::new(
+            resource.clone(),
+            HashMap::from([(
+                "kind".to_string(),
+                RestrictedExpression::new_string(req.resource_kind.to_string()),
+            )]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let entities = self
+            .action_entities
+            .clone()
+            .add_entities([token, target], None)
+            .map_err(|e| e.to_string())?;
+        let request = Request::new(principal, action, resource, Context::empty(), None)
+            .map_err(|e| e.to_string())?;
+        Ok((request, entities))
+    }
+}
+
+fn deny(policy: &str, errors: Vec<String>) -> PolicyDecision {
+    PolicyDecision {
+        allowed: false,
+        policies: vec![policy.to_string()],
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(engine: &ApiPolicy, role: &str, action: &str) -> PolicyDecision {
+        engine.decide(&ApiRequest {
+            token_id: "tok_1",
+            token_name: "ci",
+            role,
+            action,
+            resource_kind: "plugin",
+            resource_id: "data-processor",
+        })
+    }
+
+    #[test]
+    fn the_default_matrix() {
+        let engine = ApiPolicy::defaults();
+        assert!(
+            engine.check().iter().all(|p| p.warning),
+            "{:?}",
+            engine.check()
+        );
+        for action in API_ACTIONS {
+            assert!(ask(&engine, "admin", action).allowed, "admin {action}");
+            let read = [
+                "plugins.list",
+                "plugins.get",
+                "plugins.permissions",
+                "scans.get",
+                "audit.read",
+                "policy.read",
+                "trust.read",
+                "stats.read",
+            ]
+            .contains(&action);
+            let admin_only = ["trust.write", "audit.checkpoint", "tokens.manage"].contains(&action);
+            assert_eq!(
+                ask(&engine, "viewer", action).allowed,
+                read,
+                "viewer {action}"
+            );
+            assert_eq!(
+                ask(&engine, "operator", action).allowed,
+                !admin_only,
+                "operator {action}"
+            );
+            let publisher = read
+                || ["plugins.validate", "plugins.install", "plugins.upgrade"].contains(&action);
+            assert_eq!(
+                ask(&engine, "publisher", action).allowed,
+                publisher,
+                "publisher {action}"
+            );
+            assert!(
+                !ask(&engine, "stranger", action).allowed,
+                "unknown role {action}"
+            );
+        }
+        let refused = ask(&engine, "viewer", "plugins.install");
+        assert_eq!(refused.policies, vec!["api.viewer-read-only".to_string()]);
+        let refused = ask(&engine, "operator", "trust.write");
+        assert_eq!(
+            refused.policies,
+            vec!["api.administer-admin-only".to_string()]
+        );
+        assert_eq!(
+            ask(&engine, "stranger", "plugins.list").policies,
+            vec![DEFAULT_DENY.to_string()]
+        );
+        assert_eq!(
+            ask(&engine, "admin", "plugins.nope").policies,
+            vec![INVALID_REQUEST.to_string()]
+        );
+    }
+
+    #[test]
+    fn a_site_policy_dir_replaces_the_defaults_and_a_broken_one_denies_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("site.cedar"),
+            "@id(\"only-admins\")\npermit(principal, action, resource) when { principal.role == \"admin\" };\n",
+        )
+        .unwrap();
+        let engine = ApiPolicy::load(dir.path()).unwrap();
+        assert!(!ask(&engine, "viewer", "plugins.list").allowed);
+        assert!(ask(&engine, "admin", "plugins.list").allowed);
+        std::fs::write(
+            dir.path().join("typo.cedar"),
+            "@id(\"typo\")\npermit(principal, action, resource) when { principal.rolle == \"admin\" };\n",
+        )
+        .unwrap();
+        let engine = ApiPolicy::load(dir.path()).unwrap();
+        let d = ask(&engine, "admin", "plugins.list");
+        assert!(!d.allowed);
+        assert_eq!(d.policies, vec![POLICY_CHECK_FAILED.to_string()]);
+        std::fs::write(dir.path().join("bad.cedar"), "permit(principal").unwrap();
+        let err = ApiPolicy::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("bad.cedar"), "{err}");
+    }
+}

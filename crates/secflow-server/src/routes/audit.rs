@@ -1,0 +1,122 @@
+//! The audit log over the API: events with filters and paging, verification, a signed
+//! checkpoint, and the security statistics.
+
+use super::ApiQuery;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiResult, Problem};
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use secflow_host::ApiResource;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+fn audit() -> ApiResource<'static> {
+    ApiResource {
+        kind: "audit",
+        id: "*",
+    }
+}
+
+/// Filters of the event list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// Only events about this plugin id.
+    pub plugin: Option<String>,
+    /// Events at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Events after this sequence number (to page forward or follow).
+    pub after: Option<u64>,
+    /// At most this many events (1 to 1000, default 100).
+    #[serde(default = "super::default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: u32,
+}
+
+/// Audit events in order (the shape of `secflow audit log --json`).
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit", security(("bearer" = [])),
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events", body = Vec<Object>),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> ApiResult<Response> {
+    caller.allow(&state, "audit.read", audit()).await?;
+    if !(1..=1000).contains(&query.limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
+    }
+    if let Some(since) = &query.since
+        && humantime::parse_rfc3339_weak(since).is_err()
+    {
+        return Err(Problem::bad_request(format!(
+            "since `{}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)",
+            super::secflow_term_safe(since)
+        )));
+    }
+    let filter = secflow_host::types::AuditFilter {
+        plugin: query.plugin,
+        since: query.since,
+        after_seq: query.after,
+        limit: Some(query.limit as u64),
+    };
+    Ok(Json(caller.host.audit_entries(&filter).await?).into_response())
+}
+
+/// Verifies the whole log (hash chain, Merkle tree, stored checkpoints).
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`intact` true with the report, or false naming the first bad entry", body = Object),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.allow(&state, "audit.verify", audit()).await?;
+    let body = match caller.host.audit_verify(None).await? {
+        secflow_host::Integrity::Intact(report) => {
+            serde_json::json!({ "intact": true, "report": report })
+        }
+        secflow_host::Integrity::Tampered {
+            first_bad_entry,
+            message,
+        } => {
+            serde_json::json!({ "intact": false, "first_bad_entry": first_bad_entry, "message": message })
+        }
+    };
+    Ok(Json(body).into_response())
+}
+
+/// A checkpoint of the log, signed with the host key: keep it off the host.
+#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed checkpoint", body = Object),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+pub async fn checkpoint(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.allow(&state, "audit.checkpoint", audit()).await?;
+    Ok(Json(caller.host.audit_checkpoint().await?).into_response())
+}
+
+/// Security statistics from the audit log (`secflow stats --json`).
+#[utoipa::path(get, path = "/v1/stats", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Statistics", body = Object),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller
+        .allow(
+            &state,
+            "stats.read",
+            ApiResource {
+                kind: "system",
+                id: "stats",
+            },
+        )
+        .await?;
+    Ok(Json(caller.host.audit_summary().await?).into_response())
+}

@@ -1,0 +1,235 @@
+//! The routes, and the extractors that turn every malformed request into a problem
+//! document naming the fault (bad JSON, unknown fields, a wrong content type, an id that
+//! could not name anything).
+
+pub mod audit;
+pub mod ops;
+pub mod plugins;
+pub mod scans;
+pub mod tokens;
+
+use crate::AppState;
+use crate::problem::Problem;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+
+/// Every route. `openapi::tests` checks that each one is in the OpenAPI document.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let json_limit = DefaultBodyLimit::max(state.config.max_json_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
+    Router::new()
+        .route("/livez", get(ops::livez))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/version", get(ops::version))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/v1/stats", get(audit::stats))
+        .route(
+            "/v1/plugins",
+            get(plugins::list)
+                .post(plugins::install)
+                .layer(upload_limit),
+        )
+        .route(
+            "/v1/plugins/{id}",
+            get(plugins::get).delete(plugins::uninstall),
+        )
+        .route("/v1/plugins/{id}/permissions", get(plugins::permissions))
+        .route("/v1/plugins/{id}/enable", post(plugins::enable))
+        .route("/v1/plugins/{id}/disable", post(plugins::disable))
+        .route("/v1/plugins/{id}/run", post(plugins::run).layer(json_limit))
+        .route(
+            "/v1/packages/validate",
+            post(plugins::validate).layer(upload_limit),
+        )
+        .route(
+            "/v1/scans",
+            get(scans::list).post(scans::submit).layer(upload_limit),
+        )
+        .route("/v1/scans/{id}", get(scans::get).delete(scans::cancel))
+        .route("/v1/scans/{id}/report", get(scans::report))
+        .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/verify", post(audit::verify))
+        .route("/v1/audit/checkpoint", post(audit::checkpoint))
+        .route(
+            "/v1/tokens",
+            get(tokens::list).post(tokens::create).layer(json_limit),
+        )
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
+}
+
+async fn not_found(uri: axum::http::Uri) -> Problem {
+    Problem::not_found(format!(
+        "no route {}; see /v1/openapi.json for the API",
+        secflow_term_safe(uri.path())
+    ))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{method} is not allowed on {}; see /v1/openapi.json",
+            secflow_term_safe(uri.path())
+        ),
+    )
+}
+
+/// Request text echoed in a message, cut and without control characters.
+fn secflow_term_safe(text: &str) -> String {
+    let cut: String = text.chars().take(200).collect();
+    cut.chars().filter(|c| !c.is_control()).collect()
+}
+
+/// JSON bodies: wrong content type 415, bad JSON or unknown fields 400, too large 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => Problem::unsupported_media(
+            "this route takes JSON: send `Content-Type: application/json`",
+        ),
+        JsonRejection::JsonSyntaxError(e) => {
+            Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
+        }
+        JsonRejection::JsonDataError(e) => Problem::bad_request(format!(
+            "the JSON does not fit this route: {}",
+            e.body_text()
+        )),
+        JsonRejection::BytesRejection(e) => body_problem(e.status(), e.body_text()),
+        other => Problem::bad_request(other.body_text()),
+    }
+}
+
+fn body_problem(status: axum::http::StatusCode, text: String) -> Problem {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        Problem::too_large(format!(
+            "the body is larger than this route accepts ({text})"
+        ))
+    } else {
+        Problem::bad_request(format!("cannot read the body: {text}"))
+    }
+}
+
+/// Raw bodies (packages, archives), with the size limit as a 413 problem.
+#[derive(Debug, Clone)]
+pub struct ApiBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        bytes::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| body_problem(e.status(), e.body_text()))
+    }
+}
+
+/// Query strings: a bad parameter is a 400 naming it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+                Problem::bad_request(format!("bad query string: {}", e.body_text()))
+            })
+    }
+}
+
+/// The `{id}` of a route, checked to be a plausible id: letters, digits, `-`, `_`, `.`,
+/// at most 128, not starting with `.` (no traversal, no control characters).
+#[derive(Debug, Clone)]
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e: PathRejection| Problem::bad_request(e.body_text()))?;
+        let plausible = !id.is_empty()
+            && id.len() <= 128
+            && !id.starts_with('.')
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !plausible {
+            return Err(Problem::bad_request(format!(
+                "`{}` is not an id (letters, digits, `-`, `_`, `.`; at most 128)",
+                secflow_term_safe(&id)
+            )));
+        }
+        Ok(Id(id))
+    }
+}
+
+/// Paging of list routes.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+pub struct Paging {
+    /// Items per page (1 to 1000, default 100).
+    #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: u32,
+    /// Items to skip.
+    #[serde(default)]
+    pub offset: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+impl Paging {
+    pub fn check(self) -> Result<Paging, Problem> {
+        if !(1..=1000).contains(&self.limit) {
+            return Err(Problem::bad_request("limit must be between 1 and 1000"));
+        }
+        Ok(self)
+    }
+}
+
+/// A page of items.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}

@@ -1,0 +1,459 @@
+//! The API end to end: a real server on 127.0.0.1 (random port) over a fresh state
+//! directory, a real HTTP client, a real signed package, a real scan of the demo uploaded as
+//! a .tar.gz.
+
+use secflow_host::{Host, HostConfig, StateDir};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct Server {
+    base: String,
+    host: Host,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _home: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(config: secflow_server::ServerConfig) -> Server {
+        let home = tempfile::tempdir().unwrap();
+        let host = Host::open(HostConfig {
+            state_dir: StateDir::resolve(Some(home.path())),
+            actor: "test".into(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = secflow_server::AppState::open(host.acting_as("api:server"), config)
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            secflow_server::serve(
+                state,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        });
+        Server {
+            base,
+            host,
+            stop: Some(stop),
+            task: Some(task),
+            _home: home,
+        }
+    }
+
+    async fn token(&self, role: &str) -> String {
+        self.host
+            .create_token(role, role, None)
+            .await
+            .unwrap()
+            .token
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// The data-processor plugin packed and signed by a key the host trusts.
+fn signed_data_processor(host: &Host, dir: &Path) -> Vec<u8> {
+    let a = secflow_plugin_artifacts::DATA_PROCESSOR;
+    let plugin = dir.join("dp");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(
+        Path::new(a.dir).join("plugin.toml"),
+        plugin.join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(a.component, plugin.join("plugin.wasm")).unwrap();
+    let package = dir.join("dp.sfpkg");
+    std::fs::write(&package, secflow_package::pack_dir(&plugin).unwrap()).unwrap();
+    host.generate_key("publisher").unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        runtime
+            .block_on(host.change_trust(secflow_host::TrustChange::Add {
+                key: "publisher".into(),
+                role: secflow_host::types::Role::Publisher,
+                scopes: vec!["*".into()],
+            }))
+            .unwrap()
+    });
+    host.sign_package(&package, "publisher", None).unwrap();
+    std::fs::read(&package).unwrap()
+}
+
+fn demo_tar_gz() -> Vec<u8> {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/vulnerable-shop");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    builder.append_dir_all(".", &demo).unwrap();
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+async fn problem(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_run_scan_metrics_audit_and_refusals() {
+    let server = Server::start(secflow_server::ServerConfig::default()).await;
+    let admin = server.token("admin").await;
+    let viewer = server.token("viewer").await;
+    let http = client();
+    let work = tempfile::tempdir().unwrap();
+    let package = signed_data_processor(&server.host, work.path());
+
+    // No token, a bad token: 401 problems.
+    let r = http
+        .get(format!("{}/v1/plugins", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"secflow\"");
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("secflow token create"),
+        "{body}"
+    );
+    let r = http
+        .get(format!("{}/v1/plugins", server.base))
+        .bearer_auth(format!("{admin}0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 401);
+
+    // A viewer may list, not install: 403 naming the policy.
+    let r = http
+        .get(format!("{}/v1/plugins?origin=bundled", server.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == "secrets-detector"),
+        "{page}"
+    );
+    let r = http
+        .post(format!("{}/v1/plugins?approve=all", server.base))
+        .bearer_auth(&viewer)
+        .header("content-type", "application/octet-stream")
+        .body(package.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["policies"],
+        serde_json::json!(["api.viewer-read-only"])
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("api.viewer-read-only"),
+        "{body}"
+    );
+
+    // The admin installs the signed package and runs it.
+    let r = http
+        .post(format!("{}/v1/plugins?approve=all", server.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/octet-stream")
+        .body(package.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{}/v1/plugins/data-processor/run", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"action": "aggregate", "input": {"data": [1, 2, 3], "operation": "sum"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let run: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(run["output"], 6, "{run}");
+    assert!(
+        run["report"]["peak_memory_bytes"].as_u64().unwrap() > 0,
+        "{run}"
+    );
+    let r = http
+        .get(format!("{}/v1/plugins/data-processor", server.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    let info: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(info["plugin"]["id"], "data-processor");
+    assert!(info["stats"]["executions"].as_u64().unwrap() >= 1, "{info}");
+
+    // Bad requests: bad JSON, unknown fields, wrong content type, a traversal id.
+    let run_url = format!("{}/v1/plugins/data-processor/run", server.base);
+    let r = http
+        .post(&run_url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 400);
+    let r = http
+        .post(&run_url)
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"acton": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 400);
+    assert!(body["detail"].as_str().unwrap().contains("acton"), "{body}");
+    let r = http
+        .post(&run_url)
+        .bearer_auth(&admin)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 415);
+    let r = http
+        .get(format!("{}/v1/plugins/..%2F..%2Fetc", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 400);
+    let r = http
+        .get(format!("{}/v1/nope", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 404);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let r = http
+        .post(&run_url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 400);
+    let huge = vec![b' '; 2 << 20];
+    let r = http
+        .post(&run_url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 413);
+
+    // A scan of the demo uploaded as a .tar.gz, then its SARIF.
+    let r = http
+        .post(format!("{}/v1/scans", server.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/gzip")
+        .body(demo_tar_gz())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: serde_json::Value = r.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let mut state = String::new();
+    for _ in 0..600 {
+        let r = http
+            .get(format!("{}/v1/scans/{id}", server.base))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        let job: serde_json::Value = r.json().await.unwrap();
+        state = job["state"].as_str().unwrap().to_string();
+        if state != "queued" && state != "running" {
+            assert!(job["summary"]["findings"].as_u64().unwrap() > 20, "{job}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(state, "done");
+    let r = http
+        .get(format!("{}/v1/scans/{id}/report?format=sarif", server.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/sarif+json");
+    let sarif: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    assert!(sarif["runs"][0]["results"].as_array().unwrap().len() > 20);
+
+    // A hostile archive is refused, naming the entry.
+    let mut header = tar::Header::new_gnu();
+    header.set_size(1);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.as_old_mut().name[..9].copy_from_slice(b"../escape");
+    header.set_cksum();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    builder.append(&header, &b"x"[..]).unwrap();
+    let evil = builder.into_inner().unwrap().finish().unwrap();
+    let r = http
+        .post(format!("{}/v1/scans", server.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/gzip")
+        .body(evil)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 422);
+    assert!(
+        body["detail"].as_str().unwrap().contains("../escape"),
+        "{body}"
+    );
+
+    // Metrics and the audit log.
+    let r = http
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let metrics = r.text().await.unwrap();
+    for needle in [
+        "secflow_http_requests_total{route=\"/v1/plugins/{id}/run\",method=\"POST\",status=\"200\"}",
+        "secflow_plugin_invocations_total{plugin=\"data-processor\",outcome=\"ok\"} 1",
+        "secflow_denials_total{kind=\"policy\"}",
+        "secflow_denials_total{kind=\"unauthenticated\"}",
+        "secflow_scans_total{kind=\"done\"} 1",
+        "secflow_scan_queue_depth",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+    let r = http
+        .post(format!("{}/v1/audit/verify", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let verified: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(verified["intact"], true, "{verified}");
+    let r = http
+        .get(format!("{}/v1/audit/events?limit=1000", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<serde_json::Value> = r.json().await.unwrap();
+    let denial = events
+        .iter()
+        .find(|e| e["action"] == "api.deny" && e["details"]["route_action"] == "plugins.install")
+        .expect("the viewer's refusal is audited");
+    assert!(
+        denial["actor"].as_str().unwrap().starts_with("api:"),
+        "{denial}"
+    );
+    assert!(events.iter().any(|e| e["action"] == "plugin.install"));
+    assert!(events.iter().any(|e| e["action"] == "scan.run"));
+    // No token secret anywhere in the log.
+    let secret = admin.rsplit('_').next().unwrap();
+    assert!(!serde_json::to_string(&events).unwrap().contains(secret));
+
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_and_expired_tokens_are_refused_and_roles_are_enforced() {
+    let server = Server::start(secflow_server::ServerConfig::default()).await;
+    let http = client();
+    let operator = server.token("operator").await;
+    let expired = server
+        .host
+        .create_token("old", "admin", Some(Duration::from_secs(0)))
+        .await
+        .unwrap()
+        .token;
+    let url = format!("{}/v1/stats", server.base);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let (status, body) = problem(http.get(&url).bearer_auth(&expired).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["detail"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    // Operators may not manage tokens.
+    let r = http
+        .get(format!("{}/v1/tokens", server.base))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["policies"],
+        serde_json::json!(["api.administer-admin-only"])
+    );
+    let id = operator.split('_').nth(1).unwrap().to_string();
+    server.host.revoke_token(&id).await.unwrap();
+    let (status, body) = problem(http.get(&url).bearer_auth(&operator).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    server.stop().await;
+}
