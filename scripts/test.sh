@@ -14,6 +14,9 @@ rustup component add rustfmt clippy 2>/dev/null || true
 # SARIF is checked against GitHub's rules with Microsoft's validator (tests/sarif_github.rs).
 SECFLOW_SARIF_MULTITOOL="$(bash scripts/sarif-multitool.sh)"
 export SECFLOW_SARIF_MULTITOOL
+# The REST API is fuzzed against its OpenAPI document (crates/secflow-server/tests/schemathesis.rs).
+SECFLOW_SCHEMATHESIS="$(bash scripts/schemathesis.sh)"
+export SECFLOW_SCHEMATHESIS
 
 echo "== format"
 cargo fmt --all -- --check

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Origin {
     /// Embedded in the binary.

@@ -7,6 +7,7 @@ use secflow_registry::{Health, InstalledPlugin, RunStats, SearchQuery, VersionRe
 
 /// A plugin as listed: where it comes from and its state.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginListing {
     pub origin: Origin,
     #[serde(flatten)]

@@ -9,11 +9,9 @@
 use crate::source::{
     Source, diagnostic_problem, load_policy_file, nesting_problem, policy_problem, read_limited,
 };
-use crate::{
-    DEFAULT_DENY, INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem,
-};
+use crate::{INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem};
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use std::collections::{HashMap, HashSet};
@@ -327,34 +325,16 @@ impl ApiPolicy {
                 .filter(|p| !p.warning)
                 .map(ToString::to_string)
                 .collect();
-            return deny(POLICY_CHECK_FAILED, errors);
+            return PolicyDecision::deny(POLICY_CHECK_FAILED, errors);
         }
         let (request, entities) = match self.cedar_request(req) {
             Ok(built) => built,
-            Err(e) => return deny(INVALID_REQUEST, vec![e]),
+            Err(e) => return PolicyDecision::deny(INVALID_REQUEST, vec![e]),
         };
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
-        let diagnostics = response.diagnostics();
-        let mut policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
-        let mut errors = Vec::new();
-        for err in diagnostics.errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = err;
-            policies.push(e.policy_id().to_string());
-            errors.push(err.to_string());
-        }
-        let allowed = response.decision() == Decision::Allow && errors.is_empty();
-        if policies.is_empty() {
-            policies.push(DEFAULT_DENY.to_string());
-        }
-        policies.sort();
-        policies.dedup();
-        PolicyDecision {
-            allowed,
-            policies,
-            errors,
-        }
+        crate::decision_of(&response)
     }
 
     fn cedar_request(&self, req: &ApiRequest<'_>) -> Result<(Request, Entities), String> {
@@ -404,17 +384,10 @@ impl ApiPolicy {
     }
 }
 
-fn deny(policy: &str, errors: Vec<String>) -> PolicyDecision {
-    PolicyDecision {
-        allowed: false,
-        policies: vec![policy.to_string()],
-        errors,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DEFAULT_DENY;
 
     fn ask(engine: &ApiPolicy, role: &str, action: &str) -> PolicyDecision {
         engine.decide(&ApiRequest {

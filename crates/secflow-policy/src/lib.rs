@@ -126,7 +126,7 @@ pub struct PolicyDecision {
 }
 
 impl PolicyDecision {
-    fn deny(policy: &str, errors: Vec<String>) -> PolicyDecision {
+    pub(crate) fn deny(policy: &str, errors: Vec<String>) -> PolicyDecision {
         PolicyDecision {
             allowed: false,
             policies: vec![policy.to_string()],
@@ -307,34 +307,7 @@ impl PolicyEngine {
         let response =
             self.authorizer
                 .is_authorized(&request, &self.by_action[req.action.index()], &entities);
-        let diagnostics = response.diagnostics();
-        let mut policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
-        let mut errors = Vec::new();
-        let mut erroring = Vec::new();
-        for err in diagnostics.errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = err;
-            erroring.push(e.policy_id().to_string());
-            errors.push(err.to_string());
-        }
-        let allowed = response.decision() == Decision::Allow && errors.is_empty();
-        if !errors.is_empty() {
-            // Fail closed: the policies that matched did not decide alone; report the
-            // erroring ones with the forbids, and drop permits that no longer determine.
-            if response.decision() == Decision::Allow {
-                policies.clear();
-            }
-            erroring.sort();
-            erroring.dedup();
-            policies.extend(erroring);
-        } else if policies.is_empty() {
-            policies.push(DEFAULT_DENY.to_string());
-        }
-        policies.sort();
-        PolicyDecision {
-            allowed,
-            policies,
-            errors,
-        }
+        decision_of(&response)
     }
 
     /// Builds the Cedar request and the entities it refers to. Per call: two entities, one
@@ -574,6 +547,40 @@ impl PolicyEngine {
             .map_err(|e| misfit(error_chain(&e)))?;
         }
         Ok(())
+    }
+}
+
+/// A Cedar response as a decision, failing closed: a policy that errors denies (Cedar
+/// itself would skip it, which for a mistyped `forbid` means allowing what it was meant to
+/// refuse), and the policies named are the ones that decided.
+pub(crate) fn decision_of(response: &cedar_policy::Response) -> PolicyDecision {
+    let diagnostics = response.diagnostics();
+    let mut policies: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+    let mut errors = Vec::new();
+    let mut erroring = Vec::new();
+    for err in diagnostics.errors() {
+        let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = err;
+        erroring.push(e.policy_id().to_string());
+        errors.push(err.to_string());
+    }
+    let allowed = response.decision() == Decision::Allow && errors.is_empty();
+    if !errors.is_empty() {
+        // The matching permits did not decide alone: report the erroring policies with the
+        // forbids, and drop permits that no longer determine anything.
+        if response.decision() == Decision::Allow {
+            policies.clear();
+        }
+        erroring.sort();
+        erroring.dedup();
+        policies.extend(erroring);
+    } else if policies.is_empty() {
+        policies.push(DEFAULT_DENY.to_string());
+    }
+    policies.sort();
+    PolicyDecision {
+        allowed,
+        policies,
+        errors,
     }
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A trusted key whose signature admitted a package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signer {
     pub key_id: String,
     pub name: Option<String>,

@@ -69,6 +69,7 @@ fn now() -> String {
 
 /// An installed plugin at its active version.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstalledPlugin {
     pub id: String,
     pub version: String,

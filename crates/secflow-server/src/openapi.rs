@@ -77,12 +77,48 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub fn document_json() -> String {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     JSON.get_or_init(|| {
-        document()
-            .to_pretty_json()
-            .expect("the OpenAPI document serializes")
-            + "\n"
+        let mut value = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+        camel_case_links(&mut value);
+        serde_json::to_string_pretty(&value).expect("JSON serializes") + "\n"
     })
     .clone()
+}
+
+/// utoipa 5.5 writes a Link object's fields in snake case (`operation_id`); OpenAPI
+/// spells them `operationId`, `operationRef`, `requestBody`, and tools ignore links
+/// otherwise (schemathesis's stateful phase follows them).
+fn camel_case_links(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let operations = paths
+        .values_mut()
+        .filter_map(|p| p.as_object_mut())
+        .flat_map(|p| p.values_mut());
+    for operation in operations {
+        let Some(responses) = operation
+            .get_mut("responses")
+            .and_then(|r| r.as_object_mut())
+        else {
+            continue;
+        };
+        for response in responses.values_mut() {
+            let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+                continue;
+            };
+            for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+                for (from, to) in [
+                    ("operation_id", "operationId"),
+                    ("operation_ref", "operationRef"),
+                    ("request_body", "requestBody"),
+                ] {
+                    if let Some(value) = link.remove(from) {
+                        link.insert(to.to_string(), value);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,5 +139,19 @@ mod tests {
         );
         let value: serde_json::Value = serde_json::from_str(&current).unwrap();
         assert_eq!(value["openapi"], "3.1.0");
+        let link = &value["paths"]["/v1/scans"]["post"]["responses"]["202"]["links"]["GetScan"];
+        assert_eq!(link["operationId"], "scans_get", "{link}");
+        // Every operation id is unique.
+        let mut ids: Vec<&str> = value["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|p| p.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
     }
 }

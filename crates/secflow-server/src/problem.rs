@@ -209,3 +209,31 @@ impl Problem {
 
 /// Results of handlers.
 pub type ApiResult<T> = Result<T, Problem>;
+
+/// The refusals every route behind a token can give, for the OpenAPI document (never built:
+/// the responses are [`Problem`]s made by the extractor and [`Caller::allow`](crate::auth)).
+#[allow(dead_code)]
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum Denied {
+    /// No bearer token, or a malformed, unknown, expired or revoked one.
+    #[response(
+        status = 401,
+        description = "No valid token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(#[to_schema] Problem),
+    /// The API policies refused this token the route's action.
+    #[response(
+        status = 403,
+        description = "Refused by the API policies (or, where the route says so, by the host)",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(#[to_schema] Problem),
+    /// The token's request rate is over its limit.
+    #[response(
+        status = 429,
+        description = "Too many requests; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    RateLimited(#[to_schema] Problem),
+}

@@ -4,7 +4,7 @@
 use super::ApiQuery;
 use crate::AppState;
 use crate::auth::Caller;
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Denied, Problem};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -21,13 +21,15 @@ fn audit() -> ApiResource<'static> {
 
 /// Filters of the event list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events about this plugin id.
     pub plugin: Option<String>,
     /// Events at or after this RFC 3339 time.
     pub since: Option<String>,
     /// Events after this sequence number (to page forward or follow).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many events (1 to 1000, default 100).
     #[serde(default = "super::default_limit")]
     #[param(minimum = 1, maximum = 1000)]
@@ -35,22 +37,24 @@ pub struct EventsQuery {
 }
 
 /// Audit events in order (the shape of `secflow audit log --json`).
-#[utoipa::path(get, path = "/v1/audit/events", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_events", path = "/v1/audit/events", tag = "audit", security(("bearer" = [])),
     params(EventsQuery),
     responses(
         (status = 200, description = "Events", body = Vec<Object>),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> ApiResult<Response> {
     caller.allow(&state, "audit.read", audit()).await?;
-    if !(1..=1000).contains(&query.limit) {
-        return Err(Problem::bad_request("limit must be between 1 and 1000"));
-    }
+    super::check_page(query.limit, 0)?;
+    let after = query
+        .after
+        .map(u64::try_from)
+        .transpose()
+        .map_err(|_| Problem::bad_request("after must be 0 or more"))?;
     if let Some(since) = &query.since
         && humantime::parse_rfc3339_weak(since).is_err()
     {
@@ -62,18 +66,17 @@ pub async fn events(
     let filter = secflow_host::types::AuditFilter {
         plugin: query.plugin,
         since: query.since,
-        after_seq: query.after,
+        after_seq: after,
         limit: Some(query.limit as u64),
     };
     Ok(Json(caller.host.audit_entries(&filter).await?).into_response())
 }
 
 /// Verifies the whole log (hash chain, Merkle tree, stored checkpoints).
-#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "audit_verify", path = "/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, description = "`intact` true with the report, or false naming the first bad entry", body = Object),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.allow(&state, "audit.verify", audit()).await?;
     let body = match caller.host.audit_verify(None).await? {
@@ -91,22 +94,20 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 /// A checkpoint of the log, signed with the host key: keep it off the host.
-#[utoipa::path(post, path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "audit_checkpoint", path = "/v1/audit/checkpoint", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed checkpoint", body = Object),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn checkpoint(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.allow(&state, "audit.checkpoint", audit()).await?;
     Ok(Json(caller.host.audit_checkpoint().await?).into_response())
 }
 
 /// Security statistics from the audit log (`secflow stats --json`).
-#[utoipa::path(get, path = "/v1/stats", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "audit_stats", path = "/v1/stats", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, description = "Statistics", body = Object),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller
         .allow(

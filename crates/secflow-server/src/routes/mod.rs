@@ -202,6 +202,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 
 /// Paging of list routes.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     /// Items per page (1 to 1000, default 100).
     #[serde(default = "default_limit")]
@@ -209,7 +210,19 @@ pub struct Paging {
     pub limit: u32,
     /// Items to skip.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub offset: u32,
+}
+
+/// `limit` in 1..=1000 and `offset` at most 1,000,000, as the OpenAPI document says.
+pub fn check_page(limit: u32, offset: u32) -> Result<(), Problem> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 1000"));
+    }
+    if offset > 1_000_000 {
+        return Err(Problem::bad_request("offset must be at most 1000000"));
+    }
+    Ok(())
 }
 
 fn default_limit() -> u32 {
@@ -218,9 +231,7 @@ fn default_limit() -> u32 {
 
 impl Paging {
     pub fn check(self) -> Result<Paging, Problem> {
-        if !(1..=1000).contains(&self.limit) {
-            return Err(Problem::bad_request("limit must be between 1 and 1000"));
-        }
+        check_page(self.limit, self.offset)?;
         Ok(self)
     }
 }

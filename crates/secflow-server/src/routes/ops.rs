@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Denied, Problem};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +21,7 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/livez", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_livez", path = "/livez", tag = "operations",
     responses((status = 200, description = "The server process answers", body = Health)))]
 pub async fn livez() -> axum::Json<Health> {
     axum::Json(Health {
@@ -32,7 +32,7 @@ pub async fn livez() -> axum::Json<Health> {
 
 /// The server can do its work: the state directory, the token store and the audit log are
 /// usable.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_readyz", path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Not ready; `detail` names the failing check", body = Problem, content_type = "application/problem+json")))]
@@ -85,11 +85,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics (text format 0.0.4).
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "ops_metrics", path = "/metrics", tag = "operations", security(("bearer" = [])),
     responses(
         (status = 200, description = "Metrics in the Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn metrics(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller
         .allow(
@@ -129,7 +128,7 @@ pub struct BundledInfo {
 }
 
 /// The version (no token needed).
-#[utoipa::path(get, path = "/v1/version", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_version", path = "/v1/version", tag = "operations",
     responses((status = 200, description = "Version", body = Version)))]
 pub async fn version() -> ApiResult<axum::Json<Version>> {
     let bundled = secflow_host::bundled()
@@ -150,7 +149,7 @@ pub async fn version() -> ApiResult<axum::Json<Version>> {
 }
 
 /// This API's OpenAPI 3.1 document (no token needed).
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+#[utoipa::path(get, operation_id = "ops_openapi", path = "/v1/openapi.json", tag = "operations",
     responses((status = 200, description = "The OpenAPI document", body = Object)))]
 pub async fn openapi() -> Response {
     (

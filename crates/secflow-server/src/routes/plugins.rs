@@ -5,7 +5,7 @@
 use super::{ApiBytes, ApiJson, ApiQuery, Id, Page};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Denied, Problem};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -20,6 +20,7 @@ fn plugin(id: &str) -> ApiResource<'_> {
 
 /// Filters of the plugin list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Case-insensitive text in the id, name, description, tags or categories.
     pub q: Option<String>,
@@ -33,51 +34,24 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: u32,
     #[serde(default)]
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub offset: u32,
 }
 
-/// A plugin as listed (the shape of `secflow plugin list --json`).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = PluginListing)]
-pub struct PluginListingDoc {
-    /// `bundled` or `installed`.
-    pub origin: String,
-    pub id: String,
-    pub version: String,
-    pub kind: String,
-    pub name: String,
-    pub description: String,
-    pub categories: Vec<String>,
-    pub tags: Vec<String>,
-    pub digest: String,
-    pub enabled: bool,
-    pub pending_approval: bool,
-    pub quarantined: bool,
-    pub quarantine_reason: Option<String>,
-    pub violations: u64,
-    #[schema(value_type = Vec<Object>)]
-    pub signers: Vec<serde_json::Value>,
-    pub installed_at: String,
-    pub updated_at: String,
-}
-
 /// Bundled and installed plugins, filtered and paged.
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "plugins_list", path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of plugins", body = inline(Page<PluginListingDoc>)),
+        (status = 200, description = "A page of plugins (the shape of `secflow plugin list --json`)", body = inline(Page<secflow_host::PluginListing>)),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Page<secflow_host::PluginListing>>> {
     caller.allow(&state, "plugins.list", plugin("*")).await?;
-    if !(1..=1000).contains(&query.limit) {
-        return Err(Problem::bad_request("limit must be between 1 and 1000"));
-    }
+    super::check_page(query.limit, query.offset)?;
     let search = secflow_host::types::SearchQuery {
         text: query.q.clone(),
         kind: query.kind.clone(),
@@ -113,13 +87,12 @@ pub async fn list(
 
 /// One plugin: for an installed one its manifest, grant, versions, statistics and health
 /// (`secflow plugin info --json`); for a bundled one its listing and manifest.
-#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id")),
+#[utoipa::path(get, operation_id = "plugins_get", path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "The plugin", body = Object),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 404, description = "No such plugin", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(State(state): State<AppState>, caller: Caller, Id(id): Id) -> ApiResult<Response> {
     caller.allow(&state, "plugins.get", plugin(&id)).await?;
@@ -140,13 +113,12 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Id(id): Id) -> A
 }
 
 /// What an installed plugin asked for and was granted.
-#[utoipa::path(get, path = "/v1/plugins/{id}/permissions", tag = "plugins", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id")),
+#[utoipa::path(get, operation_id = "plugins_permissions", path = "/v1/plugins/{id}/permissions", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "Asked and granted capabilities", body = Object),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 404, description = "Not installed", body = Problem, content_type = "application/problem+json")))]
 pub async fn permissions(
     State(state): State<AppState>,
@@ -177,6 +149,7 @@ async fn installed(caller: &Caller, id: &str) -> ApiResult<()> {
 
 /// How an upload is approved.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InstallQuery {
     /// `all` approves every capability the package asks for (the API's `--yes`).
     pub approve: Option<String>,
@@ -242,13 +215,19 @@ fn check_package_type(headers: &HeaderMap) -> ApiResult<()> {
 
 /// Installs (or with `upgrade=true` upgrades) the uploaded `.sfpkg`: verified against the
 /// trust store, admitted by the policies, granted what the request approves.
-#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "plugins_install", path = "/v1/plugins", tag = "plugins", security(("bearer" = [])),
     params(InstallQuery),
-    request_body(content = Vec<u8>, description = "The .sfpkg package", content_type = "application/octet-stream"),
+    request_body(content = [u8], description = "The .sfpkg package", content_type = "application/octet-stream"),
     responses(
-        (status = 201, description = "Installed or upgraded; the admitted packages", body = Vec<Object>),
+        (status = 201, description = "Installed or upgraded; the admitted packages", body = Vec<Object>, links(
+            ("GetPlugin" = (operation_id = "plugins_get", parameters(("id" = "$response.body#/0/id")))),
+            ("GetPermissions" = (operation_id = "plugins_permissions", parameters(("id" = "$response.body#/0/id")))),
+            ("RunPlugin" = (operation_id = "plugins_run", parameters(("id" = "$response.body#/0/id")))),
+            ("DisablePlugin" = (operation_id = "plugins_disable", parameters(("id" = "$response.body#/0/id")))),
+            ("EnablePlugin" = (operation_id = "plugins_enable", parameters(("id" = "$response.body#/0/id")))),
+            ("UninstallPlugin" = (operation_id = "plugins_uninstall", parameters(("id" = "$response.body#/0/id")))))),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused by the API policies, or the package by trust or admission policy", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Wrong content type", body = Problem, content_type = "application/problem+json"),
@@ -322,12 +301,12 @@ pub struct Changed {
 }
 
 /// Uninstalls a plugin (every version, its grant and blobs).
-#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id")),
+#[utoipa::path(delete, operation_id = "plugins_uninstall", path = "/v1/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "Uninstalled", body = Changed),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not installed", body = Problem, content_type = "application/problem+json")))]
 pub async fn uninstall(
@@ -349,18 +328,19 @@ pub async fn uninstall(
 
 /// Approval for enabling a plugin whose upgrade waits for it.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EnableQuery {
     /// `all` approves the capabilities a held upgrade asks for.
     pub approve: Option<String>,
 }
 
 /// Turns an installed plugin on (with `approve=all`, approving a held grant).
-#[utoipa::path(post, path = "/v1/plugins/{id}/enable", tag = "plugins", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id"), EnableQuery),
+#[utoipa::path(post, operation_id = "plugins_enable", path = "/v1/plugins/{id}/enable", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), EnableQuery),
     responses(
         (status = 200, description = "Enabled", body = Changed),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not installed", body = Problem, content_type = "application/problem+json")))]
 pub async fn enable(
@@ -386,12 +366,12 @@ pub async fn enable(
 }
 
 /// Turns an installed plugin off.
-#[utoipa::path(post, path = "/v1/plugins/{id}/disable", tag = "plugins", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id")),
+#[utoipa::path(post, operation_id = "plugins_disable", path = "/v1/plugins/{id}/disable", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "Disabled", body = Changed),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not installed", body = Problem, content_type = "application/problem+json")))]
 pub async fn disable(
@@ -420,7 +400,7 @@ pub struct RunRequest {
     /// `{"path", "content"}` file for a detector, `{"source", "text"}` for a log analyzer,
     /// an exchange for a proxy filter, a target for a tester.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: Option<serde_json::Value>,
     /// Run the plugin's health check instead.
     #[serde(default)]
@@ -434,7 +414,8 @@ pub struct RunRequest {
 /// What a run produced, with its resource report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunResponse {
-    #[schema(value_type = Object)]
+    /// Whatever the plugin's call returns (a number, a list, an object).
+    #[schema(value_type = Value)]
     pub output: serde_json::Value,
     /// Time, memory, fuel, bytes in and out, denials.
     #[schema(value_type = Object)]
@@ -446,13 +427,13 @@ pub struct RunResponse {
 
 /// Runs an installed or bundled plugin once, with its stored grant and the limits the
 /// policies set. A plugin failure is a 422 problem carrying the run's report.
-#[utoipa::path(post, path = "/v1/plugins/{id}/run", tag = "execution", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Plugin id")),
+#[utoipa::path(post, operation_id = "plugins_run", path = "/v1/plugins/{id}/run", tag = "execution", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Plugin id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     request_body(content = RunRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The plugin's output and the run's resource report", body = RunResponse),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused by the API or admission policies", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such plugin", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -557,13 +538,12 @@ fn input_bytes(
 
 /// Checks a package as an install would (signatures against the trust store, the
 /// admission policies' decisions), without installing it.
-#[utoipa::path(post, path = "/v1/packages/validate", tag = "plugins", security(("bearer" = [])),
-    request_body(content = Vec<u8>, description = "The .sfpkg package", content_type = "application/octet-stream"),
+#[utoipa::path(post, operation_id = "plugins_validate", path = "/v1/packages/validate", tag = "plugins", security(("bearer" = [])),
+    request_body(content = [u8], description = "The .sfpkg package", content_type = "application/octet-stream"),
     responses(
         (status = 200, description = "The verification and what the policies would decide", body = Object),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 413, description = "Too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Wrong content type", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a readable package", body = Problem, content_type = "application/problem+json")))]

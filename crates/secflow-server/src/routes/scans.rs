@@ -5,7 +5,7 @@ use super::{ApiBytes, ApiQuery, Id, Page, Paging};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::jobs::{JobInfo, ScanJobOptions, Target};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::{ApiResult, Denied, Problem};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -21,6 +21,7 @@ fn scan(id: &str) -> ApiResource<'_> {
 
 /// Options of an uploaded scan, in the query string.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// Only these plugins, comma-separated.
     pub plugins: Option<String>,
@@ -56,17 +57,20 @@ fn list_of(text: &Option<String>) -> Vec<String> {
 
 /// Queues a scan. The body is a `.tar.gz`, `.tar` or `.zip` of the target (unpacked with
 /// path, link, entry and size checks), or JSON naming a path under an allowed root.
-#[utoipa::path(post, path = "/v1/scans", tag = "scans", security(("bearer" = [])),
+#[utoipa::path(post, operation_id = "scans_submit", path = "/v1/scans", tag = "scans", security(("bearer" = [])),
     params(SubmitQuery),
     request_body(content(
-        (Vec<u8> = "application/gzip"),
-        (Vec<u8> = "application/x-tar"),
-        (Vec<u8> = "application/zip"),
+        ([u8] = "application/gzip"),
+        ([u8] = "application/x-tar"),
+        ([u8] = "application/zip"),
         (PathScan = "application/json"))),
     responses(
-        (status = 202, description = "Queued; poll the job", body = JobInfo),
+        (status = 202, description = "Queued; poll the job", body = JobInfo, links(
+            ("GetScan" = (operation_id = "scans_get", parameters(("id" = "$response.body#/id")))),
+            ("GetReport" = (operation_id = "scans_report", parameters(("id" = "$response.body#/id")))),
+            ("CancelScan" = (operation_id = "scans_cancel", parameters(("id" = "$response.body#/id")))))),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 403, description = "Refused by the API policies, or a path outside the allowed roots", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body or unpacked archive too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an archive or JSON", body = Problem, content_type = "application/problem+json"),
@@ -135,13 +139,12 @@ pub async fn submit(
 }
 
 /// Scan jobs, newest first.
-#[utoipa::path(get, path = "/v1/scans", tag = "scans", security(("bearer" = [])),
+#[utoipa::path(get, operation_id = "scans_list", path = "/v1/scans", tag = "scans", security(("bearer" = [])),
     params(Paging),
     responses(
         (status = 200, description = "A page of jobs", body = inline(Page<JobInfo>)),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json")))]
+        Denied))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,13 +165,12 @@ pub async fn list(
 }
 
 /// One job: its state, progress, and a summary once done.
-#[utoipa::path(get, path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Scan job id")),
+#[utoipa::path(get, operation_id = "scans_get", path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scan job id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "The job", body = JobInfo),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
@@ -186,22 +188,22 @@ pub async fn get(
 
 /// The report format.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// `json` (default), `sarif` or `html`.
     pub format: Option<String>,
 }
 
 /// A finished job's report.
-#[utoipa::path(get, path = "/v1/scans/{id}/report", tag = "scans", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Scan job id"), ReportQuery),
+#[utoipa::path(get, operation_id = "scans_report", path = "/v1/scans/{id}/report", tag = "scans", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scan job id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$"), ReportQuery),
     responses(
         (status = 200, description = "The report", content(
             (Object = "application/json"),
             (Object = "application/sarif+json"),
             (String = "text/html"))),
         (status = 400, description = "Bad format", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has not finished", body = Problem, content_type = "application/problem+json")))]
 pub async fn report(
@@ -258,13 +260,12 @@ pub async fn report(
 }
 
 /// Cancels a queued or running job.
-#[utoipa::path(delete, path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Scan job id")),
+#[utoipa::path(delete, operation_id = "scans_cancel", path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scan job id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "The job after the cancel", body = JobInfo),
         (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Refused by the API policies", body = Problem, content_type = "application/problem+json"),
+        Denied,
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
