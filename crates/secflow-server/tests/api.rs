@@ -457,3 +457,207 @@ async fn revoked_and_expired_tokens_are_refused_and_roles_are_enforced() {
     );
     server.stop().await;
 }
+
+/// Every route of the OpenAPI document × every role × no token, an expired and a revoked
+/// token: 401 without a valid token; 403 `forbidden` exactly where the API policies' table in
+/// docs/api.md says the role may not; never 401/403-forbidden where it may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix_of_every_route_and_role() {
+    let server = Server::start(secflow_server::ServerConfig {
+        rate_limit: 0,
+        ..Default::default()
+    })
+    .await;
+    let http = client();
+    // The route actions each role may do (docs/api.md).
+    let read = [
+        "plugins_list",
+        "plugins_get",
+        "plugins_permissions",
+        "scans_list",
+        "scans_get",
+        "scans_report",
+        "audit_events",
+        "audit_stats",
+        "ops_metrics",
+    ];
+    let write_execute = [
+        "plugins_validate",
+        "plugins_install",
+        "plugins_uninstall",
+        "plugins_enable",
+        "plugins_disable",
+        "plugins_run",
+        "scans_submit",
+        "scans_cancel",
+        "audit_verify",
+    ];
+    let admin_only = [
+        "audit_checkpoint",
+        "tokens_create",
+        "tokens_list",
+        "tokens_revoke",
+    ];
+    let public = ["ops_livez", "ops_readyz", "ops_version", "ops_openapi"];
+    let may = |role: &str, op: &str| -> bool {
+        match role {
+            "admin" => true,
+            "operator" => read.contains(&op) || write_execute.contains(&op),
+            "publisher" => {
+                read.contains(&op) || ["plugins_validate", "plugins_install"].contains(&op)
+            }
+            "viewer" => read.contains(&op),
+            _ => false,
+        }
+    };
+    let mut tokens: Vec<(String, Option<String>)> = Vec::new();
+    for role in ["admin", "operator", "publisher", "viewer"] {
+        tokens.push((role.to_string(), Some(server.token(role).await)));
+    }
+    let expired = server
+        .host
+        .create_token("expired", "admin", Some(Duration::from_secs(0)))
+        .await
+        .unwrap()
+        .token;
+    let revoked = server
+        .host
+        .create_token("revoked", "admin", None)
+        .await
+        .unwrap();
+    server.host.revoke_token(&revoked.info.id).await.unwrap();
+    tokens.push(("none".into(), None));
+    tokens.push(("expired".into(), Some(expired)));
+    tokens.push(("revoked".into(), Some(revoked.token)));
+
+    let doc: serde_json::Value = serde_json::to_value(secflow_server::openapi::document()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(
+                read.contains(&id)
+                    || write_execute.contains(&id)
+                    || admin_only.contains(&id)
+                    || public.contains(&id),
+                "{id} ({method} {path}) is in no row of the matrix: add it"
+            );
+            let url = format!(
+                "{}{}",
+                server.base,
+                path.replace("/v1/plugins/{id}", "/v1/plugins/data-processor")
+                    .replace("/v1/scans/{id}", "/v1/scans/scan_0000000000000000")
+                    .replace("/v1/tokens/{id}", "/v1/tokens/000000000000")
+            );
+            let json_body = op["requestBody"]["content"]
+                .get("application/json")
+                .is_some()
+                && op["requestBody"]["content"]
+                    .get("application/gzip")
+                    .is_none();
+            for (who, token) in &tokens {
+                let mut request = http.request(method.to_uppercase().parse().unwrap(), &url);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                if op.get("requestBody").is_some() {
+                    request = if json_body {
+                        request
+                            .header("content-type", "application/json")
+                            .body("{}")
+                    } else {
+                        request
+                            .header("content-type", "application/octet-stream")
+                            .body("")
+                    };
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                let forbidden = status == 403
+                    && body["type"] == format!("{}forbidden", secflow_server::TYPE_BASE);
+                let context = format!("{who} {method} {path} -> {status} {body}");
+                if public.contains(&id) {
+                    assert!(status != 401 && !forbidden, "{context}");
+                } else if ["none", "expired", "revoked"].contains(&who.as_str()) {
+                    assert_eq!(status, 401, "{context}");
+                } else if may(who, id) {
+                    assert!(status != 401 && !forbidden, "{context}");
+                } else {
+                    assert!(forbidden, "{context}");
+                    assert!(
+                        body["policies"].as_array().is_some_and(|p| !p.is_empty()),
+                        "{context}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 24 * 7, "{checked}");
+    server.stop().await;
+}
+
+/// A slow body (slowloris) gets a timeout problem instead of holding a worker forever, and
+/// thousands of connections opened and dropped at once leave the server answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_time_out_and_connection_floods_pass() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start(secflow_server::ServerConfig {
+        request_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let admin = server.token("admin").await;
+    let address = server.base.trim_start_matches("http://").to_string();
+
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/plugins/data-processor/run HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"action\""
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer
+                        .windows(4)
+                        .any(|w| w == b"}\r\n\r" || w == b"\"}\n\n")
+                        || answer.ends_with(b"}")
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the server kept a slow body open past its deadline"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("problems/timeout"), "{text}");
+
+    // 5,000 connections (each end is a descriptor in this one process), opened and dropped.
+    let mut open = Vec::new();
+    for _ in 0..5000 {
+        match tokio::net::TcpStream::connect(&address).await {
+            Ok(stream) => open.push(stream),
+            Err(e) => panic!("connect failed after {} connections: {e}", open.len()),
+        }
+    }
+    drop(open);
+    let r = client()
+        .get(format!("{}/livez", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.stop().await;
+}

@@ -10,7 +10,6 @@
 //! Tokens live in `tokens.db` (SQLite, WAL) in the state directory, so that a token the CLI
 //! revokes is refused by a running server on its next request.
 
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
@@ -117,7 +116,8 @@ impl TokenStore {
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        restrict_mode(&dir.join("tokens.db"));
+        // The database holds no secret, but who has which role is nobody else's business.
+        secflow_io::restrict(&dir.join("tokens.db"), 0o600).map_err(sqlx::Error::Io)?;
         Ok(TokenStore { pool })
     }
 
@@ -149,7 +149,7 @@ impl TokenStore {
         .bind(&id)
         .bind(name)
         .bind(role)
-        .bind(digest(secret.as_bytes()))
+        .bind(secflow_io::sha256_hex(secret.as_bytes()))
         .bind(now)
         .bind(created_by)
         .bind(expires)
@@ -218,7 +218,7 @@ impl TokenStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        let presented_hash = digest(secret.as_bytes());
+        let presented_hash = secflow_io::sha256_hex(secret.as_bytes());
         // An unknown id is compared against a hash no secret has, so that it costs the same.
         let stored: String = row
             .as_ref()
@@ -257,10 +257,6 @@ fn parse(token: &str) -> Option<(&str, &str)> {
     (hex(id, ID_HEX) && hex(secret, SECRET_HEX)).then_some((id, secret))
 }
 
-fn digest(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -270,15 +266,6 @@ fn unix_now() -> i64 {
 fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
         .to_string()
-}
-
-/// The database holds no secret, but who has which role is nobody else's business.
-fn restrict_mode(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod tokens;
 use crate::AppState;
 use crate::problem::Problem;
 use axum::Router;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
@@ -89,42 +89,6 @@ fn secflow_term_safe(text: &str) -> String {
     cut.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// JSON bodies: wrong content type 415, bad JSON or unknown fields 400, too large 413.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiJson<T>(pub T);
-
-impl<T, S> FromRequest<S> for ApiJson<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_problem(rejection)),
-        }
-    }
-}
-
-fn json_problem(rejection: JsonRejection) -> Problem {
-    match rejection {
-        JsonRejection::MissingJsonContentType(_) => Problem::unsupported_media(
-            "this route takes JSON: send `Content-Type: application/json`",
-        ),
-        JsonRejection::JsonSyntaxError(e) => {
-            Problem::bad_request(format!("the body is not valid JSON: {}", e.body_text()))
-        }
-        JsonRejection::JsonDataError(e) => Problem::bad_request(format!(
-            "the JSON does not fit this route: {}",
-            e.body_text()
-        )),
-        JsonRejection::BytesRejection(e) => body_problem(e.status(), e.body_text()),
-        other => Problem::bad_request(other.body_text()),
-    }
-}
-
 fn body_problem(status: axum::http::StatusCode, text: String) -> Problem {
     if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         Problem::too_large(format!(
@@ -133,6 +97,32 @@ fn body_problem(status: axum::http::StatusCode, text: String) -> Problem {
     } else {
         Problem::bad_request(format!("cannot read the body: {text}"))
     }
+}
+
+/// A JSON body read as bytes, parsed once the caller is authorized (an unauthorized caller
+/// learns nothing from validation errors): a wrong content type is 415, bad JSON or unknown
+/// fields 400.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, Problem> {
+    let essence = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(Problem::unsupported_media(
+            "this route takes JSON: send `Content-Type: application/json`",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            Problem::bad_request(format!("the JSON does not fit this route: {e}"))
+        }
+        _ => Problem::bad_request(format!("the body is not valid JSON: {e}")),
+    })
 }
 
 /// Raw bodies (packages, archives), with the size limit as a 413 problem.

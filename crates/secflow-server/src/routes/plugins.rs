@@ -2,7 +2,7 @@
 //! and validate a package without installing it. Each handler is a host operation behind
 //! the API policies; the JSON shapes are the CLI's `--json` ones.
 
-use super::{ApiBytes, ApiJson, ApiQuery, Id, Page};
+use super::{ApiBytes, ApiQuery, Id, Page};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Denied, Problem};
@@ -444,9 +444,11 @@ pub async fn run(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
-    ApiJson(request): ApiJson<RunRequest>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
     caller.allow(&state, "plugins.run", plugin(&id)).await?;
+    let request: RunRequest = super::json_body(&headers, &body)?;
     let started = std::time::Instant::now();
     let cleared = caller.host.clear(&id).await?;
     let config = request.config.unwrap_or_else(|| serde_json::json!({}));

@@ -1,6 +1,6 @@
 //! API tokens over the API (administrators): create, list, revoke.
 
-use super::{ApiJson, Id};
+use super::{ApiBytes, Id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Denied, Problem};
@@ -71,9 +71,11 @@ pub struct CreatedToken {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<CreateToken>,
+    headers: axum::http::HeaderMap,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
     caller.allow(&state, "tokens.manage", tokens("*")).await?;
+    let request: CreateToken = super::json_body(&headers, &body)?;
     let expires = request
         .expires_in
         .as_deref()
