@@ -19,6 +19,13 @@ pub enum TrustChange {
         role: Role,
         scopes: Vec<String>,
     },
+    /// Trust a key given as the text of its public key file (an upload: never a path or a
+    /// local key name, which would let a remote caller name files on the host).
+    AddPublicKey {
+        text: String,
+        role: Role,
+        scopes: Vec<String>,
+    },
     Remove {
         key: String,
     },
@@ -70,8 +77,16 @@ impl Host {
         let keys = KeyDir::new(self.paths().keys());
         let refused = |e: secflow_trust::TrustError| HostError::refused(e.to_string());
         let (action, what) = match change {
-            TrustChange::Add { key, role, scopes } => {
-                let public = self.resolve_public(&key)?;
+            TrustChange::Add { .. } | TrustChange::AddPublicKey { .. } => {
+                let (public, role, scopes) = match change {
+                    TrustChange::Add { key, role, scopes } => {
+                        (self.resolve_public(&key)?, role, scopes)
+                    }
+                    TrustChange::AddPublicKey { text, role, scopes } => {
+                        (PublicKeyFile::parse(&text)?.0, role, scopes)
+                    }
+                    _ => unreachable!("matched above"),
+                };
                 store.add_key(&public, role, scopes.clone(), now)?;
                 (
                     AuditAction::TrustAdd,

@@ -40,6 +40,11 @@ use utoipa::{Modify, OpenApi};
         routes::tokens::create,
         routes::tokens::list,
         routes::tokens::revoke,
+        routes::trust::list,
+        routes::trust::add,
+        routes::trust::remove,
+        routes::policy::check,
+        routes::policy::explain,
     ),
     components(schemas(crate::Problem)),
     modifiers(&BearerAuth),
@@ -50,6 +55,8 @@ use utoipa::{Modify, OpenApi};
         (name = "scans", description = "Scan jobs"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "tokens", description = "API tokens (administrators)"),
+        (name = "trust", description = "The trust store: which keys may sign which plugins"),
+        (name = "policy", description = "The admission policies"),
     )
 )]
 struct ApiDoc;

@@ -354,6 +354,58 @@ async fn install_run_scan_metrics_audit_and_refusals() {
         "{body}"
     );
 
+    // Trust over the API: an operator may read the store but not change it; the admin trusts
+    // a second key from its public key file's text, then removes it.
+    server.host.generate_key("second").unwrap();
+    let public = serde_json::to_string(&server.host.public_key("second").unwrap()).unwrap();
+    let add = serde_json::json!({"public_key": public, "role": "publisher", "scopes": ["acme-*"]});
+    let operator = server.token("operator").await;
+    let r = http
+        .post(format!("{}/v1/trust/keys", server.base))
+        .bearer_auth(&operator)
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 403);
+    let r = http
+        .post(format!("{}/v1/trust/keys", server.base))
+        .bearer_auth(&admin)
+        .json(&add)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = http
+        .get(format!("{}/v1/trust", server.base))
+        .bearer_auth(&operator)
+        .send()
+        .await
+        .unwrap();
+    let store: serde_json::Value = r.json().await.unwrap();
+    let key = store["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["scopes"] == serde_json::json!(["acme-*"]))
+        .expect("the key is trusted");
+    let key_id = key["key_id"].as_str().unwrap();
+    let r = http
+        .delete(format!("{}/v1/trust/keys/{key_id}", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/v1/trust/keys", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"public_key": "not a key", "role": "publisher", "scopes": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(problem(r).await.0 >= 400);
+
     // Metrics and the audit log.
     let r = http
         .get(format!("{}/metrics", server.base))
@@ -480,6 +532,8 @@ async fn authorization_matrix_of_every_route_and_role() {
         "audit_events",
         "audit_stats",
         "ops_metrics",
+        "trust_list",
+        "policy_check",
     ];
     let write_execute = [
         "plugins_validate",
@@ -491,12 +545,15 @@ async fn authorization_matrix_of_every_route_and_role() {
         "scans_submit",
         "scans_cancel",
         "audit_verify",
+        "policy_explain",
     ];
     let admin_only = [
         "audit_checkpoint",
         "tokens_create",
         "tokens_list",
         "tokens_revoke",
+        "trust_add",
+        "trust_remove",
     ];
     let public = ["ops_livez", "ops_readyz", "ops_version", "ops_openapi"];
     let may = |role: &str, op: &str| -> bool {
@@ -548,6 +605,10 @@ async fn authorization_matrix_of_every_route_and_role() {
                 path.replace("/v1/plugins/{id}", "/v1/plugins/data-processor")
                     .replace("/v1/scans/{id}", "/v1/scans/scan_0000000000000000")
                     .replace("/v1/tokens/{id}", "/v1/tokens/000000000000")
+                    .replace(
+                        "/v1/trust/keys/{id}",
+                        "/v1/trust/keys/00000000000000000000000000000000",
+                    )
             );
             let json_body = op["requestBody"]["content"]
                 .get("application/json")

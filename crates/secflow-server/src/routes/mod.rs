@@ -5,8 +5,10 @@
 pub mod audit;
 pub mod ops;
 pub mod plugins;
+pub mod policy;
 pub mod scans;
 pub mod tokens;
+pub mod trust;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -59,6 +61,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(tokens::list).post(tokens::create).layer(json_limit),
         )
         .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
+        .route("/v1/trust", get(trust::list))
+        .route("/v1/trust/keys", post(trust::add))
+        .route("/v1/trust/keys/{id}", axum::routing::delete(trust::remove))
+        .route("/v1/policy", get(policy::check))
+        .route("/v1/plugins/{id}/policy", get(policy::explain))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))

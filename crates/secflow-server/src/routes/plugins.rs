@@ -133,7 +133,7 @@ pub async fn permissions(
 }
 
 /// 404 unless `id` is installed (the registry's own error would say "invalid").
-async fn installed(caller: &Caller, id: &str) -> ApiResult<()> {
+pub(super) async fn installed(caller: &Caller, id: &str) -> ApiResult<()> {
     let found = caller
         .host
         .list()
