@@ -31,6 +31,7 @@ fn event(i: u64) -> Event {
 }
 
 fn main() {
+    concurrent_single_appends();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,5 +104,57 @@ fn reopen_costs(rt: &tokio::runtime::Runtime, db: &std::path::Path) {
     println!(
         "| ratio | {:.0}x |",
         rebuilt.as_secs_f64() / stored.as_secs_f64()
+    );
+}
+
+/// Group commit: `callers` tasks each appending single events at once, against one caller
+/// appending them one by one (one fsync each), in the same run.
+fn concurrent_single_appends() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| single-event appends | events | time | events/s |");
+    println!("|---|---|---|---|");
+    let mut rates = Vec::new();
+    for callers in [1u64, 64] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(
+            rt.block_on(AuditLog::open(
+                &dir.path().join("audit.db"),
+                SigningKey::from_bytes(&[7; 32]),
+            ))
+            .unwrap(),
+        );
+        let per_caller = 6_400 / callers;
+        let started = Instant::now();
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for c in 0..callers {
+                let log = log.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per_caller {
+                        log.append(event(c * per_caller + i)).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let secs = started.elapsed().as_secs_f64();
+        let total = per_caller * callers;
+        rates.push(total as f64 / secs);
+        println!(
+            "| {callers} caller(s) at once | {total} | {secs:.2} s | {:.0} |",
+            total as f64 / secs
+        );
+        let report = rt.block_on(log.verify(&log.public_key(), None)).unwrap();
+        assert_eq!(report.entries, total);
+    }
+    println!(
+        "\ngroup commit: 64 callers / 1 caller = {:.1}x\n",
+        rates[1] / rates[0]
     );
 }

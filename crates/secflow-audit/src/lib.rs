@@ -348,6 +348,14 @@ struct Head {
 pub struct AuditLog {
     conn: Mutex<(SqliteConnection, Head)>,
     key: SigningKey,
+    /// Appends waiting for the next commit (group commit, see [`AuditLog::append_batch`]).
+    pending: std::sync::Mutex<Vec<Pending>>,
+}
+
+/// One caller's events waiting to be written, and where to send their entries.
+struct Pending {
+    events: Vec<Event>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Entry>, String>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -471,6 +479,7 @@ impl AuditLog {
         Ok(AuditLog {
             conn: Mutex::new((conn, head)),
             key,
+            pending: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -484,24 +493,36 @@ impl AuditLog {
         Ok(self.append_batch(vec![event]).await?.remove(0))
     }
 
-    /// Appends events in order in one transaction (one durable commit for all of them).
+    /// Appends events in order, contiguously, with a durable commit before it returns.
+    ///
+    /// Group commit: callers that arrive while a commit is in flight queue their events;
+    /// the next one to take the connection writes every queued batch in one transaction
+    /// (one fsync for all of them) and hands each caller its entries. A single caller pays
+    /// one commit as before; many concurrent callers share commits instead of queueing
+    /// behind one fsync each. A failed commit fails every batch in it, and none is written.
     pub async fn append_batch(&self, events: Vec<Event>) -> Result<Vec<Entry>, AuditError> {
-        let mut guard = self.conn.lock().await;
-        let (conn, head) = &mut *guard;
-        // The write lock first, so another process appending at the same time waits and
-        // our view of the chain's end is current.
-        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        let result = append_locked(conn, head, events).await;
-        match result {
-            Ok((entries, new_head)) => {
-                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-                *head = new_head;
-                Ok(entries)
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .expect("audit queue")
+            .push(Pending { events, done });
+        {
+            let mut guard = self.conn.lock().await;
+            // Whoever holds the connection writes what is queued, ours included unless a
+            // commit before us already took it.
+            let batch = std::mem::take(&mut *self.pending.lock().expect("audit queue"));
+            if !batch.is_empty() {
+                let (conn, head) = &mut *guard;
+                commit_group(conn, head, batch).await;
             }
-            Err(e) => {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
+        }
+        match result.await {
+            Ok(Ok(entries)) => Ok(entries),
+            Ok(Err(message)) => Err(AuditError::Input { message }),
+            // The writer was dropped mid-commit (its task cancelled): nothing was promised.
+            Err(_) => Err(AuditError::Input {
+                message: "the audit commit was cancelled; the events were not recorded".into(),
+            }),
         }
     }
 
@@ -804,6 +825,48 @@ async fn store_head(conn: &mut SqliteConnection, head: &Head) -> Result<(), Audi
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Writes queued batches in one transaction and answers each caller.
+async fn commit_group(conn: &mut SqliteConnection, head: &mut Head, batch: Vec<Pending>) {
+    let sizes: Vec<usize> = batch.iter().map(|p| p.events.len()).collect();
+    let mut events = Vec::with_capacity(sizes.iter().sum());
+    let mut waiters = Vec::with_capacity(batch.len());
+    for p in batch {
+        events.extend(p.events);
+        waiters.push(p.done);
+    }
+    let outcome: Result<Vec<Entry>, AuditError> = async {
+        // The write lock first, so another process appending at the same time waits and
+        // our view of the chain's end is current.
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        match append_locked(conn, head, events).await {
+            Ok((entries, new_head)) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                *head = new_head;
+                Ok(entries)
+            }
+            Err(e) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok(entries) => {
+            let mut entries = entries.into_iter();
+            for (done, n) in waiters.into_iter().zip(sizes) {
+                let _ = done.send(Ok(entries.by_ref().take(n).collect()));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for done in waiters {
+                let _ = done.send(Err(message.clone()));
+            }
+        }
+    }
 }
 
 async fn append_locked(

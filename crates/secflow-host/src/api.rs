@@ -7,54 +7,9 @@ use crate::{Host, HostError, Result};
 use secflow_audit::{Action, Event};
 use secflow_policy::PolicyDecision;
 use secflow_policy::api::{ApiPolicy, ApiRequest};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 pub use secflow_tokens::{Identity, NewToken, Refusal, TokenInfo};
-
-/// The API policies, reloaded when a file in their directory changes (checked by name, size
-/// and modification time on every request: a few stat calls, where parsing Cedar takes
-/// milliseconds).
-#[derive(Debug, Default)]
-pub(crate) struct ApiPolicyCache {
-    slot: Mutex<Option<(DirStamp, Arc<ApiPolicy>)>>,
-}
-
-/// The files of a directory: name, size, modification time.
-type DirStamp = Vec<(String, u64, SystemTime)>;
-
-impl ApiPolicyCache {
-    fn get(&self, dir: &std::path::Path) -> Result<Arc<ApiPolicy>> {
-        let stamp = dir_stamp(dir);
-        let mut slot = self.slot.lock().expect("api policy cache");
-        if let Some((seen, policy)) = slot.as_ref()
-            && *seen == stamp
-        {
-            return Ok(policy.clone());
-        }
-        let policy = Arc::new(ApiPolicy::load(dir).map_err(|e| HostError::invalid(e.to_string()))?);
-        *slot = Some((stamp, policy.clone()));
-        Ok(policy)
-    }
-}
-
-fn dir_stamp(dir: &std::path::Path) -> DirStamp {
-    let mut stamp: DirStamp = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let meta = e.metadata().ok()?;
-            Some((
-                e.file_name().to_string_lossy().into_owned(),
-                meta.len(),
-                meta.modified().ok()?,
-            ))
-        })
-        .collect();
-    stamp.sort();
-    stamp
-}
 
 /// What a route touches, for the API policies and the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -147,7 +102,9 @@ impl Host {
         action: &str,
         resource: ApiResource<'_>,
     ) -> Result<PolicyDecision> {
-        let policy = self.inner.api_policy.get(&self.api_policy_dir())?;
+        let policy = self.inner.api_policy.get(&self.api_policy_dir(), |dir| {
+            ApiPolicy::load(dir).map_err(|e| HostError::invalid(e.to_string()))
+        })?;
         let decision = policy.decide(&ApiRequest {
             token_id: &who.id,
             token_name: &who.name,

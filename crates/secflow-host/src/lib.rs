@@ -23,6 +23,7 @@ mod keys;
 mod lifecycle;
 mod paths;
 mod policy;
+mod policy_cache;
 mod queries;
 mod run;
 mod scan;
@@ -95,7 +96,9 @@ struct Inner {
     /// API tokens, opened on first use.
     tokens: tokio::sync::OnceCell<secflow_tokens::TokenStore>,
     /// The API policies, reloaded when their files change.
-    api_policy: api::ApiPolicyCache,
+    api_policy: policy_cache::PolicyCache<secflow_policy::api::ApiPolicy>,
+    /// The admission policies, reloaded when their files change.
+    admission_policy: policy_cache::PolicyCache<secflow_policy::PolicyEngine>,
 }
 
 impl Host {
@@ -111,6 +114,7 @@ impl Host {
                 executor: OnceLock::new(),
                 tokens: tokio::sync::OnceCell::new(),
                 api_policy: Default::default(),
+                admission_policy: Default::default(),
             }),
         }
     }
@@ -166,13 +170,16 @@ impl Host {
     }
 
     /// The admission policies (the shipped defaults until the state directory has its own),
-    /// read afresh for every operation: a long-running host (`sync --watch`, the server)
-    /// judges with the policies as they are now, and a broken edit denies from then on.
+    /// as they are on disk for every operation: a long-running host (`sync --watch`, the
+    /// server) judges with the policies as they are now, and a broken edit denies from then
+    /// on. Parsed once and parsed again when a file in the directory changes.
     pub fn policy(&self) -> Result<Arc<secflow_policy::PolicyEngine>> {
-        Ok(Arc::new(
-            secflow_policy::PolicyEngine::load(&self.paths().policy())
-                .map_err(|e| HostError::invalid(e.to_string()))?,
-        ))
+        self.inner
+            .admission_policy
+            .get(&self.paths().policy(), |dir| {
+                secflow_policy::PolicyEngine::load(dir)
+                    .map_err(|e| HostError::invalid(e.to_string()))
+            })
     }
 
     /// Opens the registry (creating it when something is to be stored).
