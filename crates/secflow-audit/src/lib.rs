@@ -346,11 +346,14 @@ struct Head {
 
 /// An open audit log.
 pub struct AuditLog {
-    conn: Mutex<(SqliteConnection, Head)>,
+    conn: std::sync::Arc<Mutex<(SqliteConnection, Head)>>,
     key: SigningKey,
-    /// Appends waiting for the next commit (group commit, see [`AuditLog::append_batch`]).
-    pending: std::sync::Mutex<Vec<Pending>>,
+    /// Appends for the writer task (group commit, see [`AuditLog::append_batch`]).
+    queue: tokio::sync::mpsc::UnboundedSender<Pending>,
 }
+
+/// The most batches one commit takes (bounds a transaction's size under a flood).
+const MAX_GROUP: usize = 1024;
 
 /// One caller's events waiting to be written, and where to send their entries.
 struct Pending {
@@ -476,11 +479,27 @@ impl AuditLog {
         let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
         let head = load_head(&mut conn).await?;
-        Ok(AuditLog {
-            conn: Mutex::new((conn, head)),
-            key,
-            pending: std::sync::Mutex::new(Vec::new()),
-        })
+        let conn = std::sync::Arc::new(Mutex::new((conn, head)));
+        // The writer: takes whatever appends are queued, commits them together, answers
+        // each caller. A caller's cancelled request cannot stop it halfway through a
+        // transaction; it ends when the log is dropped.
+        let (queue, mut incoming) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        let writer_conn = conn.clone();
+        tokio::spawn(async move {
+            while let Some(first) = incoming.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_GROUP {
+                    match incoming.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let mut guard = writer_conn.lock().await;
+                let (conn, head) = &mut *guard;
+                commit_group(conn, head, batch).await;
+            }
+        });
+        Ok(AuditLog { conn, key, queue })
     }
 
     /// The host's public key, for verifying checkpoints elsewhere.
@@ -495,27 +514,18 @@ impl AuditLog {
 
     /// Appends events in order, contiguously, with a durable commit before it returns.
     ///
-    /// Group commit: callers that arrive while a commit is in flight queue their events;
-    /// the next one to take the connection writes every queued batch in one transaction
-    /// (one fsync for all of them) and hands each caller its entries. A single caller pays
-    /// one commit as before; many concurrent callers share commits instead of queueing
-    /// behind one fsync each. A failed commit fails every batch in it, and none is written.
+    /// Group commit: a writer task takes every append queued while its previous commit
+    /// ran and writes them in one transaction (one fsync for all of them), then hands each
+    /// caller its entries. A single caller pays one commit as before; many concurrent
+    /// callers share commits instead of queueing behind one fsync each. A failed commit
+    /// fails every batch in it, and none of them is written.
     pub async fn append_batch(&self, events: Vec<Event>) -> Result<Vec<Entry>, AuditError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.pending
-            .lock()
-            .expect("audit queue")
-            .push(Pending { events, done });
-        {
-            let mut guard = self.conn.lock().await;
-            // Whoever holds the connection writes what is queued, ours included unless a
-            // commit before us already took it.
-            let batch = std::mem::take(&mut *self.pending.lock().expect("audit queue"));
-            if !batch.is_empty() {
-                let (conn, head) = &mut *guard;
-                commit_group(conn, head, batch).await;
-            }
-        }
+        self.queue
+            .send(Pending { events, done })
+            .map_err(|_| AuditError::Input {
+                message: "the audit writer has stopped; the events were not recorded".into(),
+            })?;
         match result.await {
             Ok(Ok(entries)) => Ok(entries),
             Ok(Err(message)) => Err(AuditError::Input { message }),

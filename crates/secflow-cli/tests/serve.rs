@@ -1,0 +1,324 @@
+//! `secflow serve` as a user runs it: the binary on a fresh state directory, tokens made by
+//! `secflow token create`, requests over a real socket. Then the crash test: the server is
+//! killed with SIGKILL while installs and a scan job are in flight, started again, and the
+//! registry (`plugin check`), the scan queue and the audit log (`audit verify`) must be
+//! consistent.
+
+mod common;
+
+use common::{demo, text};
+use secflow_plugin_artifacts as artifacts;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    tmp: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let env = Env { tmp, home };
+        env.ok(&["key", "generate", "--name", "pub"]);
+        env.ok(&["trust", "add", "pub", "--role", "publisher"]);
+        env
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_secflow"));
+        cmd.env("SECFLOW_HOME", &self.home)
+            .env_remove("SECFLOW_LOG")
+            .current_dir(self.tmp.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} exited {:?}: {}{}",
+            out.status.code(),
+            text(&out.stderr),
+            text(&out.stdout)
+        );
+        text(&out.stdout)
+    }
+
+    /// The data processor at `version`, packed and signed by `pub`.
+    fn data_processor(&self, version: &str) -> Vec<u8> {
+        let manifest =
+            std::fs::read_to_string(Path::new(artifacts::DATA_PROCESSOR.dir).join("plugin.toml"))
+                .unwrap()
+                .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+        let dir = self.tmp.path().join("src").join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("plugin.toml"), manifest).unwrap();
+        std::fs::copy(artifacts::DATA_PROCESSOR.component, dir.join("plugin.wasm")).unwrap();
+        let file = self.tmp.path().join(format!("dp-{version}.sfpkg"));
+        self.ok(&[
+            "plugin",
+            "pack",
+            dir.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+        ]);
+        self.ok(&["plugin", "sign", file.to_str().unwrap(), "--key", "pub"]);
+        std::fs::read(file).unwrap()
+    }
+
+    fn token(&self, role: &str) -> String {
+        self.ok(&["token", "create", "--role", role, "--name", role])
+            .trim()
+            .to_string()
+    }
+
+    fn serve(&self, port: u16) -> Server {
+        let child = self
+            .cmd()
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child };
+        let started = Instant::now();
+        while request(port, "GET", "/livez", None, None).map(|r| r.0) != Some(200) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+}
+
+/// A running `secflow serve`; dropping it kills the process with SIGKILL.
+struct Server {
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and the body.
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> Option<(u16, Vec<u8>)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let bytes: &[u8] = match body {
+        Some((content_type, bytes)) => {
+            head.push_str(&format!("Content-Type: {content_type}\r\n"));
+            bytes
+        }
+        None => b"",
+    };
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", bytes.len()));
+    stream.write_all(head.as_bytes()).ok()?;
+    stream.write_all(bytes).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status: u16 = std::str::from_utf8(&response[9..12]).ok()?.parse().ok()?;
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    let mut body = response[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = unchunk(&body);
+    }
+    Some((status, body))
+}
+
+fn unchunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+fn demo_tar_gz(dir: &Path) -> Vec<u8> {
+    let out = dir.join("demo.tar.gz");
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(&out)
+        .arg("-C")
+        .arg(demo())
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}
+
+fn wait_for_job(port: u16, token: &str, id: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, body) =
+            request(port, "GET", &format!("/v1/scans/{id}"), Some(token), None).unwrap();
+        assert_eq!(status, 200);
+        let job = json(&body);
+        if !matches!(job["state"].as_str(), Some("queued" | "running")) {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{job}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The issue's done-means, as curl would do it, then SIGKILL in the middle of work.
+#[test]
+fn serve_installs_runs_scans_and_survives_a_kill() {
+    let env = Env::new();
+    let admin = env.token("admin");
+    let viewer = env.token("viewer");
+    let dp = env.data_processor("0.2.0");
+    let port = free_port();
+    let server = env.serve(port);
+
+    // A viewer is refused the install with 403 naming the policy.
+    let pkg = Some(("application/octet-stream", dp.as_slice()));
+    let (status, body) =
+        request(port, "POST", "/v1/plugins?approve=all", Some(&viewer), pkg).unwrap();
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("api.viewer-read-only"));
+    // The admin installs and runs it.
+    let (status, body) =
+        request(port, "POST", "/v1/plugins?approve=all", Some(&admin), pkg).unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let input = br#"{"action":"aggregate","input":{"data":[1,2,3],"operation":"sum"}}"#;
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/plugins/data-processor/run",
+        Some(&admin),
+        Some(("application/json", input)),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["output"], 6);
+    // A scan of the demo as a .tar.gz, and its SARIF.
+    let archive = demo_tar_gz(env.tmp.path());
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/scans",
+        Some(&admin),
+        Some(("application/gzip", &archive)),
+    )
+    .unwrap();
+    assert_eq!(status, 202);
+    let id = json(&body)["id"].as_str().unwrap().to_string();
+    assert_eq!(wait_for_job(port, &admin, &id)["state"], "done");
+    let (status, body) = request(
+        port,
+        "GET",
+        &format!("/v1/scans/{id}/report?format=sarif"),
+        Some(&admin),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["version"], "2.1.0");
+    let (status, body) = request(port, "GET", "/metrics", Some(&admin), None).unwrap();
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("secflow_scans_total"));
+    let (status, body) = request(port, "POST", "/v1/audit/verify", Some(&admin), None).unwrap();
+    assert_eq!(
+        (status, json(&body)["intact"].clone()),
+        (200, serde_json::json!(true))
+    );
+
+    // SIGKILL while a scan job runs and upgrades stream in.
+    let packages: Vec<Vec<u8>> = (1..=6)
+        .map(|n| env.data_processor(&format!("0.3.{n}")))
+        .collect();
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/scans",
+        Some(&admin),
+        Some(("application/gzip", &archive)),
+    )
+    .unwrap();
+    assert_eq!(status, 202);
+    let interrupted = json(&body)["id"].as_str().unwrap().to_string();
+    let uploader = {
+        let admin = admin.clone();
+        std::thread::spawn(move || {
+            for p in &packages {
+                if request(
+                    port,
+                    "POST",
+                    "/v1/plugins?upgrade=true&approve=all",
+                    Some(&admin),
+                    Some(("application/octet-stream", p)),
+                )
+                .is_none()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    drop(server); // SIGKILL
+    uploader.join().unwrap();
+
+    // Started again: the registry and the audit log are consistent, and the interrupted
+    // job is run again to the end.
+    env.ok(&["plugin", "check"]);
+    env.ok(&["audit", "verify"]);
+    let _server = env.serve(port);
+    let job = wait_for_job(port, &admin, &interrupted);
+    assert_eq!(job["state"], "done", "{job}");
+    let (status, body) = request(
+        port,
+        "POST",
+        "/v1/plugins/data-processor/run",
+        Some(&admin),
+        Some(("application/json", input)),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, body) = request(port, "POST", "/v1/audit/verify", Some(&admin), None).unwrap();
+    assert_eq!(json(&body)["intact"], true);
+}
