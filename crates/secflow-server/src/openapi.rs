@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         routes::scans::cancel,
         routes::scans::report,
         routes::audit::events,
+        routes::audit::follow,
         routes::audit::verify,
         routes::audit::checkpoint,
         routes::tokens::create,

@@ -452,6 +452,23 @@ async fn install_run_scan_metrics_audit_and_refusals() {
     );
     assert!(events.iter().any(|e| e["action"] == "plugin.install"));
     assert!(events.iter().any(|e| e["action"] == "scan.run"));
+    // Following the log: what is there, as server-sent events, until `seconds` ends it.
+    let r = http
+        .get(format!(
+            "{}/v1/audit/events/stream?after=0&seconds=1",
+            server.base
+        ))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let stream = r.text().await.unwrap();
+    assert!(stream.contains("event: audit\nid: 1\ndata: {"), "{stream}");
+    assert!(
+        stream.matches("event: audit").count() >= events.len(),
+        "every entry"
+    );
     // No token secret anywhere in the log.
     let secret = admin.rsplit('_').next().unwrap();
     assert!(!serde_json::to_string(&events).unwrap().contains(secret));
@@ -530,6 +547,7 @@ async fn authorization_matrix_of_every_route_and_role() {
         "scans_get",
         "scans_report",
         "audit_events",
+        "audit_follow",
         "audit_stats",
         "ops_metrics",
         "trust_list",
@@ -610,6 +628,12 @@ async fn authorization_matrix_of_every_route_and_role() {
                         "/v1/trust/keys/00000000000000000000000000000000",
                     )
             );
+            // A stream ends when its `seconds` do.
+            let url = if id == "audit_follow" {
+                format!("{url}?seconds=1")
+            } else {
+                url
+            };
             let json_body = op["requestBody"]["content"]
                 .get("application/json")
                 .is_some()
@@ -720,5 +744,41 @@ async fn slow_bodies_time_out_and_connection_floods_pass() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    server.stop().await;
+}
+
+/// A scan of a server-side path: only under an allow-listed root, after resolving `..` and
+/// symlinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_scans_stay_under_the_allowed_roots() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let server = Server::start(secflow_server::ServerConfig {
+        scan_roots: vec![examples.clone()],
+        ..Default::default()
+    })
+    .await;
+    let admin = server.token("admin").await;
+    let http = client();
+    let submit = |path: String| {
+        http.post(format!("{}/v1/scans", server.base))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({ "path": path }))
+            .send()
+    };
+    let r = submit(examples.join("vulnerable-shop").display().to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    for outside in [
+        "/etc".to_string(),
+        examples.join("../crates").display().to_string(),
+    ] {
+        let (status, body) = problem(submit(outside.clone()).await.unwrap()).await;
+        assert_eq!(status, 403, "{outside}: {body}");
+        assert_eq!(
+            body["type"],
+            format!("{}path-not-allowed", secflow_server::TYPE_BASE)
+        );
+    }
     server.stop().await;
 }

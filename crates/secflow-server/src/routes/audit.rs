@@ -121,3 +121,86 @@ pub async fn stats(State(state): State<AppState>, caller: Caller) -> ApiResult<R
         .await?;
     Ok(Json(caller.host.audit_summary().await?).into_response())
 }
+
+/// Where to start following, and for how long.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FollowQuery {
+    /// Send entries after this sequence number (`Last-Event-ID` resumes the same way).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+    /// End the stream after this many seconds (1 to 86400, default 3600); reconnect to go on.
+    #[param(minimum = 1, maximum = 86400)]
+    pub seconds: Option<u32>,
+}
+
+/// Follows the audit log: every entry after `after` as a server-sent event (`event: audit`,
+/// `id:` its sequence number, `data:` the entry as JSON), then new ones as they are
+/// appended, until `seconds` have passed.
+#[utoipa::path(get, operation_id = "audit_follow", path = "/v1/audit/events/stream", tag = "audit", security(("bearer" = [])),
+    params(FollowQuery),
+    responses(
+        (status = 200, description = "Server-sent events", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
+        Denied))]
+pub async fn follow(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    ApiQuery(query): ApiQuery<FollowQuery>,
+) -> ApiResult<Response> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    caller.allow(&state, "audit.read", audit()).await?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut after = match (resume, query.after) {
+        (Some(seq), _) => seq,
+        (None, Some(n)) => {
+            u64::try_from(n).map_err(|_| Problem::bad_request("after must be 0 or more"))?
+        }
+        (None, None) => 0,
+    };
+    let seconds = query.seconds.unwrap_or(3600);
+    if !(1..=86_400).contains(&seconds) {
+        return Err(Problem::bad_request("seconds must be between 1 and 86400"));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds.into());
+    let host = caller.host.clone();
+    let stream = async_stream::stream! {
+        const PAGE: u64 = 500;
+        while std::time::Instant::now() < deadline {
+            let filter = secflow_host::types::AuditFilter {
+                after_seq: Some(after),
+                limit: Some(PAGE),
+                ..Default::default()
+            };
+            match host.audit_entries(&filter).await {
+                Ok(entries) => {
+                    let full = entries.len() as u64 == PAGE;
+                    for entry in entries {
+                        after = entry.seq;
+                        // JSON escapes newlines and control characters: one `data:` line.
+                        let data = serde_json::to_string(&entry).unwrap_or_default();
+                        yield Ok::<_, std::convert::Infallible>(
+                            SseEvent::default().event("audit").id(entry.seq.to_string()).data(data),
+                        );
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e.message, "audit follow");
+                    yield Ok(SseEvent::default().event("error").data("the audit log could not be read"));
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    };
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

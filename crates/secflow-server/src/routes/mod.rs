@@ -54,6 +54,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/scans/{id}", get(scans::get).delete(scans::cancel))
         .route("/v1/scans/{id}/report", get(scans::report))
         .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/events/stream", get(audit::follow))
         .route("/v1/audit/verify", post(audit::verify))
         .route("/v1/audit/checkpoint", post(audit::checkpoint))
         .route(
