@@ -267,6 +267,18 @@ fn serve_installs_runs_scans_and_survives_a_kill() {
         (200, serde_json::json!(true))
     );
 
+    // 10,000 connections opened at once and dropped (the server is another process, so each
+    // side has its own descriptors): it keeps answering.
+    let mut open = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        open.push(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    }
+    drop(open);
+    assert_eq!(
+        request(port, "GET", "/livez", None, None).map(|r| r.0),
+        Some(200)
+    );
+
     // SIGKILL while a scan job runs and upgrades stream in.
     let packages: Vec<Vec<u8>> = (1..=6)
         .map(|n| env.data_processor(&format!("0.3.{n}")))
