@@ -7,12 +7,13 @@
 //! a policy that errors while evaluating, and every decision names the policies that made it.
 
 use crate::source::{
-    Source, diagnostic_problem, load_policy_file, nesting_problem, policy_problem, read_limited,
+    Source, diagnostic_problem, load_policy_file, nesting_problem, read_limited,
+    validation_problems,
 };
 use crate::{INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem};
 use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId,
-    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    RestrictedExpression, Schema,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -278,26 +279,12 @@ impl ApiPolicy {
                 ))
             })?;
         }
-        let result = Validator::new(schema).validate(&engine.policies, ValidationMode::Strict);
-        let by_id = |id: &PolicyId| origins.get(AsRef::<str>::as_ref(id));
-        for e in result.validation_errors() {
-            problems.push(policy_problem(
-                by_id(e.policy_id()),
-                policy_srcs,
-                e,
-                e.policy_id(),
-                false,
-            ));
-        }
-        for w in result.validation_warnings() {
-            problems.push(policy_problem(
-                by_id(w.policy_id()),
-                policy_srcs,
-                w,
-                w.policy_id(),
-                true,
-            ));
-        }
+        problems.extend(validation_problems(
+            schema,
+            &engine.policies,
+            &origins,
+            policy_srcs,
+        ));
         let fail_closed = problems.iter().any(|p| !p.warning);
         Ok(ApiPolicy {
             problems,

@@ -43,13 +43,12 @@ pub use facts::{Action, CapabilityFacts, LimitFacts, PluginFacts};
 
 use source::{
     PolicyOrigin, Source, diagnostic_problem, error_chain, load_policy_file, nesting_problem,
-    policy_problem, read_limited, write_new,
+    read_limited, validation_problems, write_new,
 };
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
-    Validator,
+    EntityUid, Policy, PolicySet, Request, RestrictedExpression, Schema,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -477,26 +476,12 @@ impl PolicyEngine {
         };
         engine.check_schema_fits(&schema, &schema_src.name)?;
 
-        let result = Validator::new(schema).validate(&policies, ValidationMode::Strict);
-        let by_id = |id: &PolicyId| origins.get(AsRef::<str>::as_ref(id));
-        for e in result.validation_errors() {
-            problems.push(policy_problem(
-                by_id(e.policy_id()),
-                policy_srcs,
-                e,
-                e.policy_id(),
-                false,
-            ));
-        }
-        for w in result.validation_warnings() {
-            problems.push(policy_problem(
-                by_id(w.policy_id()),
-                policy_srcs,
-                w,
-                w.policy_id(),
-                true,
-            ));
-        }
+        problems.extend(validation_problems(
+            schema,
+            &policies,
+            &origins,
+            policy_srcs,
+        ));
         engine.fail_closed = problems.iter().any(|p| !p.warning);
         engine.problems = problems;
         Ok(engine)

@@ -388,3 +388,36 @@ fn shape_problem(text: &str, schema: bool) -> Option<(usize, String)> {
     }
     None
 }
+
+/// Strict validation of `policies` against `schema`: every error and warning as a problem
+/// naming the file and line the policy came from.
+pub(crate) fn validation_problems(
+    schema: cedar_policy::Schema,
+    policies: &PolicySet,
+    origins: &HashMap<String, PolicyOrigin>,
+    policy_srcs: &[Source],
+) -> Vec<PolicyProblem> {
+    let result = cedar_policy::Validator::new(schema)
+        .validate(policies, cedar_policy::ValidationMode::Strict);
+    let by_id = |id: &PolicyId| origins.get(AsRef::<str>::as_ref(id));
+    let mut problems = Vec::new();
+    for e in result.validation_errors() {
+        problems.push(policy_problem(
+            by_id(e.policy_id()),
+            policy_srcs,
+            e,
+            e.policy_id(),
+            false,
+        ));
+    }
+    for w in result.validation_warnings() {
+        problems.push(policy_problem(
+            by_id(w.policy_id()),
+            policy_srcs,
+            w,
+            w.policy_id(),
+            true,
+        ));
+    }
+    problems
+}
