@@ -7,7 +7,7 @@
 //! a policy that errors while evaluating, and every decision names the policies that made it.
 
 use crate::source::{
-    Source, diagnostic_problem, load_policy_file, nesting_problem, read_limited,
+    Source, diagnostic_problem, load_policy_file, nesting_problem, read_policy_dir,
     validation_problems,
 };
 use crate::{INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem};
@@ -25,6 +25,9 @@ pub const API_SCHEMA_FILE: &str = "api.cedarschema";
 pub const DEFAULT_API_SCHEMA: &str = include_str!("../schema/api.cedarschema");
 /// The embedded API policies.
 pub const DEFAULT_API_POLICIES: &str = include_str!("../policies/api.cedar");
+
+const BUILTIN_SCHEMA_NAME: &str = "<built-in>/api.cedarschema";
+const BUILTIN_POLICIES_NAME: &str = "<built-in>/api.cedar";
 
 /// The roles a token can have, least to most powerful.
 pub const ROLES: [&str; 4] = ["viewer", "publisher", "operator", "admin"];
@@ -98,11 +101,11 @@ impl ApiPolicy {
     pub fn defaults() -> ApiPolicy {
         Self::build(
             &Source {
-                name: "<built-in>/api.cedarschema".into(),
+                name: BUILTIN_SCHEMA_NAME.into(),
                 text: DEFAULT_API_SCHEMA.into(),
             },
             &[Source {
-                name: "<built-in>/api.cedar".into(),
+                name: BUILTIN_POLICIES_NAME.into(),
                 text: DEFAULT_API_POLICIES.into(),
             }],
         )
@@ -112,57 +115,12 @@ impl ApiPolicy {
     /// Loads `dir/api.cedarschema` (or the embedded schema) and every `dir/*.cedar` (or the
     /// embedded policies when there is none). Errors name file and line.
     pub fn load(dir: &Path) -> Result<ApiPolicy, PolicyError> {
-        let schema_path = dir.join(API_SCHEMA_FILE);
-        let schema = match read_limited(&schema_path)? {
-            Some(text) => Source {
-                name: schema_path.display().to_string(),
-                text,
-            },
-            None => Source {
-                name: "<built-in>/api.cedarschema".into(),
-                text: DEFAULT_API_SCHEMA.into(),
-            },
-        };
-        let mut paths = Vec::new();
-        match std::fs::read_dir(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(PolicyError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
-                        paths.push(path);
-                        if paths.len() > crate::MAX_POLICY_FILES {
-                            return Err(PolicyError::TooManyFiles {
-                                dir: dir.to_path_buf(),
-                                limit: crate::MAX_POLICY_FILES,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        paths.sort();
-        let mut policies = Vec::new();
-        for path in paths {
-            if let Some(text) = read_limited(&path)? {
-                policies.push(Source {
-                    name: path.display().to_string(),
-                    text,
-                });
-            }
-        }
-        if policies.is_empty() {
-            policies.push(Source {
-                name: "<built-in>/api.cedar".into(),
-                text: DEFAULT_API_POLICIES.into(),
-            });
-        }
+        let (schema, policies) = read_policy_dir(
+            dir,
+            API_SCHEMA_FILE,
+            (BUILTIN_SCHEMA_NAME, DEFAULT_API_SCHEMA),
+            (BUILTIN_POLICIES_NAME, DEFAULT_API_POLICIES),
+        )?;
         // Cedar's parser recurses per nesting level: parse on a thread with a large stack
         // (nesting is bounded first, as for admission policies).
         std::thread::scope(|scope| {

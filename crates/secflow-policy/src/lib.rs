@@ -43,7 +43,7 @@ pub use facts::{Action, CapabilityFacts, LimitFacts, PluginFacts};
 
 use source::{
     PolicyOrigin, Source, diagnostic_problem, error_chain, load_policy_file, nesting_problem,
-    read_limited, validation_problems, write_new,
+    read_policy_dir, validation_problems, write_new,
 };
 
 use cedar_policy::{
@@ -192,62 +192,12 @@ impl PolicyEngine {
     /// results are kept for [`PolicyEngine::check`], and an engine with validation errors
     /// denies everything.
     pub fn load(dir: &Path) -> Result<PolicyEngine, PolicyError> {
-        let schema_path = dir.join(SCHEMA_FILE);
-        let schema = match read_limited(&schema_path)? {
-            Some(text) => Source {
-                name: schema_path.display().to_string(),
-                text,
-            },
-            None => Source {
-                name: BUILTIN_SCHEMA_NAME.to_string(),
-                text: DEFAULT_SCHEMA.to_string(),
-            },
-        };
-        let mut paths = Vec::new();
-        match std::fs::read_dir(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(PolicyError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(|source| PolicyError::Io {
-                        path: dir.to_path_buf(),
-                        source,
-                    })?;
-                    let path = entry.path();
-                    if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
-                        paths.push(path);
-                        if paths.len() > MAX_POLICY_FILES {
-                            return Err(PolicyError::TooManyFiles {
-                                dir: dir.to_path_buf(),
-                                limit: MAX_POLICY_FILES,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        paths.sort();
-        let mut policies = Vec::with_capacity(paths.len());
-        for path in paths {
-            // A file deleted between listing and reading is simply not loaded.
-            if let Some(text) = read_limited(&path)? {
-                policies.push(Source {
-                    name: path.display().to_string(),
-                    text,
-                });
-            }
-        }
-        if policies.is_empty() {
-            policies.push(Source {
-                name: BUILTIN_POLICIES_NAME.to_string(),
-                text: DEFAULT_POLICIES.to_string(),
-            });
-        }
+        let (schema, policies) = read_policy_dir(
+            dir,
+            SCHEMA_FILE,
+            (BUILTIN_SCHEMA_NAME, DEFAULT_SCHEMA),
+            (BUILTIN_POLICIES_NAME, DEFAULT_POLICIES),
+        )?;
         Self::from_sources(schema, policies)
     }
 

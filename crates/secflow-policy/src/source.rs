@@ -421,3 +421,65 @@ pub(crate) fn validation_problems(
     }
     problems
 }
+
+/// Reads a policy directory: `dir/<schema_file>` (else `builtin_schema`) and every
+/// `dir/*.cedar` in name order (else `builtin_policies` when there is none). At most
+/// [`MAX_POLICY_FILES`](crate::MAX_POLICY_FILES) files, each size-capped; a missing
+/// directory means the built-ins.
+pub(crate) fn read_policy_dir(
+    dir: &Path,
+    schema_file: &str,
+    builtin_schema: (&str, &str),
+    builtin_policies: (&str, &str),
+) -> Result<(Source, Vec<Source>), PolicyError> {
+    let builtin = |(name, text): (&str, &str)| Source {
+        name: name.to_string(),
+        text: text.to_string(),
+    };
+    let schema_path = dir.join(schema_file);
+    let schema = match read_limited(&schema_path)? {
+        Some(text) => Source {
+            name: schema_path.display().to_string(),
+            text,
+        },
+        None => builtin(builtin_schema),
+    };
+    let io = |source| PolicyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut paths = Vec::new();
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(io(source)),
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry.map_err(io)?.path();
+                if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
+                    paths.push(path);
+                    if paths.len() > crate::MAX_POLICY_FILES {
+                        return Err(PolicyError::TooManyFiles {
+                            dir: dir.to_path_buf(),
+                            limit: crate::MAX_POLICY_FILES,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    paths.sort();
+    let mut policies = Vec::with_capacity(paths.len());
+    for path in paths {
+        // A file deleted between listing and reading is simply not loaded.
+        if let Some(text) = read_limited(&path)? {
+            policies.push(Source {
+                name: path.display().to_string(),
+                text,
+            });
+        }
+    }
+    if policies.is_empty() {
+        policies.push(builtin(builtin_policies));
+    }
+    Ok((schema, policies))
+}
