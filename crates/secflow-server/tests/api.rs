@@ -2,65 +2,12 @@
 //! directory, a real HTTP client, a real signed package, a real scan of the demo uploaded as
 //! a .tar.gz.
 
-use secflow_host::{Host, HostConfig, StateDir};
+mod common;
+
+use common::Server;
+use secflow_host::Host;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-struct Server {
-    base: String,
-    host: Host,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _home: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(config: secflow_server::ServerConfig) -> Server {
-        let home = tempfile::tempdir().unwrap();
-        let host = Host::open(HostConfig {
-            state_dir: StateDir::resolve(Some(home.path())),
-            actor: "test".into(),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = secflow_server::AppState::open(host.acting_as("api:server"), config)
-            .await
-            .unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            secflow_server::serve(
-                state,
-                listener,
-                async {
-                    let _ = stopped.await;
-                },
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-        });
-        Server {
-            base,
-            host,
-            stop: Some(stop),
-            task: Some(task),
-            _home: home,
-        }
-    }
-
-    async fn token(&self, role: &str) -> String {
-        self.host
-            .create_token(role, role, None)
-            .await
-            .unwrap()
-            .token
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
