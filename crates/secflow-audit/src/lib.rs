@@ -52,6 +52,10 @@ pub enum Action {
     /// A run broke a sandbox rule (a limit, a denied capability, invalid output).
     SandboxViolation,
     ScanRun,
+    /// A scan job was queued through the API (who, what target, which options).
+    ScanSubmit,
+    /// A queued scan job was cancelled through the API.
+    ScanCancel,
     TrustAdd,
     TrustRemove,
     TrustThreshold,
@@ -66,7 +70,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 26] = [
         Action::SignatureVerify,
         Action::PolicyDecision,
         Action::PluginInstall,
@@ -82,6 +86,8 @@ impl Action {
         Action::PluginError,
         Action::SandboxViolation,
         Action::ScanRun,
+        Action::ScanSubmit,
+        Action::ScanCancel,
         Action::TrustAdd,
         Action::TrustRemove,
         Action::TrustThreshold,
@@ -111,6 +117,8 @@ impl Action {
             Action::PluginError => "plugin.error",
             Action::SandboxViolation => "sandbox.violation",
             Action::ScanRun => "scan.run",
+            Action::ScanSubmit => "scan.submit",
+            Action::ScanCancel => "scan.cancel",
             Action::TrustAdd => "trust.add",
             Action::TrustRemove => "trust.remove",
             Action::TrustThreshold => "trust.threshold",

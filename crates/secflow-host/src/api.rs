@@ -130,6 +130,29 @@ impl Host {
         Ok(decision)
     }
 
+    /// Records a scan job queued (`submitted`) or cancelled through the API, with the
+    /// job's id and what the caller asked for.
+    pub async fn record_scan_job(
+        &self,
+        submitted: bool,
+        job: &str,
+        mut details: serde_json::Value,
+    ) -> Result<()> {
+        if let Some(map) = details.as_object_mut() {
+            map.insert("job".into(), job.into());
+        }
+        let (action, verb) = if submitted {
+            (Action::ScanSubmit, "queued")
+        } else {
+            (Action::ScanCancel, "cancel asked")
+        };
+        let event = Event {
+            details,
+            ..self.event(action, None, "ok", format!("scan job {job} {verb}"))
+        };
+        self.record(vec![event]).await
+    }
+
     /// Records a refused API request (no token, a bad token, or a policy denial).
     pub async fn record_api_denial(
         &self,

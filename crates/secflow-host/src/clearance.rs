@@ -11,9 +11,13 @@ use secflow_audit::{Action as AuditAction, Event};
 use secflow_manifest::Manifest;
 use secflow_registry::Registry;
 use secflow_registry::admission::{self, Question};
+use secflow_registry::blobs::BlobStore;
 use secflow_registry::grants::Grant;
-use std::borrow::Cow;
+use secflow_registry::{InstalledPlugin, VersionRecord};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,12 +55,18 @@ pub struct Cleared {
     pub origin: Origin,
     /// The manifest of the verified package (or the bundled / dev manifest).
     pub manifest: Manifest,
-    pub component: Cow<'static, [u8]>,
+    pub component: bytes::Bytes,
     pub version: String,
     /// The package payload digest for installed plugins; the component digest otherwise.
     pub digest: String,
     installed: Option<Installed>,
+    /// The plugin loaded with these grants, shared by the runs of one clearance (clones of
+    /// a cached clearance share it): loading again would give the same sandbox.
+    pub(crate) loaded: LoadedSlot,
 }
+
+/// A plugin loaded once for a clearance (with no extra mounts).
+pub(crate) type LoadedSlot = Arc<tokio::sync::OnceCell<Arc<secflow_runtime::Plugin>>>;
 
 /// What clearance established for an installed plugin.
 #[derive(Debug, Clone)]
@@ -64,6 +74,8 @@ struct Installed {
     grant: Grant,
     /// The `run` question the policies allowed, asked again after a violation.
     question: Question,
+    /// The policies that allowed the run (recorded with each run it clears).
+    policies: Vec<String>,
 }
 
 impl Cleared {
@@ -79,8 +91,9 @@ impl Cleared {
             version: plugin.manifest.version.to_string(),
             digest: plugin.sha256.to_string(),
             manifest: plugin.manifest.clone(),
-            component: Cow::Borrowed(plugin.component),
+            component: bytes::Bytes::from_static(plugin.component),
             installed: None,
+            loaded: Default::default(),
         }
     }
 
@@ -91,8 +104,9 @@ impl Cleared {
             version: manifest.version.to_string(),
             digest: secflow_io::sha256_hex(&component),
             manifest,
-            component: Cow::Owned(component),
+            component: component.into(),
             installed: None,
+            loaded: Default::default(),
         }
     }
 
@@ -166,6 +180,11 @@ impl Cleared {
     pub(crate) fn question(&self) -> Option<&Question> {
         self.installed.as_ref().map(|i| &i.question)
     }
+
+    /// The policies that allowed an installed plugin's run.
+    pub(crate) fn cleared_by(&self) -> Option<&[String]> {
+        self.installed.as_ref().map(|i| i.policies.as_slice())
+    }
 }
 
 impl Host {
@@ -173,41 +192,102 @@ impl Host {
     /// version replaces a bundled one, as in a scan), else the bundled one. Records the
     /// audit events of the checks.
     pub async fn clear(&self, id: &str) -> Result<Cleared> {
-        let installed = if self.has_registry() {
-            self.registry().await?.get(id).await?.is_some()
-        } else {
-            false
-        };
-        if !installed {
-            return match crate::bundled_plugin(id)? {
-                Some(plugin) => Ok(Cleared::bundled(&plugin)),
-                None => Err(HostError::new(
-                    crate::ErrorKind::NotFound,
-                    format!("no plugin `{id}` is bundled or installed"),
-                )),
-            };
+        if self.has_registry() {
+            let engine = self.policy()?;
+            let mut events = Vec::new();
+            let result = async {
+                // The connection goes back to the pool before the clearance (which may
+                // wait for another request's identical one).
+                let (snapshot, blobs) = {
+                    let mut registry = self.registry().await?;
+                    match registry.snapshot(id).await {
+                        Err(secflow_registry::RegistryError::NotInstalled(_)) => {
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e.into()),
+                        Ok(snapshot) => (snapshot, registry.blobs()),
+                    }
+                };
+                self.clear_snapshot(&blobs, &engine, snapshot, &mut events)
+                    .await
+                    .map(Some)
+            }
+            .await;
+            if let Some(cleared) = self.record_then(events, result).await? {
+                return Ok(cleared);
+            }
         }
-        let engine = self.policy()?;
-        let mut events = Vec::new();
-        let result = async {
-            let mut registry = self.registry().await?;
-            self.clear_installed(&mut registry, &engine, id, &mut events)
-                .await
+        match crate::bundled_plugin(id)? {
+            Some(plugin) => Ok(Cleared::bundled(&plugin)),
+            None => Err(HostError::new(
+                crate::ErrorKind::NotFound,
+                format!("no plugin `{id}` is bundled or installed"),
+            )),
         }
-        .await;
-        self.record_then(events, result).await
     }
 
     /// Clears an installed plugin, or says why not. Pushes the audit events of the checks.
     pub(crate) async fn clear_installed(
         &self,
         registry: &mut Registry,
-        engine: &secflow_policy::PolicyEngine,
+        engine: &Arc<secflow_policy::PolicyEngine>,
         id: &str,
         events: &mut Vec<Event>,
     ) -> Result<Cleared> {
         // Plugin, active version and grant from one consistent read.
-        let (plugin, record, grant) = registry.snapshot(id).await?;
+        let snapshot = registry.snapshot(id).await?;
+        self.clear_snapshot(&registry.blobs(), engine, snapshot, events)
+            .await
+    }
+
+    /// Clears an installed plugin from a snapshot of its registry state: from the cache
+    /// when nothing the clearance depends on has changed, else by checking everything.
+    /// Requests for the same clearance wait for the one making it (a server's first runs,
+    /// or the runs after the reuse bound, would otherwise each verify and load the plugin).
+    async fn clear_snapshot(
+        &self,
+        blobs: &BlobStore,
+        engine: &Arc<secflow_policy::PolicyEngine>,
+        snapshot: (InstalledPlugin, VersionRecord, Grant),
+        events: &mut Vec<Event>,
+    ) -> Result<Cleared> {
+        let trust = FileStamp::of(&self.paths().trust_store());
+        let slot = self
+            .inner
+            .clearances
+            .slot(&ClearanceCache::key(self.actor(), &snapshot.0.id));
+        let mut cached = slot.lock().await;
+        if let Some(entry) = cached.as_ref()
+            && entry.still_valid(&snapshot, &trust, engine)
+        {
+            return Ok(entry.cleared.clone());
+        }
+        *cached = None;
+        let state = (
+            snapshot.0.clone(),
+            snapshot.1.digest.clone(),
+            snapshot.2.clone(),
+        );
+        let cleared = self.clear_checked(blobs, engine, snapshot, events).await?;
+        *cached = Some(CachedClearance {
+            at: Instant::now(),
+            state,
+            trust,
+            policy: engine.clone(),
+            cleared: cleared.clone(),
+        });
+        Ok(cleared)
+    }
+
+    /// Every check of run clearance, against the stored package and today's trust store.
+    async fn clear_checked(
+        &self,
+        blobs: &BlobStore,
+        engine: &secflow_policy::PolicyEngine,
+        (plugin, record, grant): (InstalledPlugin, VersionRecord, Grant),
+        events: &mut Vec<Event>,
+    ) -> Result<Cleared> {
+        let id = plugin.id.as_str();
         if plugin.pending_approval || grant.pending {
             return Err(HostError::refused(format!(
                 "{id} {} asks for capabilities that are not approved yet",
@@ -221,7 +301,7 @@ impl Host {
         }
         let pref = plugin_ref(id, &record.version, &record.digest);
         // The stored bytes, checked against their blob name and the installed digest.
-        let bytes = registry.package(&record)?;
+        let bytes = secflow_registry::package_in(blobs, &record)?;
 
         // Trust may have changed since the install (a revoked key, a revoked digest): verify
         // again. Rollback protection was the install's job.
@@ -315,9 +395,111 @@ impl Host {
             origin: crate::Origin::Installed,
             version: record.version.clone(),
             digest: record.digest.clone(),
-            component: Cow::Owned(verified.package.component.clone()),
+            component: verified.package.component.clone().into(),
             manifest,
-            installed: Some(Installed { grant, question }),
+            installed: Some(Installed {
+                grant,
+                question,
+                policies: decision.policies,
+            }),
+            loaded: Default::default(),
         })
+    }
+}
+
+/// How long a clearance is reused at most. Within it, a change to the plugin's registry
+/// state, its grant, the trust store or the policies ends it at once; the bound is for
+/// what no file records: time (a key that expires, a signature's validity window).
+const CLEARANCE_TTL: Duration = Duration::from_secs(10);
+
+/// Clearances kept at most (one per actor and plugin); all are dropped past it.
+const CLEARANCE_ENTRIES: usize = 1024;
+
+/// A file's identity and version as `stat` sees it; `None` when it does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStamp(Option<(u64, Option<SystemTime>, u64)>);
+
+impl FileStamp {
+    pub(crate) fn of(path: &std::path::Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp(
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok(), m.ino())),
+        )
+    }
+}
+
+/// The registry state a clearance was established from.
+type ClearedState = (InstalledPlugin, String, Grant);
+
+#[derive(Debug)]
+struct CachedClearance {
+    at: Instant,
+    state: ClearedState,
+    trust: FileStamp,
+    policy: Arc<secflow_policy::PolicyEngine>,
+    cleared: Cleared,
+}
+
+impl CachedClearance {
+    /// Whether this clearance still holds for a run that found `snapshot` in the registry.
+    fn still_valid(
+        &self,
+        (plugin, record, grant): &(InstalledPlugin, VersionRecord, Grant),
+        trust: &FileStamp,
+        policy: &Arc<secflow_policy::PolicyEngine>,
+    ) -> bool {
+        let (p, digest, g) = &self.state;
+        self.at.elapsed() < CLEARANCE_TTL
+            && self.trust == *trust
+            && Arc::ptr_eq(&self.policy, policy)
+            && *digest == record.digest
+            && g == grant
+            && p.version == plugin.version
+            && p.digest == plugin.digest
+            && p.enabled == plugin.enabled
+            && p.pending_approval == plugin.pending_approval
+            && p.quarantined == plugin.quarantined
+            && p.violations == plugin.violations
+            && p.updated_at == plugin.updated_at
+            && p.signers == plugin.signers
+    }
+}
+
+/// One clearance slot: the clearance of one actor and plugin, or none yet.
+type Slot = Arc<tokio::sync::Mutex<Option<CachedClearance>>>;
+
+/// Run clearance done once and reused. Re-checking an installed plugin for every run means
+/// reading its package, verifying every signature, loading the trust store and asking the
+/// policies: milliseconds, where the run itself takes microseconds. A cached clearance is
+/// reused only while the plugin's registry row, active version, digest and grant are as
+/// they were (read from the registry for every run, so a disable, quarantine, upgrade or
+/// approval anywhere shows at once), the trust store file is unchanged (a revocation shows
+/// at once) and the policies are the same set, for at most [`CLEARANCE_TTL`]. Refusals are
+/// never cached.
+#[derive(Debug, Default)]
+pub(crate) struct ClearanceCache {
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Bundled plugins loaded without extra mounts, by digest (they never change).
+    pub(crate) bundled: tokio::sync::Mutex<HashMap<String, Arc<secflow_runtime::Plugin>>>,
+}
+
+impl ClearanceCache {
+    fn key(actor: &str, id: &str) -> String {
+        format!("{actor}\0{id}")
+    }
+
+    /// The slot of `key`, made when first asked.
+    fn slot(&self, key: &str) -> Slot {
+        let mut slots = self.slots.lock().expect("clearance cache");
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        if slots.len() >= CLEARANCE_ENTRIES {
+            // Holders of dropped slots keep theirs; later requests start afresh.
+            slots.clear();
+        }
+        slots.entry(key.to_string()).or_default().clone()
     }
 }

@@ -99,6 +99,16 @@ struct Inner {
     api_policy: policy_cache::PolicyCache<secflow_policy::api::ApiPolicy>,
     /// The admission policies, reloaded when their files change.
     admission_policy: policy_cache::PolicyCache<secflow_policy::PolicyEngine>,
+    /// Open registry connections, reused (opening one and checking the schema costs more
+    /// than most queries).
+    registries: Mutex<Vec<secflow_registry::Registry>>,
+    /// At most [`REGISTRY_POOL`] connections in use at once: a busy server waits for one
+    /// instead of opening (and closing) connections by the dozen.
+    registry_permits: Arc<tokio::sync::Semaphore>,
+    /// The writer of run statistics, opened on the first run of an installed plugin.
+    runs: tokio::sync::OnceCell<secflow_registry::RunLog>,
+    /// What run clearance established, reused while nothing it depends on changed.
+    clearances: clearance::ClearanceCache,
 }
 
 impl Host {
@@ -115,6 +125,10 @@ impl Host {
                 tokens: tokio::sync::OnceCell::new(),
                 api_policy: Default::default(),
                 admission_policy: Default::default(),
+                registries: Mutex::new(Vec::new()),
+                registry_permits: Arc::new(tokio::sync::Semaphore::new(REGISTRY_POOL)),
+                runs: tokio::sync::OnceCell::new(),
+                clearances: Default::default(),
             }),
         }
     }
@@ -182,16 +196,54 @@ impl Host {
             })
     }
 
-    /// Opens the registry (creating it when something is to be stored).
-    async fn registry(&self) -> Result<secflow_registry::Registry> {
-        secflow_registry::Registry::open(&self.paths().root)
+    /// A registry connection (creating the registry when something is to be stored):
+    /// an open one from the pool, or a new one. It goes back to the pool when dropped.
+    async fn registry(&self) -> Result<PooledRegistry<'_>> {
+        let permit = self
+            .inner
+            .registry_permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| {
-                HostError::internal(format!(
-                    "cannot open the registry in {}: {e}",
-                    self.paths().root.display()
-                ))
+            .map_err(|_| HostError::internal("the registry pool is closed"))?;
+        let pooled = self.inner.registries.lock().expect("registry pool").pop();
+        let idle = match pooled {
+            Some(mut registry) => registry.is_idle().await.then_some(registry),
+            None => None,
+        };
+        let registry = match idle {
+            Some(registry) => registry,
+            None => secflow_registry::Registry::open(&self.paths().root)
+                .await
+                .map_err(|e| {
+                    HostError::internal(format!(
+                        "cannot open the registry in {}: {e}",
+                        self.paths().root.display()
+                    ))
+                })?,
+        };
+        Ok(PooledRegistry {
+            registry: Some(registry),
+            pool: &self.inner.registries,
+            _permit: permit,
+        })
+    }
+
+    /// The writer of run statistics (one commit for the runs that finish together).
+    async fn run_log(&self) -> Result<&secflow_registry::RunLog> {
+        self.inner
+            .runs
+            .get_or_try_init(|| async {
+                secflow_registry::RunLog::open(&self.paths().root)
+                    .await
+                    .map_err(|e| {
+                        HostError::internal(format!(
+                            "cannot open the registry in {}: {e}",
+                            self.paths().root.display()
+                        ))
+                    })
             })
+            .await
     }
 
     /// Whether anything was ever installed (a registry exists).
@@ -215,6 +267,40 @@ impl Host {
         dir: &std::path::Path,
     ) -> Result<(secflow_manifest::Manifest, Vec<u8>)> {
         read_plugin_dir(dir)
+    }
+}
+
+/// Registry connections kept open between operations, and in use at once at most.
+const REGISTRY_POOL: usize = 8;
+
+/// A registry connection borrowed from the host's pool.
+struct PooledRegistry<'a> {
+    registry: Option<secflow_registry::Registry>,
+    pool: &'a Mutex<Vec<secflow_registry::Registry>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledRegistry<'_> {
+    type Target = secflow_registry::Registry;
+    fn deref(&self) -> &Self::Target {
+        self.registry.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledRegistry<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.registry.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for PooledRegistry<'_> {
+    fn drop(&mut self) {
+        // One left in a transaction by a cancelled operation is checked when taken out.
+        if let (Some(registry), Ok(mut pool)) = (self.registry.take(), self.pool.lock())
+            && pool.len() < REGISTRY_POOL
+        {
+            pool.push(registry);
+        }
     }
 }
 

@@ -108,7 +108,7 @@ impl Host {
         events: &mut Vec<Event>,
     ) -> Result<secflow_runtime::Plugin> {
         if cleared.origin == Origin::Bundled
-            && secflow_io::sha256_hex(&cleared.component) != cleared.digest
+            && secflow_io::sha256_hex(&cleared.component[..]) != cleared.digest
         {
             return Err(HostError::refused(format!(
                 "bundled plugin {} does not match its pinned digest; reinstall secflow",
@@ -144,6 +144,49 @@ impl Host {
         }
     }
 
+    /// The plugin loaded for a cleared run: loaded once per clearance (and once per
+    /// bundled plugin) and shared by the runs that follow, which then also share the
+    /// plugin's concurrency limit. Loading again would build the same sandbox from the same
+    /// verified bytes and grants; only the load itself is recorded (a new clearance, after
+    /// any change to what it depends on, loads again). Runs with extra mounts and `--dev`
+    /// plugins load every time.
+    async fn loaded(
+        &self,
+        cleared: &Cleared,
+        extra_mounts: &[(String, PathBuf)],
+        events: &mut Vec<Event>,
+    ) -> Result<std::sync::Arc<secflow_runtime::Plugin>> {
+        use std::sync::Arc;
+        if !extra_mounts.is_empty() || cleared.origin == Origin::Dev {
+            return Ok(Arc::new(self.load_recording(
+                cleared,
+                extra_mounts,
+                events,
+            )?));
+        }
+        if cleared.origin == Origin::Bundled {
+            // Held while loading: concurrent first runs wait for one load.
+            let mut bundled = self.inner.clearances.bundled.lock().await;
+            if let Some(plugin) = bundled.get(&cleared.digest) {
+                return Ok(plugin.clone());
+            }
+            let plugin = Arc::new(self.load_recording(cleared, extra_mounts, events)?);
+            bundled.insert(cleared.digest.clone(), plugin.clone());
+            return Ok(plugin);
+        }
+        cleared
+            .loaded
+            .get_or_try_init(|| async {
+                Ok(Arc::new(self.load_recording(
+                    cleared,
+                    extra_mounts,
+                    events,
+                )?))
+            })
+            .await
+            .cloned()
+    }
+
     /// Loads and invokes a cleared plugin once, then runs the after-run path. The
     /// invocation's own failure is in its outcome, not an error of this operation.
     pub async fn invoke(
@@ -153,11 +196,27 @@ impl Host {
         config: &serde_json::Value,
         extra_mounts: &[(String, PathBuf)],
     ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
+        self.invoke_holding(cleared, call, config, extra_mounts, ())
+            .await
+    }
+
+    /// [`Host::invoke`], holding `slot` (a front end's execution slot) for the sandboxed
+    /// call only: it is released before the statistics and audit events are written, so
+    /// the bookkeeping of finished runs, which shares commits, never holds back new ones.
+    pub async fn invoke_holding<S>(
+        &self,
+        cleared: &Cleared,
+        call: secflow_runtime::Call,
+        config: &serde_json::Value,
+        extra_mounts: &[(String, PathBuf)],
+        slot: S,
+    ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
         let mut events = Vec::new();
         let result = async {
             let health_check = matches!(call, secflow_runtime::Call::Health);
-            let plugin = self.load_recording(cleared, extra_mounts, &mut events)?;
+            let plugin = self.loaded(cleared, extra_mounts, &mut events).await?;
             let inv = self.runtime()?.invoke(&plugin, call, config).await;
+            drop(slot);
             let after = self
                 .after_run(cleared, &RunOutcome::of(&inv, health_check), &mut events)
                 .await?;
@@ -169,7 +228,9 @@ impl Host {
 
     /// The one after-run path: for an installed plugin the run goes into its statistics
     /// (and health), and a sandbox violation counts toward quarantine; for every plugin
-    /// the run, each failure and each violation is an audit event. Pushes the events.
+    /// the run, each failure and each violation is an audit event. Pushes the events; a
+    /// clean run of an installed plugin records them (with every event pushed before) while
+    /// its statistics are written, since neither waits for the other.
     pub async fn after_run(
         &self,
         cleared: &Cleared,
@@ -183,6 +244,9 @@ impl Host {
         let mut details = outcome.details.clone();
         if let Some(map) = details.as_object_mut() {
             map.insert("origin".into(), cleared.origin.as_str().into());
+            if let Some(policies) = cleared.cleared_by() {
+                map.insert("cleared_by".into(), policies.into());
+            }
         }
         events.push(Event {
             details,
@@ -220,21 +284,32 @@ impl Host {
         let (Origin::Installed, Some(question)) = (cleared.origin, cleared.question()) else {
             return Ok(after);
         };
-        let mut registry = self.registry().await?;
-        after.violations = registry
-            .record_run(&secflow_registry::RunRecord {
-                plugin_id: id,
-                version: &cleared.version,
-                duration_us: outcome.duration_us,
-                outcome: first.map_or("ok", |f| f.kind.as_str()),
-                violation: violation.is_some(),
-            })
-            .await?;
+        let run = secflow_registry::Run {
+            plugin_id: id.to_string(),
+            version: cleared.version.clone(),
+            duration_us: outcome.duration_us,
+            outcome: first.map_or_else(|| "ok".into(), |f| f.kind.clone()),
+            violation: violation.is_some(),
+        };
+        if outcome.failures.is_empty() && outcome.health.is_none() {
+            // Nothing in the events waits for the statistics: both commits at once.
+            let run_log = self.run_log().await?;
+            let (recorded, counted) =
+                tokio::join!(self.record(std::mem::take(events)), run_log.record(run));
+            recorded?;
+            after.violations = counted?;
+            return Ok(after);
+        }
+        after.violations = self.run_log().await?.record(run).await?;
         for event in &mut events[first_failure_event..] {
             if let Some(map) = event.details.as_object_mut() {
                 map.insert("violations".into(), after.violations.into());
             }
         }
+        if outcome.health.is_none() && violation.is_none() {
+            return Ok(after);
+        }
+        let mut registry = self.registry().await?;
         if let Some((ok, message)) = &outcome.health {
             registry
                 .record_health(id, &cleared.version, *ok, message)

@@ -84,7 +84,15 @@ pub struct ApiPolicy {
     problems: Vec<PolicyProblem>,
     fail_closed: bool,
     sources: Vec<String>,
+    /// Decisions already made by this policy set. A request is the whole input of a
+    /// decision (the context is empty and nothing depends on time), so the same request
+    /// gets the same answer; a server asks the same few questions thousands of times a
+    /// second. Edited policies are a new `ApiPolicy` with an empty memo.
+    memo: std::sync::Mutex<HashMap<String, PolicyDecision>>,
 }
+
+/// Decisions remembered at most; all are forgotten past it.
+const MEMO_ENTRIES: usize = 4096;
 
 impl std::fmt::Debug for ApiPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -197,6 +205,7 @@ impl ApiPolicy {
             actions,
             problems: Vec::new(),
             fail_closed: false,
+            memo: Default::default(),
             sources: std::iter::once(schema_src)
                 .chain(policy_srcs)
                 .map(|s| s.name.clone())
@@ -272,14 +281,32 @@ impl ApiPolicy {
                 .collect();
             return PolicyDecision::deny(POLICY_CHECK_FAILED, errors);
         }
-        let (request, entities) = match self.cedar_request(req) {
-            Ok(built) => built,
-            Err(e) => return PolicyDecision::deny(INVALID_REQUEST, vec![e]),
+        let key = [
+            req.token_id,
+            req.token_name,
+            req.role,
+            req.action,
+            req.resource_kind,
+            req.resource_id,
+        ]
+        .join("\0");
+        if let Some(decision) = self.memo.lock().expect("decision memo").get(&key) {
+            return decision.clone();
+        }
+        let decision = match self.cedar_request(req) {
+            Ok((request, entities)) => crate::decision_of(&self.authorizer.is_authorized(
+                &request,
+                &self.policies,
+                &entities,
+            )),
+            Err(e) => PolicyDecision::deny(INVALID_REQUEST, vec![e]),
         };
-        let response = self
-            .authorizer
-            .is_authorized(&request, &self.policies, &entities);
-        crate::decision_of(&response)
+        let mut memo = self.memo.lock().expect("decision memo");
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, decision.clone());
+        decision
     }
 
     fn cedar_request(&self, req: &ApiRequest<'_>) -> Result<(Request, Entities), String> {

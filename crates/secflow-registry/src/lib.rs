@@ -20,13 +20,15 @@ pub mod admission;
 pub mod blobs;
 pub mod deps;
 pub mod grants;
+mod runs;
 mod store;
 
 pub use admission::Signer;
 pub use grants::Grant;
+pub use runs::{Run, RunLog};
 pub use store::{
     Health, InstallMode, InstallOutcome, InstalledPlugin, NewVersion, Registry, RunRecord,
-    RunStats, SearchQuery, VersionRecord,
+    RunStats, SearchQuery, VersionRecord, package_in,
 };
 
 /// Why a registry operation failed. Every message says what to do.

@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS runs (
     violation INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_plugin ON runs(plugin_id, seq);
+CREATE TABLE IF NOT EXISTS run_totals (
+    plugin_id TEXT PRIMARY KEY NOT NULL,
+    executions INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    violations INTEGER NOT NULL,
+    last_run TEXT NOT NULL,
+    last_outcome TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS health (
     plugin_id TEXT PRIMARY KEY NOT NULL,
     version TEXT NOT NULL,
@@ -60,8 +69,22 @@ CREATE TABLE IF NOT EXISTS health (
 );
 ";
 
+/// Registries written before the totals: count what the runs table holds. Run once, when
+/// the totals table is made (a write at every open would queue behind the run writer).
+const COUNT_OLD_RUNS: &str = "
+INSERT INTO run_totals (plugin_id, executions, errors, violations, last_run, last_outcome)
+SELECT r.plugin_id, COUNT(*), SUM(r.outcome <> 'ok'), SUM(r.violation),
+       (SELECT x.time FROM runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1),
+       (SELECT x.outcome FROM runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1)
+FROM runs r WHERE r.plugin_id NOT IN (SELECT plugin_id FROM run_totals)
+GROUP BY r.plugin_id";
+
 /// Runs kept for the average and p95 (the most recent).
 const STATS_WINDOW: i64 = 10_000;
+
+/// The window of single runs is trimmed each time a plugin's total crosses a multiple of
+/// this (so it holds at most `STATS_WINDOW + PRUNE_EVERY` rows a plugin).
+const PRUNE_EVERY: i64 = 1_000;
 
 fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -264,11 +287,26 @@ impl Registry {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(60));
         let mut conn = SqliteConnection::connect_with(&options).await?;
+        let has_totals: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_totals'",
+        )
+        .fetch_optional(&mut conn)
+        .await?;
         sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+        if has_totals.is_none() {
+            sqlx::raw_sql(COUNT_OLD_RUNS).execute(&mut conn).await?;
+        }
         Ok(Registry {
             conn,
             blobs: BlobStore::new(dir.join("blobs")),
         })
+    }
+
+    /// Whether the connection is usable for a new operation: it answers and holds no
+    /// transaction (one left open by a cancelled operation is rolled back by sqlx first;
+    /// the ping waits for that, as the connection's commands run in order).
+    pub async fn is_idle(&mut self) -> bool {
+        self.conn.ping().await.is_ok() && !self.conn.is_in_transaction()
     }
 
     /// Stores an admitted, approved version: the blob, the version row, its grant and the
@@ -444,7 +482,7 @@ impl Registry {
         let installed = active_nodes(&mut tx).await?;
         deps::check_uninstall(&installed, id).map_err(RegistryError::Dependencies)?;
         let removed = versions_in(&mut tx, id).await?;
-        for table in ["versions", "grants", "runs", "health"] {
+        for table in ["versions", "grants", "runs", "run_totals", "health"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE plugin_id = ?"
             )))
@@ -528,34 +566,108 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a finished invocation; returns the plugin's violation count afterwards.
+    /// Records one finished invocation; returns the plugin's violation count after it.
     pub async fn record_run(&mut self, run: &RunRecord<'_>) -> Result<u64, RegistryError> {
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO runs (plugin_id, version, time, duration_us, outcome, violation)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run.plugin_id)
-        .bind(run.version)
-        .bind(now())
-        .bind(run.duration_us as i64)
-        .bind(run.outcome)
-        .bind(run.violation)
-        .execute(&mut *tx)
-        .await?;
-        if run.violation {
-            sqlx::query("UPDATE plugins SET violations = violations + 1 WHERE id = ?")
-                .bind(run.plugin_id)
-                .execute(&mut *tx)
-                .await?;
+        Ok(self.record_runs(std::slice::from_ref(run)).await?[0])
+    }
+
+    /// Records finished invocations, in order, in one transaction (one commit for all of
+    /// them: the server's runs share commits the way audit appends do). Returns, for each,
+    /// its plugin's violation count right after it. Totals are kept per plugin; the rows
+    /// of single runs only for the most recent [`STATS_WINDOW`] runs of each plugin (the
+    /// average and p95 window), so a busy server's registry does not grow with every run.
+    pub async fn record_runs(&mut self, runs: &[RunRecord<'_>]) -> Result<Vec<u64>, RegistryError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
         }
-        let violations: Option<i64> =
-            sqlx::query_scalar("SELECT violations FROM plugins WHERE id = ?")
+        let time = now();
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        // 6 parameters a row; SQLite allows 32,766 in a statement.
+        for chunk in runs.chunks(1000) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO runs (plugin_id, version, time, duration_us, outcome, violation) ",
+            );
+            insert.push_values(chunk, |mut row, run| {
+                row.push_bind(run.plugin_id)
+                    .push_bind(run.version)
+                    .push_bind(&time)
+                    .push_bind(run.duration_us as i64)
+                    .push_bind(run.outcome)
+                    .push_bind(run.violation);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        // Violation counts in run order: each violation bumps its plugin's count.
+        let mut current: std::collections::HashMap<&str, u64> = Default::default();
+        let mut counts = Vec::with_capacity(runs.len());
+        for run in runs {
+            let count = if run.violation {
+                let n: Option<i64> = sqlx::query_scalar(
+                    "UPDATE plugins SET violations = violations + 1 WHERE id = ? RETURNING violations",
+                )
                 .bind(run.plugin_id)
                 .fetch_optional(&mut *tx)
                 .await?;
+                n.unwrap_or(0) as u64
+            } else if let Some(n) = current.get(run.plugin_id) {
+                *n
+            } else {
+                let n: Option<i64> =
+                    sqlx::query_scalar("SELECT violations FROM plugins WHERE id = ?")
+                        .bind(run.plugin_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                n.unwrap_or(0) as u64
+            };
+            current.insert(run.plugin_id, count);
+            counts.push(count);
+        }
+
+        // Totals per plugin, and the window of single runs trimmed now and then.
+        let mut totals: std::collections::BTreeMap<&str, (i64, i64, i64, &str)> =
+            Default::default();
+        for run in runs {
+            let t = totals.entry(run.plugin_id).or_insert((0, 0, 0, "ok"));
+            t.0 += 1;
+            t.1 += i64::from(run.outcome != "ok");
+            t.2 += i64::from(run.violation);
+            t.3 = run.outcome;
+        }
+        for (plugin_id, (executions, errors, violations, last_outcome)) in totals {
+            let after: i64 = sqlx::query_scalar(
+                "INSERT INTO run_totals
+                     (plugin_id, executions, errors, violations, last_run, last_outcome)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (plugin_id) DO UPDATE SET
+                     executions = executions + excluded.executions,
+                     errors = errors + excluded.errors,
+                     violations = violations + excluded.violations,
+                     last_run = excluded.last_run,
+                     last_outcome = excluded.last_outcome
+                 RETURNING executions",
+            )
+            .bind(plugin_id)
+            .bind(executions)
+            .bind(errors)
+            .bind(violations)
+            .bind(&time)
+            .bind(last_outcome)
+            .fetch_one(&mut *tx)
+            .await?;
+            if (after - executions) / PRUNE_EVERY != after / PRUNE_EVERY {
+                sqlx::query(
+                    "DELETE FROM runs WHERE plugin_id = ?1 AND seq <
+                     (SELECT seq FROM runs WHERE plugin_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                )
+                .bind(plugin_id)
+                .bind(STATS_WINDOW - 1)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
-        Ok(violations.unwrap_or(0) as u64)
+        Ok(counts)
     }
 
     /// Refuses the plugin until [`Registry::release`].
@@ -674,31 +786,40 @@ impl Registry {
             .ok_or_else(|| corrupt(format!("{id} has no active version")))
     }
 
-    /// The plugin, its active version and that version's grant, read in one transaction so
+    /// The plugin, its active version and that version's grant, read in one statement so
     /// that a concurrent upgrade cannot pair one version's record with another's grant.
     pub async fn snapshot(
         &mut self,
         id: &str,
     ) -> Result<(InstalledPlugin, VersionRecord, Grant), RegistryError> {
-        let mut tx = self.conn.begin().await?;
-        let row = sqlx::query(PLUGIN_SELECT_ONE)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
+        // One statement (a consistent read without a transaction round trip): run
+        // clearance asks this for every run.
+        let row = sqlx::query(
+            "SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
+                    p.quarantine_reason, p.violations, p.installed_at, p.updated_at,
+                    v.digest, v.kind, v.manifest, v.signers, v.blob, v.installed_at, g.body
+             FROM plugins p
+             JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
+             LEFT JOIN grants g ON g.plugin_id = p.id AND g.version = p.active_version
+             WHERE p.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut self.conn)
+        .await?
+        .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
         let plugin = plugin_from_row(&row)?;
-        let record = versions_in(&mut tx, id)
-            .await?
-            .into_iter()
-            .find(|v| v.version == plugin.version)
-            .ok_or_else(|| corrupt(format!("{id} has no active version")))?;
-        let body: Option<String> =
-            sqlx::query_scalar("SELECT body FROM grants WHERE plugin_id = ? AND version = ?")
-                .bind(id)
-                .bind(&plugin.version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        tx.commit().await?;
+        let record = VersionRecord {
+            id: id.to_string(),
+            version: plugin.version.clone(),
+            digest: row.get(9),
+            blob: row.get(13),
+            kind: row.get(10),
+            manifest: parse_json(&row.get::<String, _>(11), "manifest")?,
+            signers: plugin.signers.clone(),
+            installed_at: row.get(14),
+            active: true,
+        };
+        let body: Option<String> = row.get(15);
         let grant = parse_json(
             &body.ok_or_else(|| corrupt(format!("{id} {} has no grant", plugin.version)))?,
             "grant",
@@ -722,52 +843,29 @@ impl Registry {
     /// The stored package file of a version, checked against its blob name and its payload
     /// digest.
     pub fn package(&self, record: &VersionRecord) -> Result<Vec<u8>, RegistryError> {
-        let bytes = self.blobs.get(&record.blob)?;
-        let envelope =
-            secflow_package::Envelope::split(&bytes, &Default::default()).map_err(|e| {
-                RegistryError::Blob {
-                    name: record.blob.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-        if envelope.digest() != record.digest {
-            return Err(RegistryError::Blob {
-                name: record.blob.clone(),
-                reason: format!(
-                    "holds payload {} but {} {} was installed as {}",
-                    envelope.digest(),
-                    record.id,
-                    record.version,
-                    record.digest
-                ),
-            });
-        }
-        Ok(bytes)
+        package_in(&self.blobs, record)
+    }
+
+    /// The blob store (package files), for reading packages without a connection.
+    pub fn blobs(&self) -> BlobStore {
+        self.blobs.clone()
     }
 
     pub async fn stats(&mut self, id: &str) -> Result<RunStats, RegistryError> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(outcome <> 'ok'), 0), COALESCE(SUM(violation), 0)
-             FROM runs WHERE plugin_id = ?",
-        )
-        .bind(id)
-        .fetch_one(&mut self.conn)
-        .await?;
-        let mut stats = RunStats {
-            executions: row.get::<i64, _>(0) as u64,
-            errors: row.get::<i64, _>(1) as u64,
-            violations: row.get::<i64, _>(2) as u64,
-            ..RunStats::default()
-        };
-        if let Some(last) = sqlx::query(
-            "SELECT time, outcome FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT 1",
+        let mut stats = RunStats::default();
+        if let Some(row) = sqlx::query(
+            "SELECT executions, errors, violations, last_run, last_outcome
+             FROM run_totals WHERE plugin_id = ?",
         )
         .bind(id)
         .fetch_optional(&mut self.conn)
         .await?
         {
-            stats.last_run = Some(last.get(0));
-            stats.last_outcome = Some(last.get(1));
+            stats.executions = row.get::<i64, _>(0) as u64;
+            stats.errors = row.get::<i64, _>(1) as u64;
+            stats.violations = row.get::<i64, _>(2) as u64;
+            stats.last_run = Some(row.get(3));
+            stats.last_outcome = Some(row.get(4));
         }
         let mut durations: Vec<i64> = sqlx::query_scalar(
             "SELECT duration_us FROM runs WHERE plugin_id = ? ORDER BY seq DESC LIMIT ?",
@@ -831,13 +929,6 @@ SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
        v.digest, v.kind, v.manifest, v.signers
 FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
 ORDER BY p.id";
-
-const PLUGIN_SELECT_ONE: &str = "
-SELECT p.id, p.active_version, p.enabled, p.pending_approval, p.quarantined,
-       p.quarantine_reason, p.violations, p.installed_at, p.updated_at,
-       v.digest, v.kind, v.manifest, v.signers
-FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_version
-WHERE p.id = ?";
 
 fn plugin_from_row(r: &SqliteRow) -> Result<InstalledPlugin, RegistryError> {
     let manifest: Manifest = parse_json(&r.get::<String, _>(11), "manifest")?;
@@ -910,4 +1001,29 @@ async fn active_nodes(conn: &mut SqliteConnection) -> Result<Vec<Node>, Registry
         .iter()
         .map(|m| Ok(Node::from_manifest(&parse_json::<Manifest>(m, "manifest")?)))
         .collect()
+}
+
+/// The stored package file of a version in `blobs`, checked against its blob name and its
+/// payload digest.
+pub fn package_in(blobs: &BlobStore, record: &VersionRecord) -> Result<Vec<u8>, RegistryError> {
+    let bytes = blobs.get(&record.blob)?;
+    let envelope = secflow_package::Envelope::split(&bytes, &Default::default()).map_err(|e| {
+        RegistryError::Blob {
+            name: record.blob.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    if envelope.digest() != record.digest {
+        return Err(RegistryError::Blob {
+            name: record.blob.clone(),
+            reason: format!(
+                "holds payload {} but {} {} was installed as {}",
+                envelope.digest(),
+                record.id,
+                record.version,
+                record.digest
+            ),
+        });
+    }
+    Ok(bytes)
 }

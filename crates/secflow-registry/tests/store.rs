@@ -213,6 +213,94 @@ async fn stats_average_and_p95_and_violations() {
 }
 
 #[tokio::test]
+async fn runs_are_totalled_and_their_window_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path()).await.unwrap();
+    let m = manifest("p", "1.0.0", "");
+    put(&mut reg, &m, b"p", InstallMode::Install, None)
+        .await
+        .unwrap();
+    // 12,500 runs in batches: every 5th an error, a violation in the last batch.
+    let mut n = 0u64;
+    for batch in 0..25 {
+        let runs: Vec<RunRecord<'_>> = (0..500)
+            .map(|i| {
+                let violation = batch == 24 && i == 499;
+                RunRecord {
+                    plugin_id: "p",
+                    version: "1.0.0",
+                    duration_us: 1000,
+                    outcome: if violation || i % 5 == 0 {
+                        "timeout"
+                    } else {
+                        "ok"
+                    },
+                    violation,
+                }
+            })
+            .collect();
+        let counts = reg.record_runs(&runs).await.unwrap();
+        n += counts.len() as u64;
+        assert_eq!(*counts.last().unwrap(), u64::from(batch == 24));
+    }
+    let stats = reg.stats("p").await.unwrap();
+    assert_eq!(stats.executions, n);
+    assert_eq!(stats.errors, 2501);
+    assert_eq!(stats.violations, 1);
+    assert_eq!(stats.avg_ms, Some(1.0));
+    // The window of single runs stays bounded: at most 10,000 + 1,000 rows.
+    let db = dir.path().join("registry.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!((10_000..=11_000).contains(&rows), "{rows} rows kept");
+}
+
+#[tokio::test]
+async fn a_registry_from_before_the_totals_counts_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reg = Registry::open(dir.path()).await.unwrap();
+    for outcome in ["ok", "ok", "timeout"] {
+        reg.record_run(&RunRecord {
+            plugin_id: "old",
+            version: "1.0.0",
+            duration_us: 10,
+            outcome,
+            violation: outcome != "ok",
+        })
+        .await
+        .unwrap();
+    }
+    drop(reg);
+    let db = dir.path().join("registry.db");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        db.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::raw_sql("DROP TABLE run_totals")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let mut reg = Registry::open(dir.path()).await.unwrap();
+    let stats = reg.stats("old").await.unwrap();
+    assert_eq!(
+        (stats.executions, stats.errors, stats.violations),
+        (3, 1, 1)
+    );
+    assert_eq!(stats.last_outcome.as_deref(), Some("timeout"));
+}
+
+#[tokio::test]
 async fn a_missing_or_edited_blob_is_found_by_check() {
     let dir = tempfile::tempdir().unwrap();
     let mut reg = Registry::open(dir.path()).await.unwrap();

@@ -161,6 +161,68 @@ async fn install_run_scan_metrics_audit_and_refusals() {
         run["report"]["peak_memory_bytes"].as_u64().unwrap() > 0,
         "{run}"
     );
+    // Runs reuse the clearance and the loaded plugin until something they depend on
+    // changes: a disable refuses the next run at once, and after the enable it runs again.
+    let run_once = |token: String| {
+        let (http, base) = (http.clone(), server.base.clone());
+        async move {
+            http.post(format!("{base}/v1/plugins/data-processor/run"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({"action": "aggregate", "input": {"data": [1, 2], "operation": "sum"}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(run_once(admin.clone()).await.status(), 200);
+    let r = http
+        .post(format!("{}/v1/plugins/data-processor/disable", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, body) = problem(run_once(admin.clone()).await).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{}/v1/plugins/data-processor/enable", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(run_once(admin.clone()).await.status(), 200);
+    // Trust changed elsewhere (the CLI, another process): the next run sees it.
+    server
+        .host
+        .change_trust(secflow_host::TrustChange::Remove {
+            key: "publisher".into(),
+        })
+        .await
+        .unwrap();
+    let (status, body) = problem(run_once(admin.clone()).await).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer trusted"),
+        "{body}"
+    );
+    server
+        .host
+        .change_trust(secflow_host::TrustChange::Add {
+            key: "publisher".into(),
+            role: secflow_host::types::Role::Publisher,
+            scopes: vec!["*".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(run_once(admin.clone()).await.status(), 200);
     let r = http
         .get(format!("{}/v1/plugins/data-processor", server.base))
         .bearer_auth(&viewer)
@@ -169,7 +231,7 @@ async fn install_run_scan_metrics_audit_and_refusals() {
         .unwrap();
     let info: serde_json::Value = r.json().await.unwrap();
     assert_eq!(info["plugin"]["id"], "data-processor");
-    assert!(info["stats"]["executions"].as_u64().unwrap() >= 1, "{info}");
+    assert_eq!(info["stats"]["executions"].as_u64(), Some(4), "{info}");
 
     // Bad requests: bad JSON, unknown fields, wrong content type, a traversal id.
     let run_url = format!("{}/v1/plugins/data-processor/run", server.base);
@@ -363,7 +425,7 @@ async fn install_run_scan_metrics_audit_and_refusals() {
     let metrics = r.text().await.unwrap();
     for needle in [
         "secflow_http_requests_total{route=\"/v1/plugins/{id}/run\",method=\"POST\",status=\"200\"}",
-        "secflow_plugin_invocations_total{plugin=\"data-processor\",outcome=\"ok\"} 1",
+        "secflow_plugin_invocations_total{plugin=\"data-processor\",outcome=\"ok\"} 4",
         "secflow_denials_total{kind=\"policy\"}",
         "secflow_denials_total{kind=\"unauthenticated\"}",
         "secflow_scans_total{kind=\"done\"} 1",
@@ -399,6 +461,28 @@ async fn install_run_scan_metrics_audit_and_refusals() {
     );
     assert!(events.iter().any(|e| e["action"] == "plugin.install"));
     assert!(events.iter().any(|e| e["action"] == "scan.run"));
+    // Queuing a scan is a mutating call: audited with the token and the job.
+    let submitted = events
+        .iter()
+        .find(|e| e["action"] == "scan.submit" && e["details"]["job"] == id.as_str())
+        .expect("the scan submission is audited");
+    assert!(
+        submitted["actor"].as_str().unwrap().starts_with("api:"),
+        "{submitted}"
+    );
+    // Several runs of one plugin: each run is an invoke event naming the policies that
+    // cleared it; the clearance (its decision) and the load are recorded when made.
+    let invokes: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "plugin.invoke" && e["plugin"]["id"] == "data-processor")
+        .collect();
+    assert!(invokes.len() >= 2, "{invokes:?}");
+    assert!(
+        invokes.iter().all(|e| e["details"]["cleared_by"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())),
+        "{invokes:?}"
+    );
     // Following the log: what is there, as server-sent events, until `seconds` ends it.
     let r = http
         .get(format!(

@@ -8,7 +8,10 @@
 //! unknown id costs the same hash and comparison as a known one.
 //!
 //! Tokens live in `tokens.db` (SQLite, WAL) in the state directory, so that a token the CLI
-//! revokes is refused by a running server on its next request.
+//! revokes is refused by a running server on its next request. A server checks a token on
+//! every request; it keeps the rows it read for up to a second and reads again as soon as
+//! the database files change (a create or revoke by any process), and at once after one
+//! of its own.
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -99,7 +102,36 @@ pub struct NewToken {
 #[derive(Debug, Clone)]
 pub struct TokenStore {
     pool: SqlitePool,
+    path: std::path::PathBuf,
+    rows: std::sync::Arc<std::sync::Mutex<RowCache>>,
 }
+
+/// A stored token row as authentication needs it.
+#[derive(Debug, Clone)]
+struct StoredRow {
+    name: String,
+    role: String,
+    secret_sha256: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+/// Rows read recently, valid while the database files look the same as when they were
+/// read, for at most [`ROW_TTL`] (file times are coarse: two writes within a few
+/// milliseconds can leave the same stamp, which the bound covers).
+#[derive(Debug, Default)]
+struct RowCache {
+    stamp: Option<FilesStamp>,
+    rows: std::collections::HashMap<String, (std::time::Instant, StoredRow)>,
+}
+
+type FilesStamp = [(u64, Option<SystemTime>); 2];
+
+/// How long a token row read from the database is trusted without reading it again.
+const ROW_TTL: Duration = Duration::from_secs(1);
+
+/// Rows kept at most; all are dropped past it.
+const ROW_ENTRIES: usize = 4096;
 
 impl TokenStore {
     /// Opens (creating) `dir/tokens.db`.
@@ -118,7 +150,11 @@ impl TokenStore {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         // The database holds no secret, but who has which role is nobody else's business.
         secflow_io::restrict(&dir.join("tokens.db"), 0o600).map_err(sqlx::Error::Io)?;
-        Ok(TokenStore { pool })
+        Ok(TokenStore {
+            pool,
+            path: dir.join("tokens.db"),
+            rows: Default::default(),
+        })
     }
 
     /// Creates a token. `expires_in` of `None` never expires.
@@ -197,6 +233,7 @@ impl TokenStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.forget();
         self.list()
             .await?
             .into_iter()
@@ -212,36 +249,91 @@ impl TokenStore {
         let Some((id, secret)) = parse(presented) else {
             return Ok(Err(Refusal::Malformed));
         };
+        let row = self.row(id).await?;
+        let presented_hash = secflow_io::sha256_hex(secret.as_bytes());
+        // An unknown id is compared against a hash no secret has, so that it costs the same.
+        let stored = row
+            .as_ref()
+            .map_or_else(|| "0".repeat(64), |r| r.secret_sha256.clone());
+        let matches: bool = presented_hash.as_bytes().ct_eq(stored.as_bytes()).into();
+        let Some(row) = row.filter(|_| matches) else {
+            return Ok(Err(Refusal::Invalid));
+        };
+        if row.revoked_at.is_some() {
+            return Ok(Err(Refusal::Revoked));
+        }
+        if row.expires_at.is_some_and(|t| t <= unix_now()) {
+            return Ok(Err(Refusal::Expired));
+        }
+        Ok(Ok(Identity {
+            id: id.to_string(),
+            name: row.name,
+            role: row.role,
+        }))
+    }
+
+    /// The stored row of token `id`: remembered, or read (and remembered).
+    async fn row(&self, id: &str) -> Result<Option<StoredRow>, TokenError> {
+        let stamp = self.stamp();
+        {
+            let mut cache = self.rows.lock().expect("token rows");
+            if cache.stamp != Some(stamp) {
+                cache.rows.clear();
+                cache.stamp = Some(stamp);
+            }
+            if let Some((at, row)) = cache.rows.get(id)
+                && at.elapsed() < ROW_TTL
+            {
+                return Ok(Some(row.clone()));
+            }
+        }
         let row = sqlx::query(
             "SELECT name, role, secret_sha256, expires_at, revoked_at FROM tokens WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        let presented_hash = secflow_io::sha256_hex(secret.as_bytes());
-        // An unknown id is compared against a hash no secret has, so that it costs the same.
-        let stored: String = row
-            .as_ref()
-            .map(|r| r.get("secret_sha256"))
-            .unwrap_or_else(|| "0".repeat(64));
-        let matches: bool = presented_hash.as_bytes().ct_eq(stored.as_bytes()).into();
-        let Some(row) = row.filter(|_| matches) else {
-            return Ok(Err(Refusal::Invalid));
+        .await?
+        .map(|r| StoredRow {
+            name: r.get("name"),
+            role: r.get("role"),
+            secret_sha256: r.get("secret_sha256"),
+            expires_at: r.get("expires_at"),
+            revoked_at: r.get("revoked_at"),
+        });
+        if let Some(row) = &row {
+            let mut cache = self.rows.lock().expect("token rows");
+            // Only rows read under the stamp taken before the read: a change since then
+            // leaves a new stamp, and the next request reads again.
+            if cache.stamp == Some(stamp) {
+                if cache.rows.len() >= ROW_ENTRIES {
+                    cache.rows.clear();
+                }
+                cache
+                    .rows
+                    .insert(id.to_string(), (std::time::Instant::now(), row.clone()));
+            }
+        }
+        Ok(row)
+    }
+
+    /// The database file and its write-ahead log as `stat` sees them: any write by any
+    /// process changes one of them.
+    fn stamp(&self) -> FilesStamp {
+        let of = |path: &Path| {
+            std::fs::metadata(path)
+                .map(|m| (m.len(), m.modified().ok()))
+                .unwrap_or((0, None))
         };
-        if row.get::<Option<i64>, _>("revoked_at").is_some() {
-            return Ok(Err(Refusal::Revoked));
-        }
-        if row
-            .get::<Option<i64>, _>("expires_at")
-            .is_some_and(|t| t <= unix_now())
-        {
-            return Ok(Err(Refusal::Expired));
-        }
-        Ok(Ok(Identity {
-            id: id.to_string(),
-            name: row.get("name"),
-            role: row.get("role"),
-        }))
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [of(&self.path), of(Path::new(&wal))]
+    }
+
+    /// Forgets every remembered row (after a change made here).
+    fn forget(&self) {
+        let mut cache = self.rows.lock().expect("token rows");
+        cache.rows.clear();
+        cache.stamp = None;
     }
 }
 
@@ -271,6 +363,26 @@ fn rfc3339(unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_revoke_by_another_process_is_seen_on_the_next_check() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two stores on one directory: the server's, and the CLI's in another process.
+        let server = TokenStore::open(dir.path()).await.unwrap();
+        let cli = TokenStore::open(dir.path()).await.unwrap();
+        let new = cli
+            .create("ci", "operator", None, "cli:root")
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert!(server.authenticate(&new.token).await.unwrap().is_ok());
+        }
+        cli.revoke(&new.info.id).await.unwrap();
+        assert_eq!(
+            server.authenticate(&new.token).await.unwrap(),
+            Err(Refusal::Revoked)
+        );
+    }
 
     #[tokio::test]
     async fn create_authenticate_expire_revoke() {

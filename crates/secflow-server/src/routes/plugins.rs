@@ -465,12 +465,15 @@ pub async fn run(
             config: config.clone(),
         },
     )?;
-    let _slot = state
+    let slot = state
         .limits
         .run_slot()
         .await
         .inspect_err(|_| state.metrics.denied("busy"))?;
-    let (inv, after) = caller.host.invoke(&cleared, call, &config, &[]).await?;
+    let (inv, after) = caller
+        .host
+        .invoke_holding(&cleared, call, &config, &[], slot)
+        .await?;
     if after.quarantined.is_some() {
         state.metrics.quarantined();
     }

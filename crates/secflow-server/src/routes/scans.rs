@@ -129,6 +129,14 @@ pub async fn submit(
         .jobs
         .submit(caller.host.actor(), target, options)
         .await?;
+    caller
+        .host
+        .record_scan_job(
+            true,
+            &job.id,
+            serde_json::json!({ "source": job.source, "options": job.options }),
+        )
+        .await?;
     let location = format!("/v1/scans/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -273,10 +281,14 @@ pub async fn cancel(
     Id(id): Id,
 ) -> ApiResult<Json<JobInfo>> {
     caller.allow(&state, "scans.cancel", scan(&id)).await?;
-    state
+    let job = state
         .jobs
         .cancel(&id)
         .await?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))
+        .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
+    caller
+        .host
+        .record_scan_job(false, &id, serde_json::json!({ "state": job.state }))
+        .await?;
+    Ok(Json(job))
 }
