@@ -358,4 +358,77 @@ mod tests {
             Unpacked { files: 1, bytes: 3 }
         );
     }
+
+    /// Mutated archives (flipped bytes, cut at every length, spliced headers) never panic,
+    /// never write outside the destination, and stay within the limits. A deterministic
+    /// cousin of `fuzz/fuzz_targets/archive.rs`, so CI runs it.
+    #[test]
+    fn mutated_archives_are_refused_or_stay_inside() {
+        let seeds = [
+            tar_gz(&[("src/a.py", b"x = 1\n"), ("dir/b.txt", b"hello")]),
+            {
+                use std::io::Write;
+                let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+                zip.start_file("ok/a.txt", zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                zip.write_all(b"abcdef").unwrap();
+                zip.finish().unwrap().into_inner()
+            },
+        ];
+        let limits = Limits {
+            max_entries: 16,
+            max_file_bytes: 4096,
+            max_total_bytes: 8192,
+        };
+        let outside = tempfile::tempdir().unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        for seed in &seeds {
+            for cut in (0..seed.len()).step_by(3) {
+                cases.push(seed[..cut].to_vec());
+            }
+            for _ in 0..400 {
+                let mut m = seed.clone();
+                for _ in 0..1 + next() % 8 {
+                    let at = (next() as usize) % m.len();
+                    m[at] = next() as u8;
+                }
+                cases.push(m);
+            }
+        }
+        for case in cases {
+            let root = tempfile::tempdir_in(outside.path()).unwrap();
+            let dest = root.path().join("t");
+            std::fs::create_dir(&dest).unwrap();
+            if let Ok(out) = unpack(&case, &dest, limits) {
+                assert!(out.files <= limits.max_entries && out.bytes <= limits.max_total_bytes);
+            }
+            // Nothing beside the destination, in it only regular files and directories.
+            let beside: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+            assert_eq!(beside.len(), 1, "an entry escaped the destination");
+            for entry in walk(&dest) {
+                let kind = std::fs::symlink_metadata(&entry).unwrap().file_type();
+                assert!(kind.is_file() || kind.is_dir(), "{}", entry.display());
+            }
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                out.extend(walk(&path));
+            }
+            out.push(path);
+        }
+        out
+    }
 }

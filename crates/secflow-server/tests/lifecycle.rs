@@ -43,6 +43,33 @@ async fn start(config: secflow_server::ServerConfig, home: tempfile::TempDir) ->
     }
 }
 
+/// A server with TLS from the PEM texts `cert` and `key` (written to `home`).
+async fn start_tls(home: tempfile::TempDir, cert: &str, key: &str) -> Running {
+    let (cert_path, key_path) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    let config = secflow_server::ServerConfig {
+        tls: Some((cert_path, key_path)),
+        ..Default::default()
+    };
+    start(config, home).await
+}
+
+/// A TLS client that trusts `cert` alone and offers `alpn`.
+fn client(cert: &rcgen::Certificate, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 /// Sends a raw HTTP/1.1 request and reads the whole response.
 async fn http1<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut stream: S,
@@ -58,31 +85,13 @@ async fn http1<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 async fn tls_serves_http1_and_h2_and_refuses_plain_http() {
     let home = tempfile::tempdir().unwrap();
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
-    let server = start(
-        secflow_server::ServerConfig {
-            tls: Some((cert, key)),
-            ..Default::default()
-        },
+    let server = start_tls(
         home,
+        &certified.cert.pem(),
+        &certified.signing_key.serialize_pem(),
     )
     .await;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).unwrap();
-    let connector = |alpn: &[&[u8]]| {
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let connector = |alpn: &[&[u8]]| client(&certified.cert, alpn);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
 
     // HTTP/1.1 over TLS.
@@ -108,19 +117,8 @@ async fn tls_serves_http1_and_h2_and_refuses_plain_http() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
 
     // A client that does not trust the certificate fails the handshake.
-    let stranger = {
-        let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(other.cert.der().clone()).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    };
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let stranger = client(&other.cert, &[]);
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     assert!(stranger.connect(name, tcp).await.is_err());
 
@@ -143,16 +141,10 @@ async fn tls_serves_http1_and_h2_and_refuses_plain_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_files_that_do_not_fit_are_named() {
-    let home = tempfile::tempdir().unwrap();
-    let (cert, key) = (home.path().join("cert.pem"), home.path().join("key.pem"));
-    std::fs::write(&cert, "not a certificate").unwrap();
-    std::fs::write(&key, "not a key").unwrap();
-    let server = start(
-        secflow_server::ServerConfig {
-            tls: Some((cert, key)),
-            ..Default::default()
-        },
-        home,
+    let server = start_tls(
+        tempfile::tempdir().unwrap(),
+        "not a certificate",
+        "not a key",
     )
     .await;
     let error = server.task.await.unwrap().unwrap_err();
