@@ -52,6 +52,37 @@ pub enum TrustChange {
     Import {
         file: PathBuf,
     },
+    /// Import a signed rotation or revocation list given as its text (an upload: signed
+    /// elsewhere, so the server never holds a revocation key).
+    ImportSigned {
+        text: String,
+    },
+}
+
+/// Imports a signed rotation or revocation list (`what` names it in errors).
+fn import_signed(
+    store: &mut TrustStore,
+    bytes: &[u8],
+    what: &str,
+) -> Result<(AuditAction, String)> {
+    let refused = |e: secflow_trust::TrustError| HostError::refused(e.to_string());
+    let signed: Signed = serde_json::from_slice(bytes)
+        .map_err(|e| HostError::invalid(format!("{what}: not a signed SecFlow document: {e}")))?;
+    Ok(
+        if signed.body.contains(secflow_trust::lists::ROTATION_TYPE) {
+            let id = store.rotate(&signed).map_err(refused)?;
+            (
+                AuditAction::TrustImport,
+                format!("Rotation imported: {id} replaces {}", signed.key_id),
+            )
+        } else {
+            let n = store.import_revocations(&signed).map_err(refused)?;
+            (
+                AuditAction::TrustImport,
+                format!("Imported {n} new revocation(s)"),
+            )
+        },
+    )
 }
 
 /// The verification of a package file.
@@ -162,25 +193,10 @@ impl Host {
                 let bytes = std::fs::read(&file).map_err(|e| {
                     HostError::invalid(format!("cannot read {}: {e}", file.display()))
                 })?;
-                let signed: Signed = serde_json::from_slice(&bytes).map_err(|e| {
-                    HostError::invalid(format!(
-                        "{}: not a signed SecFlow document: {e}",
-                        file.display()
-                    ))
-                })?;
-                if signed.body.contains(secflow_trust::lists::ROTATION_TYPE) {
-                    let id = store.rotate(&signed).map_err(refused)?;
-                    (
-                        AuditAction::TrustImport,
-                        format!("Rotation imported: {id} replaces {}", signed.key_id),
-                    )
-                } else {
-                    let n = store.import_revocations(&signed).map_err(refused)?;
-                    (
-                        AuditAction::TrustImport,
-                        format!("Imported {n} new revocation(s)"),
-                    )
-                }
+                import_signed(&mut store, &bytes, &file.display().to_string())?
+            }
+            TrustChange::ImportSigned { text } => {
+                import_signed(&mut store, text.as_bytes(), "the document")?
             }
         };
         self.save_trust_store(&store)?;

@@ -44,6 +44,7 @@ use utoipa::{Modify, OpenApi};
         routes::trust::list,
         routes::trust::add,
         routes::trust::remove,
+        routes::trust::import,
         routes::policy::check,
         routes::policy::explain,
     ),

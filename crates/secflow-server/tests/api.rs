@@ -232,6 +232,80 @@ async fn install_run_scan_metrics_audit_and_refusals() {
     let info: serde_json::Value = r.json().await.unwrap();
     assert_eq!(info["plugin"]["id"], "data-processor");
     assert_eq!(info["stats"]["executions"].as_u64(), Some(4), "{info}");
+    // A revocation signed elsewhere (the server holds no revocation key), imported over
+    // the API: the publisher's key is revoked and the next run refused.
+    let offline_home = tempfile::tempdir().unwrap();
+    let offline = secflow_host::Host::open(secflow_host::HostConfig {
+        state_dir: secflow_host::StateDir::resolve(Some(offline_home.path())),
+        actor: "offline".into(),
+    });
+    let revoker = offline.generate_key("revoker").unwrap();
+    offline
+        .change_trust(secflow_host::TrustChange::Add {
+            key: "revoker".into(),
+            role: secflow_host::types::Role::RevocationAuthority,
+            scopes: vec!["*".into()],
+        })
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{}/v1/trust/keys", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({
+            "public_key": serde_json::to_string(&revoker).unwrap(),
+            "role": "revocation",
+            "scopes": ["*"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let publisher = server.host.public_key("publisher").unwrap();
+    let list = offline_home.path().join("revoked.json");
+    offline
+        .change_trust(secflow_host::TrustChange::Revoke {
+            item: publisher.key_id.clone(),
+            sign_with: "revoker".into(),
+            // Every signature it ever made, not only those from now on.
+            from: Some(0),
+            reason: "key compromised".into(),
+            output: Some(list.clone()),
+        })
+        .await
+        .unwrap();
+    let signed: serde_json::Value = serde_json::from_slice(&std::fs::read(&list).unwrap()).unwrap();
+    // A viewer may not; a forged signature is refused; the real list is imported.
+    let import = |token: String, body: serde_json::Value| {
+        let (http, base) = (http.clone(), server.base.clone());
+        async move {
+            http.post(format!("{base}/v1/trust/lists"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(import(viewer.clone(), signed.clone()).await.status(), 403);
+    let mut forged = signed.clone();
+    forged["body"] = forged["body"]
+        .as_str()
+        .unwrap()
+        .replace("key compromised", "key compromisee")
+        .into();
+    let (status, body) = problem(import(admin.clone(), forged).await).await;
+    assert_eq!(status, 403, "{body}");
+    let r = import(admin.clone(), signed).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, body) = problem(run_once(admin.clone()).await).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no longer trusted"),
+        "{body}"
+    );
 
     // Bad requests: bad JSON, unknown fields, wrong content type, a traversal id.
     let run_url = format!("{}/v1/plugins/data-processor/run", server.base);
@@ -603,6 +677,7 @@ async fn authorization_matrix_of_every_route_and_role() {
         "tokens_revoke",
         "trust_add",
         "trust_remove",
+        "trust_import",
     ];
     let public = ["ops_livez", "ops_readyz", "ops_version", "ops_openapi"];
     let may = |role: &str, op: &str| -> bool {

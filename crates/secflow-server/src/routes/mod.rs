@@ -65,6 +65,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/trust", get(trust::list))
         .route("/v1/trust/keys", post(trust::add))
         .route("/v1/trust/keys/{id}", axum::routing::delete(trust::remove))
+        .route("/v1/trust/lists", post(trust::import).layer(json_limit))
         .route("/v1/policy", get(policy::check))
         .route("/v1/plugins/{id}/policy", get(policy::explain))
         .fallback(not_found)

@@ -1,4 +1,5 @@
-//! The trust store over the API: list it (read), trust or untrust a key (administrators).
+//! The trust store over the API: list it (read), trust or untrust a key, import a signed
+//! revocation list or key rotation (administrators).
 
 use super::{ApiBytes, Id};
 use crate::AppState;
@@ -108,6 +109,51 @@ pub async fn remove(
     let message = caller
         .host
         .change_trust(secflow_host::TrustChange::Remove { key: id })
+        .await?;
+    Ok(Json(TrustChanged { message }))
+}
+
+/// A signed revocation list or key rotation, as `secflow trust revoke --output FILE` or
+/// `secflow key rotate` writes it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedList {
+    /// The id of the signing key (a trusted revocation key, or the key being rotated).
+    #[schema(min_length = 1, max_length = 128)]
+    pub key_id: String,
+    /// The exact signed text.
+    #[schema(min_length = 1)]
+    pub body: String,
+    /// The signature over `body`.
+    #[schema(min_length = 1, max_length = 512)]
+    pub signature: String,
+}
+
+/// Imports a signed revocation list or key rotation (administrators). Signed elsewhere by a
+/// key the trust store trusts for it, so the server holds no revocation key; a revoked key
+/// or digest is refused from the next run on.
+#[utoipa::path(post, operation_id = "trust_import", path = "/v1/trust/lists", tag = "trust", security(("bearer" = [])),
+    request_body(content = SignedList, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Imported", body = TrustChanged),
+        (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
+        Denied,
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a signed list", body = Problem, content_type = "application/problem+json")))]
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<Json<TrustChanged>> {
+    caller.allow(&state, "trust.write", trust("*")).await?;
+    let request: SignedList = super::json_body(&headers, &body)?;
+    let text = serde_json::to_string(&request)
+        .map_err(|e| Problem::bad_request(format!("the document: {e}")))?;
+    let message = caller
+        .host
+        .change_trust(secflow_host::TrustChange::ImportSigned { text })
         .await?;
     Ok(Json(TrustChanged { message }))
 }
