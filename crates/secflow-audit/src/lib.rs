@@ -494,14 +494,10 @@ impl AuditLog {
         let (queue, mut incoming) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         let writer_conn = conn.clone();
         tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_GROUP {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            // Waits for one, then takes whatever else is queued, up to MAX_GROUP.
+            let mut batch = Vec::new();
+            while incoming.recv_many(&mut batch, MAX_GROUP).await > 0 {
+                let batch = std::mem::take(&mut batch);
                 let mut guard = writer_conn.lock().await;
                 let (conn, head) = &mut *guard;
                 commit_group(conn, head, batch).await;

@@ -8,6 +8,7 @@
 use crate::audit::plugin_ref;
 use crate::{Host, HostError, Remedy, Result};
 use secflow_audit::{Action as AuditAction, Event};
+use secflow_io::FileStamp;
 use secflow_manifest::Manifest;
 use secflow_registry::Registry;
 use secflow_registry::admission::{self, Question};
@@ -17,7 +18,7 @@ use secflow_registry::{InstalledPlugin, VersionRecord};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -415,21 +416,6 @@ const CLEARANCE_TTL: Duration = Duration::from_secs(10);
 
 /// Clearances kept at most (one per actor and plugin); all are dropped past it.
 const CLEARANCE_ENTRIES: usize = 1024;
-
-/// A file's identity and version as `stat` sees it; `None` when it does not exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FileStamp(Option<(u64, Option<SystemTime>, u64)>);
-
-impl FileStamp {
-    pub(crate) fn of(path: &std::path::Path) -> FileStamp {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp(
-            std::fs::metadata(path)
-                .ok()
-                .map(|m| (m.len(), m.modified().ok(), m.ino())),
-        )
-    }
-}
 
 /// The registry state a clearance was established from.
 type ClearedState = (InstalledPlugin, String, Grant);

@@ -34,6 +34,24 @@ impl Mode {
     }
 }
 
+/// A file's identity and version as `stat` sees it (size, modification time, inode), or
+/// `None` when it does not exist: what caches compare to notice that another process
+/// replaced or wrote the file. Modification times are coarse (a few milliseconds), so a
+/// cache also bounds how long it trusts an unchanged stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp(Option<(u64, Option<std::time::SystemTime>, u64)>);
+
+impl FileStamp {
+    pub fn of(path: &Path) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp(
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok(), m.ino())),
+        )
+    }
+}
+
 /// SHA-256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

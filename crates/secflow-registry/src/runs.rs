@@ -40,14 +40,10 @@ impl RunLog {
         let mut registry = Registry::open(dir).await?;
         let (queue, mut incoming) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
-            while let Some(first) = incoming.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_GROUP {
-                    match incoming.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            // Waits for one, then takes whatever else is queued, up to MAX_GROUP.
+            let mut batch = Vec::new();
+            while incoming.recv_many(&mut batch, MAX_GROUP).await > 0 {
+                let batch = std::mem::take(&mut batch);
                 let records: Vec<RunRecord<'_>> = batch
                     .iter()
                     .map(|p| RunRecord {

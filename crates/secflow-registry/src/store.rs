@@ -807,14 +807,15 @@ impl Registry {
         .fetch_optional(&mut self.conn)
         .await?
         .ok_or_else(|| RegistryError::NotInstalled(id.to_string()))?;
-        let plugin = plugin_from_row(&row)?;
+        let manifest: Manifest = parse_json(&row.get::<String, _>(11), "manifest")?;
+        let plugin = plugin_with_manifest(&row, &manifest)?;
         let record = VersionRecord {
             id: id.to_string(),
             version: plugin.version.clone(),
             digest: row.get(9),
             blob: row.get(13),
             kind: row.get(10),
-            manifest: parse_json(&row.get::<String, _>(11), "manifest")?,
+            manifest,
             signers: plugin.signers.clone(),
             installed_at: row.get(14),
             active: true,
@@ -931,7 +932,14 @@ FROM plugins p JOIN versions v ON v.plugin_id = p.id AND v.version = p.active_ve
 ORDER BY p.id";
 
 fn plugin_from_row(r: &SqliteRow) -> Result<InstalledPlugin, RegistryError> {
-    let manifest: Manifest = parse_json(&r.get::<String, _>(11), "manifest")?;
+    plugin_with_manifest(r, &parse_json(&r.get::<String, _>(11), "manifest")?)
+}
+
+/// An installed plugin from a row of the plugin query and its active version's manifest.
+fn plugin_with_manifest(
+    r: &SqliteRow,
+    manifest: &Manifest,
+) -> Result<InstalledPlugin, RegistryError> {
     Ok(InstalledPlugin {
         id: r.get(0),
         version: r.get(1),
@@ -944,10 +952,10 @@ fn plugin_from_row(r: &SqliteRow) -> Result<InstalledPlugin, RegistryError> {
         updated_at: r.get(8),
         digest: r.get(9),
         kind: r.get(10),
-        name: manifest.name,
-        description: manifest.description,
-        categories: manifest.categories,
-        tags: manifest.tags,
+        name: manifest.name.clone(),
+        description: manifest.description.clone(),
+        categories: manifest.categories.clone(),
+        tags: manifest.tags.clone(),
         signers: parse_json(&r.get::<String, _>(12), "signers")?,
     })
 }

@@ -125,7 +125,7 @@ struct RowCache {
     rows: std::collections::HashMap<String, (std::time::Instant, StoredRow)>,
 }
 
-type FilesStamp = [(u64, Option<SystemTime>); 2];
+type FilesStamp = [secflow_io::FileStamp; 2];
 
 /// How long a token row read from the database is trusted without reading it again.
 const ROW_TTL: Duration = Duration::from_secs(1);
@@ -319,14 +319,12 @@ impl TokenStore {
     /// The database file and its write-ahead log as `stat` sees them: any write by any
     /// process changes one of them.
     fn stamp(&self) -> FilesStamp {
-        let of = |path: &Path| {
-            std::fs::metadata(path)
-                .map(|m| (m.len(), m.modified().ok()))
-                .unwrap_or((0, None))
-        };
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
-        [of(&self.path), of(Path::new(&wal))]
+        [
+            secflow_io::FileStamp::of(&self.path),
+            secflow_io::FileStamp::of(Path::new(&wal)),
+        ]
     }
 
     /// Forgets every remembered row (after a change made here).
