@@ -20,6 +20,15 @@ pub struct ApiResource<'a> {
     pub id: &'a str,
 }
 
+/// What an API caller did to a scan job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanJobChange {
+    Submitted,
+    CancelAsked,
+    /// A finished job and its results removed.
+    Deleted,
+}
+
 impl Host {
     /// The directory of the API policies: `policy/api/` beside the admission policies.
     pub fn api_policy_dir(&self) -> std::path::PathBuf {
@@ -130,21 +139,21 @@ impl Host {
         Ok(decision)
     }
 
-    /// Records a scan job queued (`submitted`) or cancelled through the API, with the
-    /// job's id and what the caller asked for.
+    /// Records a change to a scan job made through the API, with the job's id and what
+    /// the caller asked for.
     pub async fn record_scan_job(
         &self,
-        submitted: bool,
+        change: ScanJobChange,
         job: &str,
         mut details: serde_json::Value,
     ) -> Result<()> {
         if let Some(map) = details.as_object_mut() {
             map.insert("job".into(), job.into());
         }
-        let (action, verb) = if submitted {
-            (Action::ScanSubmit, "queued")
-        } else {
-            (Action::ScanCancel, "cancel asked")
+        let (action, verb) = match change {
+            ScanJobChange::Submitted => (Action::ScanSubmit, "queued"),
+            ScanJobChange::CancelAsked => (Action::ScanCancel, "cancel asked"),
+            ScanJobChange::Deleted => (Action::ScanDelete, "deleted"),
         };
         let event = Event {
             details,

@@ -18,7 +18,7 @@ use secflow_registry::{InstalledPlugin, VersionRecord};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -194,6 +194,11 @@ impl Host {
     /// audit events of the checks.
     pub async fn clear(&self, id: &str) -> Result<Cleared> {
         if self.has_registry() {
+            // Taken before anything is read: a change after it shows in the next stamp.
+            let stamp = RegistryStamp::of(self.paths());
+            if let Some(cleared) = self.unchanged_clearance(id, &stamp)? {
+                return Ok(cleared);
+            }
             let mut events = Vec::new();
             let result = async {
                 // The connection goes back to the pool before the clearance (which may
@@ -210,7 +215,7 @@ impl Host {
                 };
                 // The policies only for an installed plugin: a bundled one runs without them.
                 let engine = self.policy()?;
-                self.clear_snapshot(&blobs, &engine, snapshot, &mut events)
+                self.clear_snapshot(&blobs, &engine, snapshot, stamp, &mut events)
                     .await
                     .map(Some)
             }
@@ -237,9 +242,50 @@ impl Host {
         events: &mut Vec<Event>,
     ) -> Result<Cleared> {
         // Plugin, active version and grant from one consistent read.
+        let stamp = RegistryStamp::of(self.paths());
         let snapshot = registry.snapshot(id).await?;
-        self.clear_snapshot(&registry.blobs(), engine, snapshot, events)
+        self.clear_snapshot(&registry.blobs(), engine, snapshot, stamp, events)
             .await
+    }
+
+    /// The cached clearance of `id` when the registry file has not changed since it was
+    /// read (and the trust store, the policies and the time bound still hold): no registry
+    /// read at all. Never waits: a clearance being made goes the long way.
+    fn unchanged_clearance(&self, id: &str, stamp: &RegistryStamp) -> Result<Option<Cleared>> {
+        let slot = self
+            .inner
+            .clearances
+            .slot(&ClearanceCache::key(self.actor(), id));
+        let Ok(cached) = slot.try_lock() else {
+            return Ok(None);
+        };
+        let Some(entry) = cached.as_ref() else {
+            return Ok(None);
+        };
+        if !entry.registry.settled() || entry.registry != *stamp {
+            return Ok(None);
+        }
+        let trust = FileStamp::of(&self.paths().trust_store());
+        let engine = self.policy()?;
+        let fresh = entry.at.elapsed() < CLEARANCE_TTL
+            && entry.trust == trust
+            && Arc::ptr_eq(&entry.policy, &engine);
+        if fresh {
+            self.inner
+                .clearances
+                .unread
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(fresh.then(|| entry.cleared.clone()))
+    }
+
+    /// How many runs this host cleared from its cache without reading the registry (the
+    /// registry file unchanged since the clearance was made). For tests and figures.
+    pub fn clearances_without_registry_read(&self) -> u64 {
+        self.inner
+            .clearances
+            .unread
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Clears an installed plugin from a snapshot of its registry state: from the cache
@@ -251,6 +297,7 @@ impl Host {
         blobs: &BlobStore,
         engine: &Arc<secflow_policy::PolicyEngine>,
         snapshot: (InstalledPlugin, VersionRecord, Grant),
+        registry: RegistryStamp,
         events: &mut Vec<Event>,
     ) -> Result<Cleared> {
         let trust = FileStamp::of(&self.paths().trust_store());
@@ -259,9 +306,11 @@ impl Host {
             .clearances
             .slot(&ClearanceCache::key(self.actor(), &snapshot.0.id));
         let mut cached = slot.lock().await;
-        if let Some(entry) = cached.as_ref()
+        if let Some(entry) = cached.as_mut()
             && entry.still_valid(&snapshot, &trust, engine)
         {
+            // The registry row is as it was: the new stamp stands for it from now on.
+            entry.registry = registry;
             return Ok(entry.cleared.clone());
         }
         *cached = None;
@@ -273,6 +322,7 @@ impl Host {
         let cleared = self.clear_checked(blobs, engine, snapshot, events).await?;
         *cached = Some(CachedClearance {
             at: Instant::now(),
+            registry,
             state,
             trust,
             policy: engine.clone(),
@@ -423,6 +473,8 @@ type ClearedState = (InstalledPlugin, String, Grant);
 #[derive(Debug)]
 struct CachedClearance {
     at: Instant,
+    /// The registry file as it was just before the state below was read.
+    registry: RegistryStamp,
     state: ClearedState,
     trust: FileStamp,
     policy: Arc<secflow_policy::PolicyEngine>,
@@ -454,6 +506,60 @@ impl CachedClearance {
     }
 }
 
+/// A registry file's stamp: size, modification time and inode of `registry.db` and its
+/// write-ahead log, where every commit goes (WAL mode is set on the file, for every
+/// process). Taken before the registry is read, it tells later runs whether anything was
+/// committed since, without a query: run statistics live in `runs.db`, so the registry
+/// file changes only when someone changes a plugin. File times are coarse (a clock tick,
+/// a second on some file systems): two commits within one tick can leave the same size and
+/// time, so a stamp stands for the state only once its newest time is [`SETTLE`] older
+/// than the moment it was taken; until then, runs read the registry (as before).
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryStamp {
+    files: [Option<(u64, SystemTime, u64)>; 2],
+    taken: SystemTime,
+}
+
+/// How old a registry file's time must be before its stamp stands for its content.
+const SETTLE: Duration = Duration::from_secs(2);
+
+impl RegistryStamp {
+    pub(crate) fn of(paths: &crate::StateDir) -> RegistryStamp {
+        use std::os::unix::fs::MetadataExt;
+        let taken = SystemTime::now();
+        let db = paths.registry_db();
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let stat = |path: &std::path::Path| {
+            std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())))
+        };
+        RegistryStamp {
+            files: [stat(&db), stat(std::path::Path::new(&wal))],
+            taken,
+        }
+    }
+
+    /// Whether no commit can hide behind this stamp: the files exist and none was
+    /// modified within [`SETTLE`] before it was taken.
+    fn settled(&self) -> bool {
+        self.files[0].is_some()
+            && self.files.iter().flatten().all(|(_, modified, _)| {
+                modified
+                    .checked_add(SETTLE)
+                    .is_some_and(|settled| settled < self.taken)
+            })
+    }
+}
+
+/// The same files (whenever the stamps were taken).
+impl PartialEq for RegistryStamp {
+    fn eq(&self, other: &RegistryStamp) -> bool {
+        self.files == other.files
+    }
+}
+
 /// One clearance slot: the clearance of one actor and plugin, or none yet.
 type Slot = Arc<tokio::sync::Mutex<Option<CachedClearance>>>;
 
@@ -470,6 +576,8 @@ pub(crate) struct ClearanceCache {
     slots: Mutex<HashMap<String, Slot>>,
     /// Bundled plugins loaded without extra mounts, by digest (they never change).
     pub(crate) bundled: tokio::sync::Mutex<HashMap<String, Arc<secflow_runtime::Plugin>>>,
+    /// Clearances served without a registry read.
+    unread: std::sync::atomic::AtomicU64,
 }
 
 impl ClearanceCache {

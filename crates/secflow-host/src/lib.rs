@@ -33,7 +33,7 @@ pub use admission::{
     AdmitOutcome, Admitted, Answer, ApprovalRequest, Approver, InstallMode, InstallRequest,
     Package, Purpose,
 };
-pub use api::{ApiResource, Identity, NewToken, Refusal, TokenInfo};
+pub use api::{ApiResource, Identity, NewToken, Refusal, ScanJobChange, TokenInfo};
 pub use audit::{Integrity, LastEvent, Summary as AuditSummary};
 pub use bundled::{BundledPlugin, bundled, bundled_plugin};
 pub use call::{CallRequest, build_call};
@@ -244,6 +244,25 @@ impl Host {
                     })
             })
             .await
+    }
+
+    /// Commits the statistics of the runs made through this host so far (a clean run's are
+    /// queued, not waited for). Readers of statistics call it first; a front end calls it
+    /// before it exits.
+    pub async fn flush(&self) -> Result<()> {
+        if let Some(runs) = self.inner.runs.get() {
+            runs.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// [`Host::flush`] for synchronous front ends, before they exit: a no-op (no runtime
+    /// started) when no run was made.
+    pub fn flush_blocking(&self) -> Result<()> {
+        match self.inner.runs.initialized() {
+            true => self.block_on(self.flush()),
+            false => Ok(()),
+        }
     }
 
     /// Whether anything was ever installed (a registry exists).

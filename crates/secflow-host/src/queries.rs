@@ -107,6 +107,7 @@ impl Host {
 
     /// One installed plugin in full.
     pub async fn info(&self, id: &str) -> Result<PluginInfo> {
+        self.flush().await?;
         let mut registry = self.registry().await?;
         let (plugin, record, grant) = registry.snapshot(id).await?;
         let versions = registry.versions(id).await?;

@@ -33,7 +33,7 @@ const BUILTIN_POLICIES_NAME: &str = "<built-in>/api.cedar";
 pub const ROLES: [&str; 4] = ["viewer", "publisher", "operator", "admin"];
 
 /// Every route action of the API, as named in the schema.
-pub const API_ACTIONS: [&str; 23] = [
+pub const API_ACTIONS: [&str; 24] = [
     "plugins.list",
     "plugins.get",
     "plugins.permissions",
@@ -53,6 +53,7 @@ pub const API_ACTIONS: [&str; 23] = [
     "plugins.run",
     "scans.create",
     "scans.cancel",
+    "scans.delete",
     "policy.check",
     "trust.write",
     "audit.checkpoint",

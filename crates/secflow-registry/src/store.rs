@@ -41,24 +41,6 @@ CREATE TABLE IF NOT EXISTS grants (
     body TEXT NOT NULL,
     PRIMARY KEY (plugin_id, version)
 );
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY,
-    plugin_id TEXT NOT NULL,
-    version TEXT NOT NULL,
-    time TEXT NOT NULL,
-    duration_us INTEGER NOT NULL,
-    outcome TEXT NOT NULL,
-    violation INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_plugin ON runs(plugin_id, seq);
-CREATE TABLE IF NOT EXISTS run_totals (
-    plugin_id TEXT PRIMARY KEY NOT NULL,
-    executions INTEGER NOT NULL,
-    errors INTEGER NOT NULL,
-    violations INTEGER NOT NULL,
-    last_run TEXT NOT NULL,
-    last_outcome TEXT NOT NULL
-);
 
 CREATE TABLE IF NOT EXISTS health (
     plugin_id TEXT PRIMARY KEY NOT NULL,
@@ -69,15 +51,48 @@ CREATE TABLE IF NOT EXISTS health (
 );
 ";
 
-/// Registries written before the totals: count what the runs table holds. Run once, when
-/// the totals table is made (a write at every open would queue behind the run writer).
+/// Run statistics, in their own database file (`runs.db`, attached as `runlog`): they
+/// change with every run, the registry file only when an operator changes something, so a
+/// run can tell from the registry file's stamp that its clearance still holds.
+const RUNLOG_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runlog.runs (
+    seq INTEGER PRIMARY KEY,
+    plugin_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    time TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    violation INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runlog.runs_plugin ON runs(plugin_id, seq);
+CREATE TABLE IF NOT EXISTS runlog.run_totals (
+    plugin_id TEXT PRIMARY KEY NOT NULL,
+    executions INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    violations INTEGER NOT NULL,
+    last_run TEXT NOT NULL,
+    last_outcome TEXT NOT NULL
+);
+";
+
+/// Registries written before `runs.db` kept the runs (and, later, their totals) in
+/// `registry.db`: moved once, with totals counted from the runs where there were none.
+const MOVE_RUNS: &str = "
+INSERT INTO runlog.runs (plugin_id, version, time, duration_us, outcome, violation)
+SELECT plugin_id, version, time, duration_us, outcome, violation FROM main.runs ORDER BY seq;
+DROP TABLE main.runs;
+";
+const MOVE_TOTALS: &str = "
+INSERT OR REPLACE INTO runlog.run_totals SELECT * FROM main.run_totals;
+DROP TABLE main.run_totals;
+";
 const COUNT_OLD_RUNS: &str = "
-INSERT INTO run_totals (plugin_id, executions, errors, violations, last_run, last_outcome)
+INSERT OR REPLACE INTO runlog.run_totals
+    (plugin_id, executions, errors, violations, last_run, last_outcome)
 SELECT r.plugin_id, COUNT(*), SUM(r.outcome <> 'ok'), SUM(r.violation),
-       (SELECT x.time FROM runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1),
-       (SELECT x.outcome FROM runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1)
-FROM runs r WHERE r.plugin_id NOT IN (SELECT plugin_id FROM run_totals)
-GROUP BY r.plugin_id";
+       (SELECT x.time FROM main.runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1),
+       (SELECT x.outcome FROM main.runs x WHERE x.plugin_id = r.plugin_id ORDER BY x.seq DESC LIMIT 1)
+FROM main.runs r GROUP BY r.plugin_id";
 
 /// Runs kept for the average and p95 (the most recent).
 const STATS_WINDOW: i64 = 10_000;
@@ -287,15 +302,18 @@ impl Registry {
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(60));
         let mut conn = SqliteConnection::connect_with(&options).await?;
-        let has_totals: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run_totals'",
-        )
-        .fetch_optional(&mut conn)
-        .await?;
         sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
-        if has_totals.is_none() {
-            sqlx::raw_sql(COUNT_OLD_RUNS).execute(&mut conn).await?;
-        }
+        sqlx::query("ATTACH DATABASE ? AS runlog")
+            .bind(dir.join("runs.db").to_string_lossy().into_owned())
+            .execute(&mut conn)
+            .await?;
+        // Statistics need no fsync per commit: WAL keeps the file consistent through a
+        // crash, a power cut can lose the last commits. The registry itself stays FULL.
+        sqlx::raw_sql("PRAGMA runlog.journal_mode = WAL; PRAGMA runlog.synchronous = NORMAL;")
+            .execute(&mut conn)
+            .await?;
+        sqlx::raw_sql(RUNLOG_SCHEMA).execute(&mut conn).await?;
+        move_old_runs(&mut conn).await?;
         Ok(Registry {
             conn,
             blobs: BlobStore::new(dir.join("blobs")),
@@ -581,7 +599,13 @@ impl Registry {
             return Ok(Vec::new());
         }
         let time = now();
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        // A violation writes the registry (the plugin's count): its write lock first, so the
+        // read of the count cannot go stale. Clean runs write only `runs.db`.
+        let mut tx = if runs.iter().any(|r| r.violation) {
+            self.conn.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.conn.begin().await?
+        };
         // 6 parameters a row; SQLite allows 32,766 in a statement.
         for chunk in runs.chunks(1000) {
             let mut insert = sqlx::QueryBuilder::new(
@@ -1034,4 +1058,33 @@ pub fn package_in(blobs: &BlobStore, record: &VersionRecord) -> Result<Vec<u8>, 
         });
     }
     Ok(bytes)
+}
+
+/// Moves the runs of a registry written before `runs.db` (once; under the write lock, so
+/// two processes opening it at once move them once).
+async fn move_old_runs(conn: &mut SqliteConnection) -> Result<(), RegistryError> {
+    async fn old_tables(conn: &mut SqliteConnection) -> Result<Vec<String>, RegistryError> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM main.sqlite_master
+             WHERE type = 'table' AND name IN ('runs', 'run_totals')",
+        )
+        .fetch_all(&mut *conn)
+        .await?)
+    }
+    if old_tables(conn).await?.is_empty() {
+        return Ok(());
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let old = old_tables(&mut tx).await?;
+    let has = |name: &str| old.iter().any(|t| t == name);
+    if has("run_totals") {
+        sqlx::raw_sql(MOVE_TOTALS).execute(&mut *tx).await?;
+    } else if has("runs") {
+        sqlx::raw_sql(COUNT_OLD_RUNS).execute(&mut *tx).await?;
+    }
+    if has("runs") {
+        sqlx::raw_sql(MOVE_RUNS).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

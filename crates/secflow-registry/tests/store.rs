@@ -249,7 +249,7 @@ async fn runs_are_totalled_and_their_window_trimmed() {
     assert_eq!(stats.violations, 1);
     assert_eq!(stats.avg_ms, Some(1.0));
     // The window of single runs stays bounded: at most 10,000 + 1,000 rows.
-    let db = dir.path().join("registry.db");
+    let db = dir.path().join("runs.db");
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
         "sqlite://{}",
         db.display()
@@ -263,41 +263,101 @@ async fn runs_are_totalled_and_their_window_trimmed() {
     assert!((10_000..=11_000).contains(&rows), "{rows} rows kept");
 }
 
-#[tokio::test]
-async fn a_registry_from_before_the_totals_counts_its_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut reg = Registry::open(dir.path()).await.unwrap();
-    for outcome in ["ok", "ok", "timeout"] {
-        reg.record_run(&RunRecord {
-            plugin_id: "old",
-            version: "1.0.0",
-            duration_us: 10,
-            outcome,
-            violation: outcome != "ok",
-        })
-        .await
-        .unwrap();
-    }
-    drop(reg);
-    let db = dir.path().join("registry.db");
+/// A `registry.db` as SecFlow wrote it before `runs.db`: runs (and totals, if `totals`)
+/// in the registry file.
+async fn old_registry(dir: &std::path::Path, totals: bool) {
+    let db = dir.join("registry.db");
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
-        "sqlite://{}",
+        "sqlite://{}?mode=rwc",
         db.display()
     ))
     .await
     .unwrap();
-    sqlx::raw_sql("DROP TABLE run_totals")
+    sqlx::raw_sql(
+        "CREATE TABLE runs (seq INTEGER PRIMARY KEY, plugin_id TEXT NOT NULL,
+             version TEXT NOT NULL, time TEXT NOT NULL, duration_us INTEGER NOT NULL,
+             outcome TEXT NOT NULL, violation INTEGER NOT NULL);
+         INSERT INTO runs (plugin_id, version, time, duration_us, outcome, violation) VALUES
+             ('old', '1.0.0', '2026-01-01T00:00:00Z', 10, 'ok', 0),
+             ('old', '1.0.0', '2026-01-01T00:00:01Z', 10, 'ok', 0),
+             ('old', '1.0.0', '2026-01-01T00:00:02Z', 10, 'timeout', 1);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    if totals {
+        // Totals that count more than the window holds (trimmed runs).
+        sqlx::raw_sql(
+            "CREATE TABLE run_totals (plugin_id TEXT PRIMARY KEY NOT NULL,
+                 executions INTEGER NOT NULL, errors INTEGER NOT NULL,
+                 violations INTEGER NOT NULL, last_run TEXT NOT NULL, last_outcome TEXT NOT NULL);
+             INSERT INTO run_totals VALUES ('old', 5000, 40, 1, '2026-01-01T00:00:02Z', 'timeout');",
+        )
         .execute(&mut conn)
         .await
         .unwrap();
-    drop(conn);
+    }
+}
+
+#[tokio::test]
+async fn runs_of_an_older_registry_move_to_their_own_file_once() {
+    for (totals, expected) in [(false, (3, 1, 1)), (true, (5000, 40, 1))] {
+        let dir = tempfile::tempdir().unwrap();
+        old_registry(dir.path(), totals).await;
+        let mut reg = Registry::open(dir.path()).await.unwrap();
+        let stats = reg.stats("old").await.unwrap();
+        assert_eq!((stats.executions, stats.errors, stats.violations), expected);
+        assert_eq!(stats.last_outcome.as_deref(), Some("timeout"));
+        assert_eq!(stats.avg_ms, Some(0.01));
+        drop(reg);
+        // Opened again: nothing moved twice.
+        let mut reg = Registry::open(dir.path()).await.unwrap();
+        assert_eq!(reg.stats("old").await.unwrap().executions, expected.0);
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("registry.db").display()
+        ))
+        .await
+        .unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('runs', 'run_totals')",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "the old tables are dropped from registry.db");
+    }
+}
+
+#[tokio::test]
+async fn clean_runs_leave_the_registry_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
     let mut reg = Registry::open(dir.path()).await.unwrap();
-    let stats = reg.stats("old").await.unwrap();
-    assert_eq!(
-        (stats.executions, stats.errors, stats.violations),
-        (3, 1, 1)
-    );
-    assert_eq!(stats.last_outcome.as_deref(), Some("timeout"));
+    put(
+        &mut reg,
+        &manifest("p", "1.0.0", ""),
+        b"x",
+        InstallMode::Install,
+        None,
+    )
+    .await
+    .unwrap();
+    let stamp = |name: &str| secflow_io::FileStamp::of(&dir.path().join(name));
+    let before = (stamp("registry.db"), stamp("registry.db-wal"));
+    let run = |violation| RunRecord {
+        plugin_id: "p",
+        version: "1.0.0",
+        duration_us: 10,
+        outcome: if violation { "timeout" } else { "ok" },
+        violation,
+    };
+    let clean: Vec<_> = (0..100).map(|_| run(false)).collect();
+    reg.record_runs(&clean).await.unwrap();
+    assert_eq!((stamp("registry.db"), stamp("registry.db-wal")), before);
+    // A violation is registry state (the plugin's count).
+    assert_eq!(reg.record_run(&run(true)).await.unwrap(), 1);
+    assert_ne!((stamp("registry.db"), stamp("registry.db-wal")), before);
+    assert_eq!(reg.stats("p").await.unwrap().executions, 101);
 }
 
 #[tokio::test]

@@ -375,6 +375,46 @@ impl Jobs {
         self.get(id).await
     }
 
+    /// Deletes a job that has ended (done, failed or cancelled) with its results. `Ok(None)`
+    /// when there is no such job; a queued or running job is a 409 (cancel it first: a
+    /// running scan's worker still writes to the job).
+    pub async fn delete(&self, id: &str) -> Result<Option<JobInfo>, Problem> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let deleted =
+            sqlx::query("DELETE FROM jobs WHERE id = ? AND state NOT IN ('queued', 'running')")
+                .bind(id)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(internal)?
+                .rows_affected();
+        if deleted == 0 {
+            // Still active (or deleted by another request since it was read).
+            let Some(job) = self.get(id).await? else {
+                return Ok(None);
+            };
+            return Err(Problem::new(
+                axum::http::StatusCode::CONFLICT,
+                "not-finished",
+                "Not finished",
+                format!(
+                    "scan job {id} is {}; cancel it first (POST /v1/scans/{id}/cancel), then delete it once it has ended",
+                    job.state
+                ),
+            )
+            .with("state", &job.state));
+        }
+        // The row is gone, so the job is; its files go with it (a failure here leaves only
+        // unreachable files behind, named in the log).
+        match tokio::fs::remove_dir_all(self.job_dir(id)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(job = id, error = %e, "cannot remove a deleted job's files"),
+        }
+        Ok(Some(job))
+    }
+
     /// Starts `n` workers.
     pub fn start_workers(&self, n: usize) -> Workers {
         Workers(
@@ -582,4 +622,65 @@ fn now() -> String {
 fn internal(e: impl std::fmt::Display) -> Problem {
     tracing::error!(error = %e, "scan job store");
     Problem::internal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of_one_file() -> bytes::Bytes {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "app.py", &b"x = 1"[..])
+            .unwrap();
+        builder.into_inner().unwrap().into()
+    }
+
+    /// A job is deleted only once it has ended, and then with its files: a queued one is a
+    /// 409 until cancelled; afterwards the job is gone from the queue and the disk.
+    #[tokio::test]
+    async fn only_an_ended_job_is_deleted_and_its_files_go_with_it() {
+        let home = tempfile::tempdir().unwrap();
+        let host = Host::open(secflow_host::HostConfig {
+            state_dir: secflow_host::StateDir::resolve(Some(home.path())),
+            actor: "test".into(),
+        });
+        // No workers: the job stays queued.
+        let jobs = Jobs::open(host, &crate::ServerConfig::default(), Metrics::new())
+            .await
+            .unwrap();
+        let job = jobs
+            .submit(
+                "test",
+                Target::Upload(tar_of_one_file()),
+                ScanJobOptions::default(),
+            )
+            .await
+            .unwrap();
+        let dir = jobs.job_dir(&job.id);
+        assert!(dir.join("target/app.py").is_file());
+
+        let refused = jobs.delete(&job.id).await.unwrap_err();
+        assert_eq!(refused.status, 409);
+        assert!(
+            refused.detail.contains("cancel it first"),
+            "{}",
+            refused.detail
+        );
+        assert_eq!(jobs.get(&job.id).await.unwrap().unwrap().state, "queued");
+        assert!(dir.is_dir(), "a refused delete leaves the job's files");
+
+        let cancelled = jobs.cancel(&job.id).await.unwrap().unwrap();
+        assert_eq!(cancelled.state, "cancelled");
+        let deleted = jobs.delete(&job.id).await.unwrap().unwrap();
+        assert_eq!(deleted.state, "cancelled");
+        assert!(jobs.get(&job.id).await.unwrap().is_none());
+        assert!(!dir.exists(), "the job's files are removed");
+        assert!(jobs.delete(&job.id).await.unwrap().is_none(), "gone: 404");
+        assert!(jobs.list(100, 0).await.unwrap().is_empty());
+    }
 }

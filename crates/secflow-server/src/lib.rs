@@ -368,6 +368,10 @@ pub async fn serve(
         );
     }
     state.jobs.stop(workers).await;
+    // The statistics of the last clean runs, queued rather than waited for.
+    if let Err(e) = state.host.flush().await {
+        tracing::warn!(error = %e, "run statistics not recorded at shutdown");
+    }
     Ok(())
 }
 

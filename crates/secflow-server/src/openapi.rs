@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         routes::scans::list,
         routes::scans::get,
         routes::scans::cancel,
+        routes::scans::delete,
         routes::scans::report,
         routes::audit::events,
         routes::audit::follow,

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::Server;
-use secflow_host::Host;
-use std::path::{Path, PathBuf};
+use common::{Server, demo_tar_gz, signed_data_processor};
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn client() -> reqwest::Client {
@@ -14,44 +13,6 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap()
-}
-
-/// The data-processor plugin packed and signed by a key the host trusts.
-fn signed_data_processor(host: &Host, dir: &Path) -> Vec<u8> {
-    let a = secflow_plugin_artifacts::DATA_PROCESSOR;
-    let plugin = dir.join("dp");
-    std::fs::create_dir_all(&plugin).unwrap();
-    std::fs::copy(
-        Path::new(a.dir).join("plugin.toml"),
-        plugin.join("plugin.toml"),
-    )
-    .unwrap();
-    std::fs::copy(a.component, plugin.join("plugin.wasm")).unwrap();
-    let package = dir.join("dp.sfpkg");
-    std::fs::write(&package, secflow_package::pack_dir(&plugin).unwrap()).unwrap();
-    host.generate_key("publisher").unwrap();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(|| {
-        runtime
-            .block_on(host.change_trust(secflow_host::TrustChange::Add {
-                key: "publisher".into(),
-                role: secflow_host::types::Role::Publisher,
-                scopes: vec!["*".into()],
-            }))
-            .unwrap()
-    });
-    host.sign_package(&package, "publisher", None).unwrap();
-    std::fs::read(&package).unwrap()
-}
-
-fn demo_tar_gz() -> Vec<u8> {
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/vulnerable-shop");
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::fast(),
-    ));
-    builder.append_dir_all(".", &demo).unwrap();
-    builder.into_inner().unwrap().finish().unwrap()
 }
 
 async fn problem(response: reqwest::Response) -> (u16, serde_json::Value) {
@@ -409,6 +370,45 @@ async fn install_run_scan_metrics_audit_and_refusals() {
     let sarif: serde_json::Value = r.json().await.unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     assert!(sarif["runs"][0]["results"].as_array().unwrap().len() > 20);
+    // Cancelling a finished job changes nothing; deleting it removes the job and its
+    // reports (a viewer may not); afterwards it is a 404 everywhere.
+    let r = http
+        .post(format!("{}/v1/scans/{id}/cancel", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["state"],
+        "done"
+    );
+    let r = http
+        .delete(format!("{}/v1/scans/{id}", server.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 403);
+    let r = http
+        .delete(format!("{}/v1/scans/{id}", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in [
+        format!("/v1/scans/{id}"),
+        format!("/v1/scans/{id}/report?format=sarif"),
+    ] {
+        let r = http
+            .get(format!("{}{path}", server.base))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(problem(r).await.0, 404, "{path}");
+    }
 
     // A hostile archive is refused, naming the entry.
     let mut header = tar::Header::new_gnu();
@@ -544,6 +544,13 @@ async fn install_run_scan_metrics_audit_and_refusals() {
         submitted["actor"].as_str().unwrap().starts_with("api:"),
         "{submitted}"
     );
+    for (action, state) in [("scan.cancel", "done"), ("scan.delete", "done")] {
+        let event = events
+            .iter()
+            .find(|e| e["action"] == action && e["details"]["job"] == id.as_str())
+            .unwrap_or_else(|| panic!("{action} is audited"));
+        assert_eq!(event["details"]["state"], state, "{event}");
+    }
     // Several runs of one plugin: each run is an invoke event naming the policies that
     // cleared it; the clearance (its decision) and the load are recorded when made.
     let invokes: Vec<_> = events
@@ -667,6 +674,7 @@ async fn authorization_matrix_of_every_route_and_role() {
         "plugins_run",
         "scans_submit",
         "scans_cancel",
+        "scans_delete",
         "audit_verify",
         "policy_explain",
     ];

@@ -31,6 +31,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         actor: actor(),
     });
     let host = &host;
+    let exit = command(host, cli);
+    // A clean run's statistics are queued, not waited for: committed before the CLI exits.
+    if let Err(e) = host.flush_blocking() {
+        eprintln!("warning: {}", secflow_term::escape(&e.to_string()));
+    }
+    exit
+}
+
+fn command(host: &Host, cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Scan(args) => scan::run(host, *args),
         Command::Run(args) => run::run(host, args),

@@ -51,7 +51,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/v1/scans",
             get(scans::list).post(scans::submit).layer(upload_limit),
         )
-        .route("/v1/scans/{id}", get(scans::get).delete(scans::cancel))
+        .route("/v1/scans/{id}", get(scans::get).delete(scans::delete))
+        .route("/v1/scans/{id}/cancel", post(scans::cancel))
         .route("/v1/scans/{id}/report", get(scans::report))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/events/stream", get(audit::follow))

@@ -68,7 +68,8 @@ fn list_of(text: &Option<String>) -> Vec<String> {
         (status = 202, description = "Queued; poll the job", body = JobInfo, links(
             ("GetScan" = (operation_id = "scans_get", parameters(("id" = "$response.body#/id")))),
             ("GetReport" = (operation_id = "scans_report", parameters(("id" = "$response.body#/id")))),
-            ("CancelScan" = (operation_id = "scans_cancel", parameters(("id" = "$response.body#/id")))))),
+            ("CancelScan" = (operation_id = "scans_cancel", parameters(("id" = "$response.body#/id")))),
+            ("DeleteScan" = (operation_id = "scans_delete", parameters(("id" = "$response.body#/id")))))),
         (status = 400, description = "Bad request", body = Problem, content_type = "application/problem+json"),
         Denied,
         (status = 403, description = "Refused by the API policies, or a path outside the allowed roots", body = Problem, content_type = "application/problem+json"),
@@ -132,7 +133,7 @@ pub async fn submit(
     caller
         .host
         .record_scan_job(
-            true,
+            secflow_host::ScanJobChange::Submitted,
             &job.id,
             serde_json::json!({ "source": job.source, "options": job.options }),
         )
@@ -267,8 +268,9 @@ pub async fn report(
     Ok(response)
 }
 
-/// Cancels a queued or running job.
-#[utoipa::path(delete, operation_id = "scans_cancel", path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
+/// Cancels a queued or running job (a job that has ended stays as it is). The job stays
+/// listed, as `cancelled`, until it is deleted.
+#[utoipa::path(post, operation_id = "scans_cancel", path = "/v1/scans/{id}/cancel", tag = "scans", security(("bearer" = [])),
     params(("id" = String, Path, description = "Scan job id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
     responses(
         (status = 200, description = "The job after the cancel", body = JobInfo),
@@ -288,7 +290,42 @@ pub async fn cancel(
         .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
     caller
         .host
-        .record_scan_job(false, &id, serde_json::json!({ "state": job.state }))
+        .record_scan_job(
+            secflow_host::ScanJobChange::CancelAsked,
+            &id,
+            serde_json::json!({ "state": job.state }),
+        )
+        .await?;
+    Ok(Json(job))
+}
+
+/// Deletes a job that has ended (done, failed or cancelled) and its results and reports.
+#[utoipa::path(delete, operation_id = "scans_delete", path = "/v1/scans/{id}", tag = "scans", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Scan job id", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$")),
+    responses(
+        (status = 200, description = "The job as it was when deleted", body = JobInfo),
+        (status = 400, description = "Not an id", body = Problem, content_type = "application/problem+json"),
+        Denied,
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is queued or running: cancel it first", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> ApiResult<Json<JobInfo>> {
+    caller.allow(&state, "scans.delete", scan(&id)).await?;
+    let job = state
+        .jobs
+        .delete(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
+    caller
+        .host
+        .record_scan_job(
+            secflow_host::ScanJobChange::Deleted,
+            &id,
+            serde_json::json!({ "state": job.state }),
+        )
         .await?;
     Ok(Json(job))
 }

@@ -1,6 +1,7 @@
 //! A real server on 127.0.0.1 (random port) over a fresh state directory, for the tests.
 
 use secflow_host::{Host, HostConfig, StateDir};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct Server {
@@ -57,4 +58,45 @@ impl Server {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap();
     }
+}
+
+/// The data-processor plugin packed and signed by a key the host trusts.
+#[allow(dead_code)] // not every test binary installs a plugin
+pub fn signed_data_processor(host: &Host, dir: &Path) -> Vec<u8> {
+    let a = secflow_plugin_artifacts::DATA_PROCESSOR;
+    let plugin = dir.join("dp");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(
+        Path::new(a.dir).join("plugin.toml"),
+        plugin.join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(a.component, plugin.join("plugin.wasm")).unwrap();
+    let package = dir.join("dp.sfpkg");
+    std::fs::write(&package, secflow_package::pack_dir(&plugin).unwrap()).unwrap();
+    host.generate_key("publisher").unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        runtime
+            .block_on(host.change_trust(secflow_host::TrustChange::Add {
+                key: "publisher".into(),
+                role: secflow_host::types::Role::Publisher,
+                scopes: vec!["*".into()],
+            }))
+            .unwrap()
+    });
+    host.sign_package(&package, "publisher", None).unwrap();
+    std::fs::read(&package).unwrap()
+}
+
+#[allow(dead_code)]
+/// The demo project (`examples/vulnerable-shop`) as a .tar.gz, the way a client uploads a target.
+pub fn demo_tar_gz() -> Vec<u8> {
+    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/vulnerable-shop");
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    builder.append_dir_all(".", &demo).unwrap();
+    builder.into_inner().unwrap().finish().unwrap()
 }
