@@ -2,7 +2,8 @@
 //! (a signed, installed no-op plugin: the whole path of a run request, token and policy
 //! checks, clearance, the sandboxed call, statistics and audit), and, in the same process
 //! and run, the same load against a bare axum hello route as the baseline. Prints a table:
-//! requests/s, p50/p99 latency, errors, and the process's RSS at start, end and peak.
+//! requests/s, p50/p99 latency, errors, and the process's RSS at start, end and peak, then
+//! the RSS over the run (sampled every second) to show whether it stays flat.
 //!
 //! `cargo bench -p secflow-server --bench load` (64 connections, 30 s each; set
 //! `SECFLOW_LOAD_SECONDS` and `SECFLOW_LOAD_CONNECTIONS` to change them).
@@ -80,6 +81,13 @@ struct Outcome {
     rss_start: u64,
     rss_end: u64,
     rss_peak: u64,
+    /// RSS (KiB) sampled every second of the run.
+    rss_series: Vec<u64>,
+}
+
+/// Latencies in microseconds, 1 µs to 60 s, three significant digits.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
 }
 
 /// `connections` clients, each on its own connection, for `seconds`.
@@ -97,10 +105,18 @@ async fn load(
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
         tokio::spawn(async move {
+            let mut series = Vec::new();
+            let mut tick = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(), Ordering::Relaxed);
+                let rss = rss_kib();
+                peak.fetch_max(rss, Ordering::Relaxed);
+                if tick.is_multiple_of(4) {
+                    series.push(rss);
+                }
+                tick += 1;
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            series
         })
     };
     let started = Instant::now();
@@ -118,7 +134,9 @@ async fn load(
                 .pool_max_idle_per_host(1)
                 .build()
                 .unwrap();
-            let mut latencies = Vec::with_capacity(1 << 16);
+            // A fixed-size histogram, not a growing list: the bench's own memory must not
+            // show as the server's RSS growing over the run.
+            let mut latencies = latency_histogram();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let mut request = match &body {
@@ -139,27 +157,22 @@ async fn load(
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                latencies.push(t.elapsed().as_micros() as u64);
+                latencies.saturating_record(t.elapsed().as_micros() as u64);
             }
             latencies
         }));
     }
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
+    let mut all = latency_histogram();
     for t in tasks {
-        all.extend(t.await.unwrap());
+        all.add(t.await.unwrap()).unwrap();
     }
     let seconds = started.elapsed().as_secs_f64();
-    sampler.await.unwrap();
-    all.sort_unstable();
-    let pick = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let rss_series = sampler.await.unwrap();
+    let pick = |q: f64| all.value_at_quantile(q);
     Outcome {
-        requests: all.len() as u64,
+        requests: all.len(),
         errors: errors.load(Ordering::Relaxed),
         seconds,
         p50_us: pick(0.50),
@@ -167,6 +180,7 @@ async fn load(
         rss_start,
         rss_end: rss_kib(),
         rss_peak: peak.load(Ordering::Relaxed),
+        rss_series,
     }
 }
 
@@ -228,6 +242,27 @@ fn main() {
                 o.rss_peak / 1024
             );
         }
+        // Flat means: what the first half of the run grew to, the second half kept.
+        let series = &secflow.rss_series;
+        let half = series.len() / 2;
+        let mib = |k: u64| k as f64 / 1024.0;
+        let first_half_peak = series[..half].iter().copied().max().unwrap_or(0);
+        let second_half_peak = series[half..].iter().copied().max().unwrap_or(0);
+        println!(
+            "\nsecflow RSS every 5 s (MiB): {}",
+            series
+                .iter()
+                .step_by(5)
+                .map(|k| format!("{:.0}", mib(*k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "secflow RSS peak, first half {:.1} MiB, second half {:.1} MiB: {:+.1} MiB",
+            mib(first_half_peak),
+            mib(second_half_peak),
+            mib(second_half_peak) - mib(first_half_peak)
+        );
         println!(
             "\nratio secflow / bare: {:.3}",
             (secflow.requests as f64 / secflow.seconds) / (baseline.requests as f64 / baseline.seconds)
