@@ -249,7 +249,8 @@ pub enum TrustCommand {
         /// Local key with the revocation role
         #[arg(long = "sign-with")]
         sign_with: String,
-        /// Revoke from this time (seconds since the epoch); default now. 0 revokes every signature
+        /// Revoke from this time (seconds since the epoch); default now, so signatures made
+        /// before it stay valid. For a compromised key use 0: every signature it ever made
         #[arg(long)]
         from: Option<u64>,
         #[arg(long, default_value = "revoked by the administrator")]

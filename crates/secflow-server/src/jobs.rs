@@ -118,6 +118,10 @@ impl std::fmt::Debug for Jobs {
     }
 }
 
+/// How long a job directory without a job must have been left alone before a starting
+/// server removes it.
+const ORPHAN_AGE: Duration = Duration::from_secs(600);
+
 /// Handles of the worker tasks, for [`Jobs::stop`].
 #[derive(Debug)]
 pub struct Workers(Vec<tokio::task::JoinHandle<()>>);
@@ -170,7 +174,51 @@ impl Jobs {
             }),
         };
         jobs.update_depth().await;
+        jobs.remove_orphans(ORPHAN_AGE).await?;
         Ok(jobs)
+    }
+
+    /// Removes job directories without a job: an upload is unpacked before its job is
+    /// recorded, so a server killed while unpacking leaves one behind. Only directories
+    /// untouched for `age` go: another server on the same state directory may be unpacking
+    /// into a fresh one right now.
+    async fn remove_orphans(&self, age: Duration) -> anyhow::Result<()> {
+        let root = self.inner.dir.join("jobs");
+        let mut removed = 0u64;
+        for entry in std::fs::read_dir(&root)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|elapsed| elapsed >= age);
+            if !old
+                || self
+                    .get(&id)
+                    .await
+                    .map_err(|p| anyhow::anyhow!(p.detail))?
+                    .is_some()
+            {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove an orphaned job directory")
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed job directories left without a job (an interrupted upload)"
+            );
+        }
+        Ok(())
     }
 
     fn job_dir(&self, id: &str) -> PathBuf {
@@ -682,5 +730,55 @@ mod tests {
         assert!(!dir.exists(), "the job's files are removed");
         assert!(jobs.delete(&job.id).await.unwrap().is_none(), "gone: 404");
         assert!(jobs.list(100, 0).await.unwrap().is_empty());
+    }
+
+    /// A server killed while unpacking an upload leaves a directory without a job; the next
+    /// start removes it once it is old enough, and never a job's own directory.
+    #[tokio::test]
+    async fn a_start_removes_old_job_directories_without_a_job() {
+        let home = tempfile::tempdir().unwrap();
+        let host = Host::open(secflow_host::HostConfig {
+            state_dir: secflow_host::StateDir::resolve(Some(home.path())),
+            actor: "test".into(),
+        });
+        let config = crate::ServerConfig::default();
+        let jobs = Jobs::open(host.clone(), &config, Metrics::new())
+            .await
+            .unwrap();
+        let job = jobs
+            .submit(
+                "test",
+                Target::Upload(tar_of_one_file()),
+                ScanJobOptions::default(),
+            )
+            .await
+            .unwrap();
+        let kept = jobs.job_dir(&job.id);
+        let orphan = jobs.job_dir("scan_0123456789abcdef");
+        let fresh = jobs.job_dir("scan_fedcba9876543210");
+        for dir in [&orphan, &fresh] {
+            std::fs::create_dir_all(dir.join("target")).unwrap();
+            std::fs::write(dir.join("target/half.py"), "x").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for dir in [&orphan, &kept] {
+            std::fs::File::open(dir)
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        drop(jobs);
+
+        let jobs = Jobs::open(host, &config, Metrics::new()).await.unwrap();
+        assert!(
+            !orphan.exists(),
+            "an old directory without a job is removed"
+        );
+        assert!(fresh.exists(), "a fresh one may be another server's upload");
+        assert!(
+            kept.join("target/app.py").is_file(),
+            "a job's directory stays"
+        );
+        assert_eq!(jobs.get(&job.id).await.unwrap().unwrap().state, "queued");
     }
 }
