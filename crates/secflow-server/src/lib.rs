@@ -111,7 +111,7 @@ pub struct Limits {
     /// Unauthenticated refusals recorded in the audit log per second; beyond that they
     /// are counted in the metrics only, so a flood cannot fill the disk.
     audit_unauthenticated: governor::DefaultDirectRateLimiter,
-    runs: tokio::sync::Semaphore,
+    runs: Arc<tokio::sync::Semaphore>,
     run_wait: Duration,
 }
 
@@ -132,7 +132,9 @@ impl Limits {
             audit_unauthenticated: RateLimiter::direct(Quota::per_second(
                 NonZeroU32::new(50).expect("50"),
             )),
-            runs: tokio::sync::Semaphore::new(config.max_concurrent_runs.max(1)),
+            runs: Arc::new(tokio::sync::Semaphore::new(
+                config.max_concurrent_runs.max(1),
+            )),
             run_wait: config.run_wait,
         }
     }
@@ -151,8 +153,9 @@ impl Limits {
     }
 
     /// A slot to run a plugin in, or a 503 after a short wait.
-    pub async fn run_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Problem> {
-        match tokio::time::timeout(self.run_wait, self.runs.acquire()).await {
+    /// Owned, so a run that goes on after its request was dropped keeps its slot.
+    pub async fn run_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Problem> {
+        match tokio::time::timeout(self.run_wait, self.runs.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Problem::busy(
                 "every plugin-run slot is busy; retry shortly",

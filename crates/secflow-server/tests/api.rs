@@ -861,6 +861,96 @@ async fn slow_bodies_time_out_and_connection_floods_pass() {
     server.stop().await;
 }
 
+/// A run cut off by the request deadline still runs to its end inside the host: the plugin
+/// is stopped by its own limit, and the run and its violation are in the audit log and the
+/// statistics (dropping the request must not drop the record of what the plugin did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_off_by_the_request_deadline_is_still_recorded() {
+    let server = Server::start(secflow_server::ServerConfig {
+        request_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let admin = server.token("admin").await;
+    let http = client();
+    let work = tempfile::tempdir().unwrap();
+    let package = common::signed_plugin(
+        &server.host,
+        work.path(),
+        &secflow_plugin_artifacts::TEST_HOSTILE,
+        None,
+    );
+    let r = http
+        .post(format!("{}/v1/plugins?approve=all", server.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/octet-stream")
+        .body(package)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // The plugin loops until its 1 s time limit; the request gives up after 300 ms.
+    let r = http
+        .post(format!("{}/v1/plugins/test-hostile/run", server.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"action": "loop"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(r).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/timeout"),
+        "{body}"
+    );
+
+    let mut recorded = None;
+    for _ in 0..50 {
+        let events: Vec<serde_json::Value> = http
+            .get(format!(
+                "{}/v1/audit/events?plugin=test-hostile&limit=100",
+                server.base
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(violation) = events
+            .iter()
+            .find(|e| e["action"] == "sandbox.violation")
+            .cloned()
+        {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e["action"] == "plugin.invoke" && e["decision"] == "error"),
+                "{events:?}"
+            );
+            recorded = Some(violation);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let violation = recorded.expect("the cut-off run's violation is audited");
+    assert_eq!(violation["decision"], "timeout", "{violation}");
+    let info: serde_json::Value = http
+        .get(format!("{}/v1/plugins/test-hostile", server.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["stats"]["executions"], 1, "{info}");
+    assert_eq!(info["stats"]["violations"], 1, "{info}");
+    server.stop().await;
+}
+
 /// A scan of a server-side path: only under an allow-listed root, after resolving `..` and
 /// symlinks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

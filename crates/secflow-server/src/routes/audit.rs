@@ -100,7 +100,11 @@ pub async fn verify(State(state): State<AppState>, caller: Caller) -> ApiResult<
         Denied))]
 pub async fn checkpoint(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.allow(&state, "audit.checkpoint", audit()).await?;
-    Ok(Json(caller.host.audit_checkpoint().await?).into_response())
+    let host = caller.host.clone();
+    Ok(
+        Json(super::to_completion(async move { host.audit_checkpoint().await }).await?)
+            .into_response(),
+    )
 }
 
 /// Security statistics from the audit log (`secflow stats --json`).

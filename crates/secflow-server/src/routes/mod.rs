@@ -94,6 +94,25 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 }
 
 /// Request text echoed in a message, cut and without control characters.
+/// Runs a host operation to its end even when the request is dropped on the way (the
+/// client went away, or the request hit `--request-timeout`): dropping the handler's future
+/// would cut the operation between its change and its audit event, and a plugin run cut
+/// off mid-call would leave a run nobody recorded. The request gets the result if it still
+/// waits for it.
+pub(crate) async fn to_completion<T, F>(operation: F) -> crate::problem::ApiResult<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = secflow_host::Result<T>> + Send + 'static,
+{
+    match tokio::spawn(operation).await {
+        Ok(result) => Ok(result?),
+        Err(e) => {
+            tracing::error!(error = %e, "a host operation panicked");
+            Err(Problem::internal())
+        }
+    }
+}
+
 fn secflow_term_safe(text: &str) -> String {
     let cut: String = text.chars().take(200).collect();
     cut.chars().filter(|c| !c.is_control()).collect()

@@ -278,7 +278,9 @@ pub async fn install(
         dev: false,
         allow_rollback: false,
     };
-    let admitted = caller.host.install(request, &approver).await?;
+    let host = caller.host.clone();
+    let admitted =
+        super::to_completion(async move { host.install(request, &approver).await }).await?;
     let status = if admitted
         .iter()
         .all(|a| a.outcome == AdmitOutcome::Unchanged)
@@ -318,7 +320,8 @@ pub async fn uninstall(
         .allow(&state, "plugins.uninstall", plugin(&id))
         .await?;
     installed(&caller, &id).await?;
-    let removed = caller.host.uninstall(&id).await?;
+    let (host, target) = (caller.host.clone(), id.clone());
+    let removed = super::to_completion(async move { host.uninstall(&target).await }).await?;
     Ok(Json(Changed {
         message: format!("uninstalled {id} ({} version(s))", removed.len()),
         id,
@@ -357,7 +360,9 @@ pub async fn enable(
     caller.allow(&state, action, plugin(&id)).await?;
     installed(&caller, &id).await?;
     let approver = approver(&caller, query.approve.as_deref(), &[])?;
-    let message = caller.host.enable(&id, &approver).await?;
+    let (host, target) = (caller.host.clone(), id.clone());
+    let message =
+        super::to_completion(async move { host.enable(&target, &approver).await }).await?;
     Ok(Json(Changed {
         id,
         state: "enabled".into(),
@@ -381,7 +386,8 @@ pub async fn disable(
 ) -> ApiResult<Json<Changed>> {
     caller.allow(&state, "plugins.disable", plugin(&id)).await?;
     installed(&caller, &id).await?;
-    caller.host.disable(&id).await?;
+    let (host, target) = (caller.host.clone(), id.clone());
+    super::to_completion(async move { host.disable(&target).await }).await?;
     Ok(Json(Changed {
         message: format!("disabled {id}"),
         id,
@@ -470,10 +476,12 @@ pub async fn run(
         .run_slot()
         .await
         .inspect_err(|_| state.metrics.denied("busy"))?;
-    let (inv, after) = caller
-        .host
-        .invoke_holding(&cleared, call, &config, &[], slot)
-        .await?;
+    let host = caller.host.clone();
+    let (inv, after) = super::to_completion(async move {
+        host.invoke_holding(&cleared, call, &config, &[], slot)
+            .await
+    })
+    .await?;
     if after.quarantined.is_some() {
         state.metrics.quarantined();
     }

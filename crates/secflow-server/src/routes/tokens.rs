@@ -81,10 +81,10 @@ pub async fn create(
         .as_deref()
         .map(parse_lifetime)
         .transpose()?;
-    let created = caller
-        .host
-        .create_token(&request.name, request.role.as_str(), expires)
-        .await?;
+    let host = caller.host.clone();
+    let (name, role) = (request.name, request.role.as_str().to_string());
+    let created =
+        super::to_completion(async move { host.create_token(&name, &role, expires).await }).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -122,7 +122,10 @@ pub async fn revoke(
     Id(id): Id,
 ) -> ApiResult<Json<secflow_host::TokenInfo>> {
     caller.allow(&state, "tokens.manage", tokens(&id)).await?;
-    Ok(Json(caller.host.revoke_token(&id).await?))
+    let host = caller.host.clone();
+    Ok(Json(
+        super::to_completion(async move { host.revoke_token(&id).await }).await?,
+    ))
 }
 
 /// `30d`, `12h`, ...: the grammar the OpenAPI document gives.

@@ -81,14 +81,13 @@ pub async fn add(
         KeyRole::Marketplace => secflow_host::types::Role::Marketplace,
         KeyRole::Revocation => secflow_host::types::Role::RevocationAuthority,
     };
-    let message = caller
-        .host
-        .change_trust(secflow_host::TrustChange::AddPublicKey {
-            text: request.public_key,
-            role,
-            scopes: request.scopes,
-        })
-        .await?;
+    let host = caller.host.clone();
+    let change = secflow_host::TrustChange::AddPublicKey {
+        text: request.public_key,
+        role,
+        scopes: request.scopes,
+    };
+    let message = super::to_completion(async move { host.change_trust(change).await }).await?;
     Ok((StatusCode::CREATED, Json(TrustChanged { message })).into_response())
 }
 
@@ -106,10 +105,9 @@ pub async fn remove(
     Id(id): Id,
 ) -> ApiResult<Json<TrustChanged>> {
     caller.allow(&state, "trust.write", trust(&id)).await?;
-    let message = caller
-        .host
-        .change_trust(secflow_host::TrustChange::Remove { key: id })
-        .await?;
+    let host = caller.host.clone();
+    let change = secflow_host::TrustChange::Remove { key: id };
+    let message = super::to_completion(async move { host.change_trust(change).await }).await?;
     Ok(Json(TrustChanged { message }))
 }
 
@@ -151,9 +149,8 @@ pub async fn import(
     let request: SignedList = super::json_body(&headers, &body)?;
     let text = serde_json::to_string(&request)
         .map_err(|e| Problem::bad_request(format!("the document: {e}")))?;
-    let message = caller
-        .host
-        .change_trust(secflow_host::TrustChange::ImportSigned { text })
-        .await?;
+    let host = caller.host.clone();
+    let change = secflow_host::TrustChange::ImportSigned { text };
+    let message = super::to_completion(async move { host.change_trust(change).await }).await?;
     Ok(Json(TrustChanged { message }))
 }

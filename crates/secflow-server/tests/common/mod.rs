@@ -63,28 +63,47 @@ impl Server {
 /// The data-processor plugin packed and signed by a key the host trusts.
 #[allow(dead_code)] // not every test binary installs a plugin
 pub fn signed_data_processor(host: &Host, dir: &Path) -> Vec<u8> {
-    let a = secflow_plugin_artifacts::DATA_PROCESSOR;
-    let plugin = dir.join("dp");
+    signed_plugin(host, dir, &secflow_plugin_artifacts::DATA_PROCESSOR, None)
+}
+
+/// A test plugin packed (with `manifest` instead of its own, if given) and signed by the
+/// `publisher` key, which the host is made to trust on first use.
+#[allow(dead_code)]
+pub fn signed_plugin(
+    host: &Host,
+    dir: &Path,
+    artifact: &secflow_plugin_artifacts::Artifact,
+    manifest: Option<&str>,
+) -> Vec<u8> {
+    let name = Path::new(artifact.dir).file_name().unwrap();
+    let plugin = dir.join(name);
     std::fs::create_dir_all(&plugin).unwrap();
-    std::fs::copy(
-        Path::new(a.dir).join("plugin.toml"),
-        plugin.join("plugin.toml"),
-    )
-    .unwrap();
-    std::fs::copy(a.component, plugin.join("plugin.wasm")).unwrap();
-    let package = dir.join("dp.sfpkg");
+    match manifest {
+        Some(text) => std::fs::write(plugin.join("plugin.toml"), text).unwrap(),
+        None => {
+            std::fs::copy(
+                Path::new(artifact.dir).join("plugin.toml"),
+                plugin.join("plugin.toml"),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::copy(artifact.component, plugin.join("plugin.wasm")).unwrap();
+    let package = plugin.with_extension("sfpkg");
     std::fs::write(&package, secflow_package::pack_dir(&plugin).unwrap()).unwrap();
-    host.generate_key("publisher").unwrap();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::block_in_place(|| {
-        runtime
-            .block_on(host.change_trust(secflow_host::TrustChange::Add {
-                key: "publisher".into(),
-                role: secflow_host::types::Role::Publisher,
-                scopes: vec!["*".into()],
-            }))
-            .unwrap()
-    });
+    if host.public_key("publisher").is_err() {
+        host.generate_key("publisher").unwrap();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            runtime
+                .block_on(host.change_trust(secflow_host::TrustChange::Add {
+                    key: "publisher".into(),
+                    role: secflow_host::types::Role::Publisher,
+                    scopes: vec!["*".into()],
+                }))
+                .unwrap()
+        });
+    }
     host.sign_package(&package, "publisher", None).unwrap();
     std::fs::read(&package).unwrap()
 }
