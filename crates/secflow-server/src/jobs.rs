@@ -688,19 +688,22 @@ mod tests {
         builder.into_inner().unwrap().into()
     }
 
-    /// A job is deleted only once it has ended, and then with its files: a queued one is a
-    /// 409 until cancelled; afterwards the job is gone from the queue and the disk.
-    #[tokio::test]
-    async fn only_an_ended_job_is_deleted_and_its_files_go_with_it() {
-        let home = tempfile::tempdir().unwrap();
-        let host = Host::open(secflow_host::HostConfig {
-            state_dir: secflow_host::StateDir::resolve(Some(home.path())),
+    fn test_host(home: &std::path::Path) -> Host {
+        Host::open(secflow_host::HostConfig {
+            state_dir: secflow_host::StateDir::resolve(Some(home)),
             actor: "test".into(),
-        });
-        // No workers: the job stays queued.
-        let jobs = Jobs::open(host, &crate::ServerConfig::default(), Metrics::new())
-            .await
-            .unwrap();
+        })
+    }
+
+    /// A queue with no workers (its jobs stay queued) and one uploaded job in it.
+    async fn queue_with_one_upload(host: &Host) -> (Jobs, JobInfo) {
+        let jobs = Jobs::open(
+            host.clone(),
+            &crate::ServerConfig::default(),
+            Metrics::new(),
+        )
+        .await
+        .unwrap();
         let job = jobs
             .submit(
                 "test",
@@ -709,6 +712,16 @@ mod tests {
             )
             .await
             .unwrap();
+        (jobs, job)
+    }
+
+    /// A job is deleted only once it has ended, and then with its files: a queued one is a
+    /// 409 until cancelled; afterwards the job is gone from the queue and the disk.
+    #[tokio::test]
+    async fn only_an_ended_job_is_deleted_and_its_files_go_with_it() {
+        let home = tempfile::tempdir().unwrap();
+        let host = test_host(home.path());
+        let (jobs, job) = queue_with_one_upload(&host).await;
         let dir = jobs.job_dir(&job.id);
         assert!(dir.join("target/app.py").is_file());
 
@@ -737,22 +750,8 @@ mod tests {
     #[tokio::test]
     async fn a_start_removes_old_job_directories_without_a_job() {
         let home = tempfile::tempdir().unwrap();
-        let host = Host::open(secflow_host::HostConfig {
-            state_dir: secflow_host::StateDir::resolve(Some(home.path())),
-            actor: "test".into(),
-        });
-        let config = crate::ServerConfig::default();
-        let jobs = Jobs::open(host.clone(), &config, Metrics::new())
-            .await
-            .unwrap();
-        let job = jobs
-            .submit(
-                "test",
-                Target::Upload(tar_of_one_file()),
-                ScanJobOptions::default(),
-            )
-            .await
-            .unwrap();
+        let host = test_host(home.path());
+        let (jobs, job) = queue_with_one_upload(&host).await;
         let kept = jobs.job_dir(&job.id);
         let orphan = jobs.job_dir("scan_0123456789abcdef");
         let fresh = jobs.job_dir("scan_fedcba9876543210");
@@ -769,7 +768,9 @@ mod tests {
         }
         drop(jobs);
 
-        let jobs = Jobs::open(host, &config, Metrics::new()).await.unwrap();
+        let jobs = Jobs::open(host, &crate::ServerConfig::default(), Metrics::new())
+            .await
+            .unwrap();
         assert!(
             !orphan.exists(),
             "an old directory without a job is removed"
