@@ -99,10 +99,12 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// would cut the operation between its change and its audit event, and a plugin run cut
 /// off mid-call would leave a run nobody recorded. The request gets the result if it still
 /// waits for it.
-pub(crate) async fn to_completion<T, F>(operation: F) -> crate::problem::ApiResult<T>
+pub(crate) async fn to_completion<T, E, F>(operation: F) -> crate::problem::ApiResult<T>
 where
     T: Send + 'static,
-    F: std::future::Future<Output = secflow_host::Result<T>> + Send + 'static,
+    E: Send + 'static,
+    Problem: From<E>,
+    F: std::future::Future<Output = Result<T, E>> + Send + 'static,
 {
     match tokio::spawn(operation).await {
         Ok(result) => Ok(result?),

@@ -126,18 +126,18 @@ pub async fn submit(
             )));
         }
     };
-    let job = state
-        .jobs
-        .submit(caller.host.actor(), target, options)
-        .await?;
-    caller
-        .host
-        .record_scan_job(
+    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
+    let job = super::to_completion(async move {
+        let job = jobs.submit(host.actor(), target, options).await?;
+        host.record_scan_job(
             secflow_host::ScanJobChange::Submitted,
             &job.id,
             serde_json::json!({ "source": job.source, "options": job.options }),
         )
         .await?;
+        Ok::<_, Problem>(job)
+    })
+    .await?;
     let location = format!("/v1/scans/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -283,19 +283,21 @@ pub async fn cancel(
     Id(id): Id,
 ) -> ApiResult<Json<JobInfo>> {
     caller.allow(&state, "scans.cancel", scan(&id)).await?;
-    let job = state
-        .jobs
-        .cancel(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
-    caller
-        .host
-        .record_scan_job(
+    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
+    let job = super::to_completion(async move {
+        let job = jobs
+            .cancel(&id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
+        host.record_scan_job(
             secflow_host::ScanJobChange::CancelAsked,
             &id,
             serde_json::json!({ "state": job.state }),
         )
         .await?;
+        Ok::<_, Problem>(job)
+    })
+    .await?;
     Ok(Json(job))
 }
 
@@ -314,18 +316,20 @@ pub async fn delete(
     Id(id): Id,
 ) -> ApiResult<Json<JobInfo>> {
     caller.allow(&state, "scans.delete", scan(&id)).await?;
-    let job = state
-        .jobs
-        .delete(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
-    caller
-        .host
-        .record_scan_job(
+    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
+    let job = super::to_completion(async move {
+        let job = jobs
+            .delete(&id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
+        host.record_scan_job(
             secflow_host::ScanJobChange::Deleted,
             &id,
             serde_json::json!({ "state": job.state }),
         )
         .await?;
+        Ok::<_, Problem>(job)
+    })
+    .await?;
     Ok(Json(job))
 }
