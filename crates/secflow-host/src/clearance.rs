@@ -193,9 +193,10 @@ impl Host {
     /// version replaces a bundled one, as in a scan), else the bundled one. Records the
     /// audit events of the checks.
     pub async fn clear(&self, id: &str) -> Result<Cleared> {
-        if self.has_registry() {
-            // Taken before anything is read: a change after it shows in the next stamp.
-            let stamp = RegistryStamp::of(self.paths());
+        // Taken before anything is read: a change after it shows in the next stamp. It also
+        // says whether anything was ever installed (a registry file exists).
+        let stamp = RegistryStamp::of(self.paths());
+        if stamp.exists() {
             if let Some(cleared) = self.unchanged_clearance(id, &stamp)? {
                 return Ok(cleared);
             }
@@ -535,16 +536,23 @@ impl RegistryStamp {
                 .ok()
                 .and_then(|m| Some((m.len(), m.modified().ok()?, m.ino())))
         };
+        let db = stat(&db);
+        let wal = db.and_then(|_| stat(std::path::Path::new(&wal)));
         RegistryStamp {
-            files: [stat(&db), stat(std::path::Path::new(&wal))],
+            files: [db, wal],
             taken,
         }
+    }
+
+    /// Whether the registry file exists (anything was ever installed).
+    pub(crate) fn exists(&self) -> bool {
+        self.files[0].is_some()
     }
 
     /// Whether no commit can hide behind this stamp: the files exist and none was
     /// modified within [`SETTLE`] before it was taken.
     fn settled(&self) -> bool {
-        self.files[0].is_some()
+        self.exists()
             && self.files.iter().flatten().all(|(_, modified, _)| {
                 modified
                     .checked_add(SETTLE)

@@ -184,6 +184,11 @@ impl Jobs {
     /// into a fresh one right now.
     async fn remove_orphans(&self, age: Duration) -> anyhow::Result<()> {
         let root = self.inner.dir.join("jobs");
+        let known: std::collections::HashSet<String> = sqlx::query_scalar("SELECT id FROM jobs")
+            .fetch_all(&self.inner.pool)
+            .await?
+            .into_iter()
+            .collect();
         let mut removed = 0u64;
         for entry in std::fs::read_dir(&root)? {
             let entry = entry?;
@@ -196,13 +201,7 @@ impl Jobs {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|elapsed| elapsed >= age);
-            if !old
-                || self
-                    .get(&id)
-                    .await
-                    .map_err(|p| anyhow::anyhow!(p.detail))?
-                    .is_some()
-            {
+            if !old || known.contains(&id) {
                 continue;
             }
             match std::fs::remove_dir_all(entry.path()) {

@@ -93,7 +93,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
-/// Request text echoed in a message, cut and without control characters.
 /// Runs a host operation to its end even when the request is dropped on the way (the
 /// client went away, or the request hit `--request-timeout`): dropping the handler's future
 /// would cut the operation between its change and its audit event, and a plugin run cut
@@ -115,6 +114,7 @@ where
     }
 }
 
+/// Request text echoed in a message, cut and without control characters.
 fn secflow_term_safe(text: &str) -> String {
     let cut: String = text.chars().take(200).collect();
     cut.chars().filter(|c| !c.is_control()).collect()

@@ -283,19 +283,9 @@ pub async fn cancel(
     Id(id): Id,
 ) -> ApiResult<Json<JobInfo>> {
     caller.allow(&state, "scans.cancel", scan(&id)).await?;
-    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
-    let job = super::to_completion(async move {
-        let job = jobs
-            .cancel(&id)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
-        host.record_scan_job(
-            secflow_host::ScanJobChange::CancelAsked,
-            &id,
-            serde_json::json!({ "state": job.state }),
-        )
-        .await?;
-        Ok::<_, Problem>(job)
+    let change = secflow_host::ScanJobChange::CancelAsked;
+    let job = change_job(&state, &caller, id, change, |jobs, id| async move {
+        jobs.cancel(&id).await
     })
     .await?;
     Ok(Json(job))
@@ -316,20 +306,35 @@ pub async fn delete(
     Id(id): Id,
 ) -> ApiResult<Json<JobInfo>> {
     caller.allow(&state, "scans.delete", scan(&id)).await?;
-    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
-    let job = super::to_completion(async move {
-        let job = jobs
-            .delete(&id)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
-        host.record_scan_job(
-            secflow_host::ScanJobChange::Deleted,
-            &id,
-            serde_json::json!({ "state": job.state }),
-        )
-        .await?;
-        Ok::<_, Problem>(job)
+    let change = secflow_host::ScanJobChange::Deleted;
+    let job = change_job(&state, &caller, id, change, |jobs, id| async move {
+        jobs.delete(&id).await
     })
     .await?;
     Ok(Json(job))
+}
+
+/// Cancels or deletes the job `id` with `operation` and records the change with the job's
+/// state, both to completion (a dropped request cuts neither). No such job is a 404.
+async fn change_job<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    id: String,
+    change: secflow_host::ScanJobChange,
+    operation: F,
+) -> ApiResult<JobInfo>
+where
+    F: FnOnce(crate::jobs::Jobs, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ApiResult<Option<JobInfo>>> + Send + 'static,
+{
+    let (jobs, host) = (state.jobs.clone(), caller.host.clone());
+    super::to_completion(async move {
+        let job = operation(jobs, id.clone())
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no scan job `{id}`")))?;
+        host.record_scan_job(change, &id, serde_json::json!({ "state": job.state }))
+            .await?;
+        Ok::<_, Problem>(job)
+    })
+    .await
 }
