@@ -69,10 +69,22 @@ pub enum Action {
     TokenRevoke,
     /// An API request was refused: no or a bad token, or the API policies said no.
     ApiDeny,
+    /// Marketplace: a publisher, its namespaces or its keys changed.
+    MarketPublisher,
+    /// Marketplace: an upload was vetted (approved at once, held for review, or refused).
+    MarketPublish,
+    /// Marketplace: a reviewer approved (and the marketplace countersigned) or rejected.
+    MarketReview,
+    /// Marketplace: a version was yanked or un-yanked.
+    MarketYank,
+    /// Marketplace: a version's digest was put on the signed revocation list.
+    MarketRevoke,
+    /// Marketplace: an install receipt was counted, or a rating posted or moderated.
+    MarketReceipt,
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 33] = [
         Action::SignatureVerify,
         Action::PolicyDecision,
         Action::PluginInstall,
@@ -100,6 +112,12 @@ impl Action {
         Action::TokenCreate,
         Action::TokenRevoke,
         Action::ApiDeny,
+        Action::MarketPublisher,
+        Action::MarketPublish,
+        Action::MarketReview,
+        Action::MarketYank,
+        Action::MarketRevoke,
+        Action::MarketReceipt,
     ];
 
     /// The name stored in the log.
@@ -132,6 +150,12 @@ impl Action {
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
             Action::ApiDeny => "api.deny",
+            Action::MarketPublisher => "market.publisher",
+            Action::MarketPublish => "market.publish",
+            Action::MarketReview => "market.review",
+            Action::MarketYank => "market.yank",
+            Action::MarketRevoke => "market.revoke",
+            Action::MarketReceipt => "market.receipt",
         }
     }
 }

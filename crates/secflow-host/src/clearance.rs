@@ -31,6 +31,9 @@ pub enum Origin {
     Dev,
     /// From the registry.
     Installed,
+    /// A package on trial (the marketplace's vetting): run with nothing granted, under the
+    /// limits the trial sets, never installed.
+    Trial,
 }
 
 impl Origin {
@@ -39,6 +42,7 @@ impl Origin {
             Origin::Bundled => "bundled",
             Origin::Dev => "dev",
             Origin::Installed => "installed",
+            Origin::Trial => "trial",
         }
     }
 }
@@ -111,6 +115,21 @@ impl Cleared {
         }
     }
 
+    /// A package on trial: `manifest` (with the limits the trial imposes) and its
+    /// component, from the package whose payload digest is `digest`. It runs with no
+    /// capability at all, whatever it declares.
+    pub fn trial(manifest: Manifest, component: Vec<u8>, digest: &str) -> Cleared {
+        Cleared {
+            origin: Origin::Trial,
+            version: manifest.version.to_string(),
+            digest: digest.to_string(),
+            manifest,
+            component: component.into(),
+            installed: None,
+            loaded: Default::default(),
+        }
+    }
+
     /// The stored grant, for installed plugins.
     pub fn grant(&self) -> Option<&Grant> {
         self.installed.as_ref().map(|i| &i.grant)
@@ -123,6 +142,9 @@ impl Cleared {
     /// in a store of its own.
     pub fn grants(&self, extra: &[(String, PathBuf)]) -> Result<secflow_runtime::Grants> {
         let id = self.id();
+        if self.origin == Origin::Trial {
+            return Ok(secflow_runtime::Grants::none());
+        }
         let Some(installed) = &self.installed else {
             // A bundled plugin reads only directories the user bound to it: none of its
             // declared paths is taken from the host's file system by default.

@@ -148,8 +148,8 @@ impl Host {
     /// bundled plugin) and shared by the runs that follow, which then also share the
     /// plugin's concurrency limit. Loading again would build the same sandbox from the same
     /// verified bytes and grants; only the load itself is recorded (a new clearance, after
-    /// any change to what it depends on, loads again). Runs with extra mounts and `--dev`
-    /// plugins load every time.
+    /// any change to what it depends on, loads again). Runs with extra mounts, `--dev`
+    /// and trial plugins load every time.
     async fn loaded(
         &self,
         cleared: &Cleared,
@@ -157,7 +157,7 @@ impl Host {
         events: &mut Vec<Event>,
     ) -> Result<std::sync::Arc<secflow_runtime::Plugin>> {
         use std::sync::Arc;
-        if !extra_mounts.is_empty() || cleared.origin == Origin::Dev {
+        if !extra_mounts.is_empty() || matches!(cleared.origin, Origin::Dev | Origin::Trial) {
             return Ok(Arc::new(self.load_recording(
                 cleared,
                 extra_mounts,

@@ -36,6 +36,7 @@
 pub mod api;
 mod error;
 mod facts;
+pub mod market;
 mod source;
 
 pub use error::{PolicyError, PolicyProblem};
@@ -615,7 +616,7 @@ impl Names {
     }
 }
 
-fn long(v: u64) -> RestrictedExpression {
+pub(crate) fn long(v: u64) -> RestrictedExpression {
     // Cedar's Long is i64; saturating keeps "more than any limit" true for absurd values.
     RestrictedExpression::new_long(i64::try_from(v).unwrap_or(i64::MAX))
 }
@@ -628,7 +629,7 @@ fn string_set(items: &[String]) -> RestrictedExpression {
     )
 }
 
-fn record(
+pub(crate) fn record(
     fields: impl IntoIterator<Item = (&'static str, RestrictedExpression)>,
 ) -> Result<RestrictedExpression, String> {
     RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_string(), v)))

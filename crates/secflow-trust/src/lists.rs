@@ -134,11 +134,13 @@ impl TrustStore {
         Ok(rotation.new_key.key_id)
     }
 
-    /// Imports a revocation list signed by a trusted revocation authority. Returns how many
-    /// entries were new.
+    /// Imports a revocation list signed by a trusted revocation authority, or by a trusted
+    /// marketplace key for package digests only (a marketplace's kill list of what it
+    /// distributed; it may not revoke keys). Returns how many entries were new.
     pub fn import_revocations(&mut self, signed: &Signed) -> Result<usize, TrustError> {
         let key = open(self, signed)?;
-        if key.role != Role::RevocationAuthority {
+        let role = key.role;
+        if !matches!(role, Role::RevocationAuthority | Role::Marketplace) {
             return Err(TrustError::Refused(format!(
                 "key {} has role {}, not revocation: it cannot revoke",
                 key.key_id, key.role
@@ -148,6 +150,17 @@ impl TrustStore {
             .map_err(|e| TrustError::Malformed(format!("revocation list: {e}")))?;
         if list.kind != REVOCATION_TYPE {
             return Err(TrustError::Malformed("not a revocation list".into()));
+        }
+        if role == Role::Marketplace
+            && let Some(entry) = list
+                .entries
+                .iter()
+                .find(|e| !matches!(e.item, crate::store::RevokedItem::PackageSha256(_)))
+        {
+            return Err(TrustError::Refused(format!(
+                "a marketplace key revokes package digests only, not {:?}: refusing the whole list",
+                entry.item
+            )));
         }
         let mut added = 0;
         for entry in list.entries {

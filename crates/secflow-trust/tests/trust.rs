@@ -342,6 +342,59 @@ fn revoked_key_revoked_digest_and_signatures_after_revocation() {
 }
 
 #[test]
+fn a_marketplace_key_revokes_the_digests_it_distributed_but_never_a_key() {
+    let mut e = env(&[
+        ("pub", Role::Publisher, "*"),
+        ("market", Role::Marketplace, "*"),
+    ]);
+    let pkg = sign(&e, &package("demo", "1.0.0", "", b"\0asm"), "pub", T0, None);
+    let digest = secflow_package::Envelope::split(&pkg, &PackageLimits::default())
+        .unwrap()
+        .digest();
+    let pub_id = e.store.keys[0].key_id.clone();
+    let market = e.keys.signing_key("market").unwrap();
+    // A key revocation in the list refuses the whole list, digest included.
+    let overreach = sign_revocations(
+        &market,
+        vec![
+            Revocation {
+                item: RevokedItem::PackageSha256(digest.clone()),
+                from: T0,
+                reason: "malware".into(),
+            },
+            Revocation {
+                item: RevokedItem::KeyId(pub_id),
+                from: T0,
+                reason: "a competitor".into(),
+            },
+        ],
+        T0 + 10,
+    );
+    assert!(matches!(
+        e.store.import_revocations(&overreach),
+        Err(secflow_trust::TrustError::Refused(m)) if m.contains("package digests only")
+    ));
+    assert!(e.store.revocations.is_empty());
+    assert!(check(&mut e, &pkg, T0 + 20).accepted());
+    let kill = sign_revocations(
+        &market,
+        vec![Revocation {
+            item: RevokedItem::PackageSha256(digest),
+            from: T0,
+            reason: "malware".into(),
+        }],
+        T0 + 30,
+    );
+    assert_eq!(e.store.import_revocations(&kill).unwrap(), 1);
+    let v = check(&mut e, &pkg, T0 + 40);
+    assert!(
+        v.refusals.iter().any(|r| r.contains("revoked")),
+        "{:?}",
+        v.refusals
+    );
+}
+
+#[test]
 fn rollback_to_an_older_version_is_refused_unless_allowed() {
     let mut e = env(&[("pub", Role::Publisher, "*")]);
     let v2 = sign(&e, &package("demo", "2.0.0", "", b"\0asm"), "pub", T0, None);
