@@ -9,43 +9,47 @@ impl Market {
         let _one = self.inner.signing.lock().await;
         let store = self.store();
         let lifetime = self.inner.config.index_lifetime.as_secs().max(60);
-        let dirty = store.meta("index_dirty").await?.as_deref() != Some("0");
+        let number = |v: Option<String>| v.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+        let changes = number(store.meta("index_changes").await?);
+        let signed_changes = number(store.meta("index_signed_changes").await?);
+        let expires = number(store.meta("index_expires_at").await?);
         let current: Option<SignedDocument> = store
             .meta("index")
             .await?
             .and_then(|t| serde_json::from_str(&t).ok());
-        let expires: u64 = store
-            .meta("index_expires_at")
-            .await?
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
         if let Some(current) = current
-            && !dirty
+            && changes == signed_changes
             && expires > now() + lifetime / 2
         {
             return Ok(current);
         }
-        let version: u64 = store
-            .meta("index_version")
-            .await?
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0)
-            + 1;
+        // One write transaction from the version bump to the stored document: its first
+        // statement takes SQLite's write lock, so no change commits while the rows are
+        // read, and no other signer (another process) gets the same version.
+        let mut tx = store.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO meta (key, value) VALUES ('index_version', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING CAST(value AS INTEGER)",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let changes: String = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT value FROM meta WHERE key = 'index_changes'), '0')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         let issued_at = now();
         let index = Index {
             kind: INDEX_TYPE.into(),
-            version,
+            version: version.max(1) as u64,
             issued_at,
             expires_at: issued_at + lifetime,
-            plugins: self.index_plugins().await?,
+            plugins: index_plugins(store::approved(&mut *tx).await?),
         };
         let doc = SignedDocument::sign(&index, &[&self.inner.key]);
-        let mut tx = store.pool.begin().await?;
         for (key, value) in [
             ("index", serde_json::to_string(&doc).expect("serializes")),
-            ("index_version", version.to_string()),
             ("index_expires_at", index.expires_at.to_string()),
-            ("index_dirty", "0".to_string()),
+            ("index_signed_changes", changes),
         ] {
             sqlx::query(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -60,62 +64,7 @@ impl Market {
     }
 
     pub(crate) async fn approved(&self) -> Result<Vec<VersionRow>> {
-        let mut rows: Vec<VersionRow> = sqlx::query(concat!(
-            "SELECT ",
-            store::version_columns!(),
-            " FROM versions WHERE state = 'approved' AND revoked_at IS NULL"
-        ))
-        .fetch_all(&self.store().pool)
-        .await?
-        .iter()
-        .map(store::version_row)
-        .collect();
-        rows.sort_by(|a, b| {
-            a.plugin_id
-                .cmp(&b.plugin_id)
-                .then_with(|| semver_order(&a.version, &b.version))
-        });
-        Ok(rows)
-    }
-
-    async fn index_plugins(&self) -> Result<Vec<IndexPlugin>> {
-        let mut plugins: Vec<IndexPlugin> = Vec::new();
-        for row in self.approved().await? {
-            let caps: Capabilities =
-                serde_json::from_value(row.capabilities.clone()).unwrap_or_default();
-            let version = IndexVersion {
-                version: row.version.clone(),
-                sha256: row.sha256.clone(),
-                file_sha256: row.file_sha256.clone(),
-                size: row.size,
-                published_at: row.published_at,
-                yanked: row.yanked_at.is_some(),
-                capabilities: secflow_registry::grants::labels(&caps),
-                dependencies: row.dependencies.clone(),
-            };
-            match plugins.last_mut() {
-                Some(p) if p.id == row.plugin_id => {
-                    // The newest version describes the plugin.
-                    p.name = row.name;
-                    p.description = row.description;
-                    p.kind = row.kind;
-                    p.categories = row.categories;
-                    p.tags = row.tags;
-                    p.versions.push(version);
-                }
-                _ => plugins.push(IndexPlugin {
-                    id: row.plugin_id,
-                    name: row.name,
-                    kind: row.kind,
-                    description: row.description,
-                    publisher: row.publisher,
-                    categories: row.categories,
-                    tags: row.tags,
-                    versions: vec![version],
-                }),
-            }
-        }
-        Ok(plugins)
+        Ok(store::approved(&self.store().pool).await?)
     }
 
     /// The signed list of revoked digests (a `secflow.revocation-list/v1` signed by the
@@ -173,7 +122,54 @@ impl Market {
     /// A pending version's upload, for its reviewers.
     pub async fn upload(&self, id: &str, version: &str) -> Result<(VersionRow, Vec<u8>)> {
         let row = self.existing(id, version).await?;
+        if row.state != State::Pending {
+            return Err(MarketError::NotFound(format!(
+                "{id} {version} is {}, not waiting for review; fetch its package instead",
+                row.state.as_str()
+            )));
+        }
         let bytes = self.read_package(&row.upload_sha256)?;
         Ok((row, bytes))
     }
+}
+
+/// The index entries of approved rows (sorted by id, then version).
+fn index_plugins(rows: Vec<VersionRow>) -> Vec<IndexPlugin> {
+    let mut plugins: Vec<IndexPlugin> = Vec::new();
+    for row in rows {
+        let caps: Capabilities =
+            serde_json::from_value(row.capabilities.clone()).unwrap_or_default();
+        let version = IndexVersion {
+            version: row.version.clone(),
+            sha256: row.sha256.clone(),
+            file_sha256: row.file_sha256.clone(),
+            size: row.size,
+            published_at: row.published_at,
+            yanked: row.yanked_at.is_some(),
+            capabilities: secflow_registry::grants::labels(&caps),
+            dependencies: row.dependencies.clone(),
+        };
+        match plugins.last_mut() {
+            Some(p) if p.id == row.plugin_id => {
+                // The newest version describes the plugin.
+                p.name = row.name;
+                p.description = row.description;
+                p.kind = row.kind;
+                p.categories = row.categories;
+                p.tags = row.tags;
+                p.versions.push(version);
+            }
+            _ => plugins.push(IndexPlugin {
+                id: row.plugin_id,
+                name: row.name,
+                kind: row.kind,
+                description: row.description,
+                publisher: row.publisher,
+                categories: row.categories,
+                tags: row.tags,
+                versions: vec![version],
+            }),
+        }
+    }
+    plugins
 }

@@ -151,6 +151,16 @@ fn now() -> u64 {
     secflow_trust::now()
 }
 
+/// A reason people give (review, yank, revoke, moderation): 1 to 2000 characters.
+pub(crate) fn check_reason(what: &str, reason: &str) -> Result<()> {
+    if reason.trim().is_empty() || reason.chars().count() > 2000 {
+        return Err(MarketError::Invalid(format!(
+            "{what} needs a reason (1 to 2000 characters)"
+        )));
+    }
+    Ok(())
+}
+
 fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64

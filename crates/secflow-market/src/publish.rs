@@ -218,26 +218,63 @@ impl Market {
             }
         }
 
+        // An id published before stays its first publisher's, whatever namespace an admin
+        // carves out later.
+        if let Some(owner) = self.store().publisher_of(&id).await?
+            && owner != publisher_name
+        {
+            report.check(
+                "namespace",
+                Status::Fail,
+                format!("{id} was published by `{owner}`: only `{owner}` publishes its versions"),
+            );
+            return refuse(report);
+        }
+
         // Immutable versions.
         if let Some(existing) = self.store().version(&id, &report.version).await? {
-            if existing.sha256 == report.sha256 {
-                let stored: Option<Report> = self
-                    .store()
-                    .report(&id, &existing.version)
-                    .await?
-                    .and_then(|v| serde_json::from_value(v).ok());
-                return Ok(Published {
-                    plugin_id: id,
-                    version: existing.version.clone(),
-                    state: existing.state,
-                    unchanged: true,
-                    report: stored.unwrap_or(report),
-                });
+            if existing.sha256 != report.sha256 {
+                return Err(MarketError::Conflict(format!(
+                    "{id} {} is already published with other contents (payload {}); versions are immutable: publish a new version",
+                    existing.version, existing.sha256
+                )));
             }
-            return Err(MarketError::Conflict(format!(
-                "{id} {} is already published with other contents (payload {}); versions are immutable: publish a new version",
-                existing.version, existing.sha256
-            )));
+            if existing.revoked_at.is_some() {
+                return Err(MarketError::Conflict(format!(
+                    "{id} {} was revoked: {}; it cannot be published again",
+                    existing.version,
+                    existing.revoke_reason.clone().unwrap_or_default()
+                )));
+            }
+            let stored: Report = self
+                .store()
+                .report(&id, &existing.version)
+                .await?
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| {
+                    secflow_host::HostError::internal(format!(
+                        "the stored vetting report of {id} {} is unreadable",
+                        existing.version
+                    ))
+                })?;
+            return Ok(Published {
+                plugin_id: id,
+                version: existing.version.clone(),
+                state: existing.state,
+                unchanged: true,
+                report: stored,
+            });
+        }
+        if !manifest.version.build.is_empty() {
+            report.check(
+                "manifest",
+                Status::Fail,
+                format!(
+                    "version {} has build metadata, which semver ignores when comparing: publish it without `+{}`",
+                    manifest.version, manifest.version.build
+                ),
+            );
+            return refuse(report);
         }
         report.check(
             "manifest",
@@ -274,13 +311,19 @@ impl Market {
         }
 
         // Capability diff against the previous version.
+        // Only what a reviewer or the policies approved (and nobody revoked) is a baseline:
+        // a version still waiting for review must not make the next one look unchanged.
         let existing = self.store().versions(&id).await?;
-        let previous = existing
+        let baseline: Vec<&VersionRow> = existing
             .iter()
-            .filter(|v| v.state != State::Rejected)
+            .filter(|v| v.state == State::Approved && v.revoked_at.is_none())
+            .collect();
+        let previous = baseline
+            .iter()
             .rfind(|v| semver_order(&v.version, &report.version).is_lt())
-            .or_else(|| existing.iter().find(|v| v.state != State::Rejected));
-        let first_version = existing.iter().all(|v| v.state == State::Rejected);
+            .or_else(|| baseline.first())
+            .copied();
+        let first_version = baseline.is_empty();
         if let Some(previous) = previous {
             report.previous_version = Some(previous.version.clone());
             let before: Capabilities =
@@ -415,8 +458,7 @@ impl Market {
         // The policies decide: approve now, or review.
         let policy = secflow_policy::market::MarketPolicy::load(
             &self.inner.host.paths().policy().join("market"),
-        )
-        .map_err(|e| secflow_host::HostError::invalid(format!("marketplace policies: {e}")))?;
+        );
         let facts = secflow_policy::market::UploadFacts {
             publisher: publisher_name.to_string(),
             id: id.clone(),
@@ -434,7 +476,15 @@ impl Market {
             )
             .capabilities,
         };
-        let decision = policy.decide(&facts);
+        // Policies that do not load send everything to review, with the reason.
+        let decision = match &policy {
+            Ok(policy) => policy.decide(&facts),
+            Err(e) => secflow_policy::PolicyDecision {
+                allowed: false,
+                policies: vec![secflow_policy::POLICY_CHECK_FAILED.to_string()],
+                errors: vec![format!("marketplace policies: {e}")],
+            },
+        };
         report.decision = Some(vetting::Decision {
             auto_approved: decision.allowed,
             policies: decision.policies.clone(),

@@ -38,6 +38,20 @@ impl Market {
                     )));
                 }
                 None => {
+                    // A namespace may not take over ids another publisher already published.
+                    let taken: Option<String> = sqlx::query_scalar(
+                        "SELECT publisher FROM versions WHERE publisher != ? AND (plugin_id = ? OR plugin_id LIKE ?) LIMIT 1",
+                    )
+                    .bind(publisher)
+                    .bind(ns)
+                    .bind(format!("{ns}-%"))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(other) = taken {
+                        return Err(MarketError::Conflict(format!(
+                            "namespace `{ns}` would cover plugins `{other}` already published"
+                        )));
+                    }
                     sqlx::query(
                         "INSERT INTO namespaces (prefix, publisher, granted_at, granted_by) VALUES (?, ?, ?, ?)",
                     )

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How old a receipt may be when it arrives (a client offline for a while sends it later).
+pub const RECEIPT_MAX_AGE_SECS: u64 = 30 * 86_400;
+
 impl Market {
     /// Counts an install from a receipt signed by the installing host: once per host and
     /// version. Returns whether it was new.
@@ -10,10 +13,33 @@ impl Market {
             .receipt()
             .map_err(|e| MarketError::Invalid(format!("install receipt: {e}")))?;
         let row = self.existing(&body.plugin_id, &body.version).await?;
-        if row.sha256 != body.sha256 || row.state != State::Approved {
+        if row.state != State::Approved || row.revoked_at.is_some() {
+            return Err(MarketError::Invalid(format!(
+                "{} {} is not installable from this marketplace (it is {}{})",
+                body.plugin_id,
+                body.version,
+                row.state.as_str(),
+                if row.revoked_at.is_some() {
+                    ", revoked"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if row.sha256 != body.sha256 {
             return Err(MarketError::Invalid(format!(
                 "the receipt names payload {} but {} {} published here is {}",
                 body.sha256, body.plugin_id, body.version, row.sha256
+            )));
+        }
+        let at = now();
+        if body.issued_at > at + secflow_trust::verify::MAX_CLOCK_SKEW_SECS
+            || body.issued_at.saturating_add(RECEIPT_MAX_AGE_SECS) < at
+        {
+            return Err(MarketError::Invalid(format!(
+                "the receipt was issued at {}, not within the last {} days: send it when installing",
+                body.issued_at,
+                RECEIPT_MAX_AGE_SECS / 86_400
             )));
         }
         let new = sqlx::query(
@@ -112,6 +138,9 @@ impl Market {
         reason: &str,
         actor: &str,
     ) -> Result<()> {
+        if hide {
+            check_reason("hiding a rating", reason)?;
+        }
         let changed = sqlx::query(
             "UPDATE ratings SET hidden_at = ?, hidden_by = ?, hidden_reason = ? WHERE plugin_id = ? AND host_id = ?",
         )

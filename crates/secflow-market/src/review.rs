@@ -57,11 +57,12 @@ impl Market {
                 row.state.as_str()
             )));
         }
-        if reason.trim().is_empty() || reason.len() > 2000 {
-            return Err(MarketError::Invalid(
-                "a review needs a reason (1 to 2000 characters)".into(),
-            ));
+        if row.revoked_at.is_some() {
+            return Err(MarketError::Conflict(format!(
+                "{id} {version} was revoked; it cannot be approved"
+            )));
         }
+        check_reason("a review", reason)?;
         let (state, file_sha256) = if approve {
             let upload = self.read_package(&row.upload_sha256)?;
             (
@@ -122,6 +123,9 @@ impl Market {
         publisher: Option<&str>,
         actor: &str,
     ) -> Result<VersionRow> {
+        if yanked {
+            check_reason("a yank", reason)?;
+        }
         let row = self.existing(id, version).await?;
         if let Some(publisher) = publisher
             && publisher != row.publisher
@@ -169,11 +173,7 @@ impl Market {
         actor: &str,
     ) -> Result<VersionRow> {
         let row = self.existing(id, version).await?;
-        if reason.trim().is_empty() || reason.len() > 2000 {
-            return Err(MarketError::Invalid(
-                "a revocation needs a reason (1 to 2000 characters)".into(),
-            ));
-        }
+        check_reason("a revocation", reason)?;
         if row.revoked_at.is_some() {
             return Ok(row);
         }

@@ -230,6 +230,29 @@ pub(crate) fn version_row(row: &sqlx::sqlite::SqliteRow) -> VersionRow {
     }
 }
 
+/// Every approved, unrevoked version, by id and then semver.
+pub(crate) async fn approved<'e, E>(executor: E) -> Result<Vec<VersionRow>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let mut rows: Vec<VersionRow> = sqlx::query(concat!(
+        "SELECT ",
+        version_columns!(),
+        " FROM versions WHERE state = 'approved' AND revoked_at IS NULL"
+    ))
+    .fetch_all(executor)
+    .await?
+    .iter()
+    .map(version_row)
+    .collect();
+    rows.sort_by(|a, b| {
+        a.plugin_id
+            .cmp(&b.plugin_id)
+            .then_with(|| crate::semver_order(&a.version, &b.version))
+    });
+    Ok(rows)
+}
+
 pub(crate) fn rating_row(row: &sqlx::sqlite::SqliteRow) -> RatingRow {
     RatingRow {
         host_id: row.get("host_id"),
@@ -388,6 +411,19 @@ impl Store {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    /// The publisher of an id's versions, if any was published.
+    pub(crate) async fn publisher_of(
+        &self,
+        plugin_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT publisher FROM versions WHERE plugin_id = ? ORDER BY published_at LIMIT 1",
+        )
+        .bind(plugin_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     /// Ids other publishers established (an approved version), for the look-alike check.
     pub(crate) async fn ids_not_of(&self, publisher: &str) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(
@@ -398,15 +434,18 @@ impl Store {
         .await
     }
 
-    /// Marks the index as changed; the next request for it signs a new version.
+    /// Counts a change to what the index lists, in the change's own transaction; the next
+    /// request for the index signs a new version when the count moved since the last one.
     pub(crate) async fn index_changed<'e, E>(executor: E) -> Result<(), sqlx::Error>
     where
         E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
     {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('index_dirty', '1') ON CONFLICT(key) DO UPDATE SET value = '1'")
-            .execute(executor)
-            .await
-            .map(drop)
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('index_changes', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        )
+        .execute(executor)
+        .await
+        .map(drop)
     }
 
     pub(crate) async fn installs(&self, plugin_id: &str, since: u64) -> Result<u64, sqlx::Error> {

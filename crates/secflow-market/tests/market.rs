@@ -200,6 +200,23 @@ async fn publish_vet_review_countersign_yank_revoke_and_count() {
         e.market.package("data-processor", "1.1.0").await,
         Err(MarketError::NotFound(_))
     ));
+    // A later version asking for the same is compared with what was approved (1.0.0),
+    // not with the pending 1.1.0: it cannot slip past review.
+    let v3 = e.version("1.2.0", NETWORK);
+    let published = e.market.publish("acme", &v3, "api:pub").await.unwrap();
+    assert_eq!(published.state, State::Pending);
+    assert_eq!(published.report.previous_version.as_deref(), Some("1.0.0"));
+    assert!(!published.report.escalation.is_empty());
+    e.market
+        .review(
+            "data-processor",
+            "1.2.0",
+            false,
+            "one network version at a time",
+            "api:reviewer",
+        )
+        .await
+        .unwrap();
     let queue = e.market.queue().await.unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].version.version, "1.1.0");
@@ -342,6 +359,20 @@ async fn publish_vet_review_countersign_yank_revoke_and_count() {
             .await,
         Err(MarketError::Invalid(_))
     ));
+    let stale = HostSigned::sign(
+        &Receipt {
+            kind: RECEIPT_TYPE.into(),
+            plugin_id: "data-processor".into(),
+            version: "1.0.0".into(),
+            sha256: v1_sha.clone(),
+            issued_at: now - 90 * 86_400,
+        },
+        &ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    );
+    assert!(matches!(
+        e.market.record_install(&stale, "anonymous").await,
+        Err(MarketError::Invalid(m)) if m.contains("not within")
+    ));
     let page = e.market.page("data-processor").await.unwrap();
     assert_eq!(page.downloads.total, 1);
     assert_eq!(page.downloads.last_90_days, 1);
@@ -404,6 +435,14 @@ async fn publish_vet_review_countersign_yank_revoke_and_count() {
     assert!(matches!(
         e.market.package("data-processor", "1.0.0").await,
         Err(MarketError::NotFound(m)) if m.contains("revoked")
+    ));
+    assert!(matches!(
+        e.market.record_install(&receipt("1.0.0", &v1_sha), "anonymous").await,
+        Err(MarketError::Invalid(m)) if m.contains("revoked")
+    ));
+    assert!(matches!(
+        e.market.publish("acme", &v1, "api:pub").await,
+        Err(MarketError::Conflict(m)) if m.contains("revoked")
     ));
     let list = e.market.revocations().await.unwrap();
     assert_eq!(client.import_revocations(&list).unwrap(), 1);
@@ -583,6 +622,16 @@ async fn namespaces_have_one_owner() {
             "{bad:?}"
         );
     }
+    // A namespace carved out later cannot take over ids someone already published.
+    let manifest = DATA_PROCESSOR
+        .replace("VERSION", "1.0.0")
+        .replace("data-processor", "acme-labs-x");
+    let package = e.package(&manifest, Some("acme"), &[]);
+    e.market.publish("acme", &package, "api:pub").await.unwrap();
+    assert!(matches!(
+        e.market.grant_namespaces("other", &["acme-labs".into()], "admin").await,
+        Err(MarketError::Conflict(m)) if m.contains("already published")
+    ));
     // A key registered to one publisher cannot be claimed by another.
     let public = e.keys.public("acme").unwrap();
     e.market

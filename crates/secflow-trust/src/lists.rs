@@ -139,6 +139,12 @@ impl TrustStore {
     /// distributed; it may not revoke keys). Returns how many entries were new.
     pub fn import_revocations(&mut self, signed: &Signed) -> Result<usize, TrustError> {
         let key = open(self, signed)?;
+        if let Some(at) = key.retired_at {
+            return Err(TrustError::Refused(format!(
+                "key {} was retired at {at}: it signs no more revocation lists",
+                key.key_id
+            )));
+        }
         let role = key.role;
         if !matches!(role, Role::RevocationAuthority | Role::Marketplace) {
             return Err(TrustError::Refused(format!(
