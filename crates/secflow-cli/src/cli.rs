@@ -677,6 +677,10 @@ pub struct ServeArgs {
     /// Whole-request deadline, e.g. 60s
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub request_timeout: std::time::Duration,
+    /// Also serve the plugin marketplace (/v1/market/...): publishing with vetting,
+    /// review and countersignature, the signed index and revocation list
+    #[arg(long)]
+    pub marketplace: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -687,7 +691,7 @@ pub enum TokenCommand {
         #[arg(long, default_value = "token")]
         name: String,
         /// What the API policies let it do
-        #[arg(long, value_parser = ["viewer", "publisher", "operator", "admin"])]
+        #[arg(long, value_parser = ["viewer", "publisher", "reviewer", "operator", "admin"])]
         role: String,
         /// Lifetime, e.g. 30d or 12h [default: no expiry]
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]

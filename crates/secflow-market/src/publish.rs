@@ -410,7 +410,7 @@ impl Market {
             .await?;
         let outcome = secflow_host::RunOutcome::of(&inv, true);
         let (ok, message) = outcome.health.clone().unwrap_or((false, String::new()));
-        report.health = Some(vetting::Health {
+        report.health = Some(vetting::TrialHealth {
             ok,
             message: message.clone(),
             duration_us: inv.report.wall_time_us,

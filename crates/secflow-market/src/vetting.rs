@@ -56,7 +56,7 @@ pub struct SecretFound {
 /// The health check in the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Health {
+pub struct TrialHealth {
     pub ok: bool,
     pub message: String,
     pub duration_us: u64,
@@ -103,7 +103,7 @@ pub struct Report {
     /// The component's imports (WIT interfaces).
     pub imports: Vec<String>,
     pub secrets: Vec<SecretFound>,
-    pub health: Option<Health>,
+    pub health: Option<TrialHealth>,
     /// Other publishers' ids this one looks like.
     pub similar_ids: Vec<String>,
     /// Absent when the upload was refused before the policies were asked.

@@ -30,10 +30,10 @@ const BUILTIN_SCHEMA_NAME: &str = "<built-in>/api.cedarschema";
 const BUILTIN_POLICIES_NAME: &str = "<built-in>/api.cedar";
 
 /// The roles a token can have, least to most powerful.
-pub const ROLES: [&str; 4] = ["viewer", "publisher", "operator", "admin"];
+pub const ROLES: [&str; 5] = ["viewer", "publisher", "reviewer", "operator", "admin"];
 
 /// Every route action of the API, as named in the schema.
-pub const API_ACTIONS: [&str; 24] = [
+pub const API_ACTIONS: [&str; 30] = [
     "plugins.list",
     "plugins.get",
     "plugins.permissions",
@@ -58,6 +58,12 @@ pub const API_ACTIONS: [&str; 24] = [
     "trust.write",
     "audit.checkpoint",
     "tokens.manage",
+    "market.publishers",
+    "market.publish",
+    "market.yank",
+    "market.review",
+    "market.revoke",
+    "market.moderate",
 ];
 
 /// One question: may this token do `action` to this resource?
@@ -68,7 +74,7 @@ pub struct ApiRequest<'a> {
     pub role: &'a str,
     /// One of [`API_ACTIONS`].
     pub action: &'a str,
-    /// `plugin`, `scan`, `audit`, `policy`, `trust`, `token` or `system`.
+    /// `plugin`, `scan`, `audit`, `policy`, `trust`, `token`, `system` or `market`.
     pub resource_kind: &'a str,
     /// The plugin id, scan id, ... (`*` for collections).
     pub resource_id: &'a str,
@@ -394,7 +400,15 @@ mod tests {
                 "stats.read",
             ]
             .contains(&action);
-            let admin_only = ["trust.write", "audit.checkpoint", "tokens.manage"].contains(&action);
+            let admin_only = [
+                "trust.write",
+                "audit.checkpoint",
+                "tokens.manage",
+                "market.publishers",
+            ]
+            .contains(&action);
+            let publish = ["market.publish", "market.yank"].contains(&action);
+            let review = ["market.review", "market.revoke", "market.moderate"].contains(&action);
             assert_eq!(
                 ask(&engine, "viewer", action).allowed,
                 read,
@@ -402,15 +416,21 @@ mod tests {
             );
             assert_eq!(
                 ask(&engine, "operator", action).allowed,
-                !admin_only,
+                !admin_only && !publish && !review,
                 "operator {action}"
             );
             let publisher = read
+                || publish
                 || ["plugins.validate", "plugins.install", "plugins.upgrade"].contains(&action);
             assert_eq!(
                 ask(&engine, "publisher", action).allowed,
                 publisher,
                 "publisher {action}"
+            );
+            assert_eq!(
+                ask(&engine, "reviewer", action).allowed,
+                read || review,
+                "reviewer {action}"
             );
             assert!(
                 !ask(&engine, "stranger", action).allowed,

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub archive: archive::Limits,
     /// Connections open at once; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Serve the plugin marketplace (`/v1/market/...`) from this state directory.
+    pub marketplace: bool,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +87,7 @@ impl Default for ServerConfig {
             scan_roots: Vec::new(),
             archive: archive::Limits::default(),
             max_connections: 16_384,
+            marketplace: false,
         }
     }
 }
@@ -97,6 +100,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub jobs: jobs::Jobs,
     pub config: Arc<ServerConfig>,
+    /// The marketplace, with `--marketplace`.
+    pub market: Option<secflow_market::Market>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -111,6 +116,9 @@ pub struct Limits {
     /// Unauthenticated refusals recorded in the audit log per second; beyond that they
     /// are counted in the metrics only, so a flood cannot fill the disk.
     audit_unauthenticated: governor::DefaultDirectRateLimiter,
+    /// Anonymous marketplace writes (install receipts, ratings) per second, all clients
+    /// together.
+    pub(crate) market_anonymous: governor::DefaultDirectRateLimiter,
     runs: Arc<tokio::sync::Semaphore>,
     run_wait: Duration,
 }
@@ -132,6 +140,10 @@ impl Limits {
             audit_unauthenticated: RateLimiter::direct(Quota::per_second(
                 NonZeroU32::new(50).expect("50"),
             )),
+            market_anonymous: RateLimiter::direct(
+                Quota::per_second(NonZeroU32::new(100).expect("100"))
+                    .allow_burst(NonZeroU32::new(200).expect("200")),
+            ),
             runs: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_runs.max(1),
             )),
@@ -171,7 +183,15 @@ impl AppState {
     pub async fn open(host: Host, config: ServerConfig) -> anyhow::Result<AppState> {
         let metrics = metrics::Metrics::new();
         let jobs = jobs::Jobs::open(host.clone(), &config, metrics.clone()).await?;
+        let market = if config.marketplace {
+            let market_host = host.acting_as("api:marketplace");
+            let market_config = secflow_market::MarketConfig::of(&market_host);
+            Some(secflow_market::Market::open(market_host, market_config).await?)
+        } else {
+            None
+        };
         Ok(AppState {
+            market,
             limits: Arc::new(Limits::new(&config)),
             host,
             metrics,

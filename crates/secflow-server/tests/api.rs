@@ -646,6 +646,7 @@ async fn revoked_and_expired_tokens_are_refused_and_roles_are_enforced() {
 async fn authorization_matrix_of_every_route_and_role() {
     let server = Server::start(secflow_server::ServerConfig {
         rate_limit: 0,
+        marketplace: true,
         ..Default::default()
     })
     .await;
@@ -686,21 +687,48 @@ async fn authorization_matrix_of_every_route_and_role() {
         "trust_add",
         "trust_remove",
         "trust_import",
+        "market_publishers",
+        "market_grant",
+        "market_publisher_key",
     ];
-    let public = ["ops_livez", "ops_readyz", "ops_version", "ops_openapi"];
+    let publish = ["market_publish", "market_yank"];
+    let review = [
+        "market_queue",
+        "market_upload",
+        "market_review",
+        "market_revoke",
+        "market_moderate",
+    ];
+    let public = [
+        "ops_livez",
+        "ops_readyz",
+        "ops_version",
+        "ops_openapi",
+        "market_key",
+        "market_index",
+        "market_revocations",
+        "market_search",
+        "market_plugin",
+        "market_package",
+        "market_install",
+        "market_rate",
+    ];
     let may = |role: &str, op: &str| -> bool {
         match role {
             "admin" => true,
             "operator" => read.contains(&op) || write_execute.contains(&op),
             "publisher" => {
-                read.contains(&op) || ["plugins_validate", "plugins_install"].contains(&op)
+                read.contains(&op)
+                    || publish.contains(&op)
+                    || ["plugins_validate", "plugins_install"].contains(&op)
             }
+            "reviewer" => read.contains(&op) || review.contains(&op),
             "viewer" => read.contains(&op),
             _ => false,
         }
     };
     let mut tokens: Vec<(String, Option<String>)> = Vec::new();
-    for role in ["admin", "operator", "publisher", "viewer"] {
+    for role in ["admin", "operator", "publisher", "reviewer", "viewer"] {
         tokens.push((role.to_string(), Some(server.token(role).await)));
     }
     let expired = server
@@ -728,6 +756,8 @@ async fn authorization_matrix_of_every_route_and_role() {
                 read.contains(&id)
                     || write_execute.contains(&id)
                     || admin_only.contains(&id)
+                    || publish.contains(&id)
+                    || review.contains(&id)
                     || public.contains(&id),
                 "{id} ({method} {path}) is in no row of the matrix: add it"
             );
@@ -741,6 +771,9 @@ async fn authorization_matrix_of_every_route_and_role() {
                         "/v1/trust/keys/{id}",
                         "/v1/trust/keys/00000000000000000000000000000000",
                     )
+                    .replace("{id}", "data-processor")
+                    .replace("{version}", "1.0.0")
+                    .replace("{host}", "00000000000000000000000000000000")
             );
             // A stream ends when its `seconds` do.
             let url = if id == "audit_follow" {

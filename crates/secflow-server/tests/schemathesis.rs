@@ -35,6 +35,7 @@ async fn schemathesis_finds_no_failure() {
     // Generated requests come fast; the per-token limit is tested elsewhere.
     let server = Server::start(secflow_server::ServerConfig {
         rate_limit: 0,
+        marketplace: true,
         ..Default::default()
     })
     .await;
@@ -97,7 +98,8 @@ async fn schemathesis_finds_no_failure() {
 }
 
 /// Seeds the server with real resources (the data-processor plugin installed, a scan of the
-/// demo finished, the publisher key trusted) and returns a schemathesis configuration that
+/// demo finished, the publisher key trusted, the same package published in the marketplace
+/// by the publisher `acme`) and returns a schemathesis configuration that
 /// draws each route's `{id}` from the real ids half of the time.
 async fn seed(server: &Server, admin: &str, dir: &std::path::Path) -> String {
     let http = reqwest::Client::new();
@@ -108,6 +110,41 @@ async fn seed(server: &Server, admin: &str, dir: &std::path::Path) -> String {
         .bearer_auth(admin)
         .header("content-type", "application/octet-stream")
         .body(package)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // The marketplace: a publisher with the namespace and the key, and the package
+    // published (approved at once: it asks for nothing).
+    let r = http
+        .post(format!("{base}/v1/market/publishers"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "acme", "namespaces": ["data"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let public = server.host.public_key("publisher").unwrap();
+    let r = http
+        .post(format!("{base}/v1/market/publishers/acme/keys"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let acme = server
+        .host
+        .create_token("acme", "publisher", None)
+        .await
+        .unwrap()
+        .token;
+    let r = http
+        .post(format!("{base}/v1/market/packages"))
+        .bearer_auth(&acme)
+        .header("content-type", "application/octet-stream")
+        .body(signed_data_processor(&server.host, dir))
         .send()
         .await
         .unwrap();
@@ -176,6 +213,24 @@ parameters = {{ "path.id" = {{ dictionary = "scan-ids", probability = 0.5 }} }}
 [[operations]]
 include-path-regex = '^/v1/trust/keys/\{{id\}}'
 parameters = {{ "path.id" = {{ dictionary = "key-ids", probability = 0.5 }} }}
+
+[dictionaries.market-versions]
+values = ["0.1.0"]
+
+[dictionaries.publishers]
+values = ["acme"]
+
+[[operations]]
+include-path-regex = '^/v1/market/plugins/\{{id\}}$'
+parameters = {{ "path.id" = {{ dictionary = "plugin-ids", probability = 0.5 }} }}
+
+[[operations]]
+include-path-regex = '^/v1/market/plugins/\{{id\}}/versions/'
+parameters = {{ "path.id" = {{ dictionary = "plugin-ids", probability = 0.5 }}, "path.version" = {{ dictionary = "market-versions", probability = 0.5 }} }}
+
+[[operations]]
+include-path-regex = '^/v1/market/publishers/\{{id\}}'
+parameters = {{ "path.id" = {{ dictionary = "publishers", probability = 0.5 }} }}
 "#
     )
 }

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 
 /// What a token may do is decided by policy from its role; these are the roles the shipped
 /// policies know.
-pub const ROLES: [&str; 4] = ["viewer", "publisher", "operator", "admin"];
+pub const ROLES: [&str; 5] = ["viewer", "publisher", "reviewer", "operator", "admin"];
 
 const PREFIX: &str = "sft_";
 const ID_HEX: usize = 12;
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 pub enum TokenError {
     #[error("no token with id `{0}`")]
     NotFound(String),
-    #[error("unknown role `{0}`; use one of viewer, publisher, operator, admin")]
+    #[error("unknown role `{0}`; use one of viewer, publisher, reviewer, operator, admin")]
     UnknownRole(String),
     #[error("a token name is 1 to 64 printable characters; got {0:?}")]
     BadName(String),

@@ -18,6 +18,7 @@ pub fn run(host: &Host, args: ServeArgs) -> anyhow::Result<Exit> {
         scan_workers: usize::from(args.scan_workers),
         queue_capacity: usize::from(args.queue),
         scan_roots: args.scan_roots.clone(),
+        marketplace: args.marketplace,
         ..defaults
     };
     for root in &config.scan_roots {

@@ -3,6 +3,7 @@
 //! could not name anything).
 
 pub mod audit;
+pub mod market;
 pub mod ops;
 pub mod plugins;
 pub mod policy;
@@ -22,7 +23,7 @@ use axum::routing::{get, post};
 pub fn routes(state: &AppState) -> Router<AppState> {
     let json_limit = DefaultBodyLimit::max(state.config.max_json_bytes);
     let upload_limit = DefaultBodyLimit::max(state.config.max_upload_bytes);
-    Router::new()
+    let mut router = Router::new()
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -68,7 +69,55 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/trust/keys/{id}", axum::routing::delete(trust::remove))
         .route("/v1/trust/lists", post(trust::import).layer(json_limit))
         .route("/v1/policy", get(policy::check))
-        .route("/v1/plugins/{id}/policy", get(policy::explain))
+        .route("/v1/plugins/{id}/policy", get(policy::explain));
+    if state.market.is_some() {
+        router = router
+            .route("/v1/market/key", get(market::key))
+            .route("/v1/market/index", get(market::index))
+            .route("/v1/market/revocations", get(market::revocations))
+            .route("/v1/market/plugins", get(market::search))
+            .route("/v1/market/plugins/{id}", get(market::plugin))
+            .route(
+                "/v1/market/plugins/{id}/versions/{version}/package",
+                get(market::package),
+            )
+            .route(
+                "/v1/market/plugins/{id}/versions/{version}/upload",
+                get(market::upload),
+            )
+            .route(
+                "/v1/market/plugins/{id}/versions/{version}/review",
+                post(market::review),
+            )
+            .route(
+                "/v1/market/plugins/{id}/versions/{version}/yank",
+                post(market::yank),
+            )
+            .route(
+                "/v1/market/plugins/{id}/versions/{version}/revoke",
+                post(market::revoke),
+            )
+            .route("/v1/market/plugins/{id}/ratings", post(market::rate))
+            .route(
+                "/v1/market/plugins/{id}/ratings/{host}",
+                post(market::moderate),
+            )
+            .route(
+                "/v1/market/packages",
+                post(market::publish).layer(upload_limit),
+            )
+            .route("/v1/market/queue", get(market::queue))
+            .route("/v1/market/installs", post(market::install))
+            .route(
+                "/v1/market/publishers",
+                get(market::publishers).post(market::grant),
+            )
+            .route(
+                "/v1/market/publishers/{id}/keys",
+                post(market::publisher_key),
+            );
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))

@@ -189,7 +189,7 @@ fn approver(caller: &Caller, approve: Option<&str>, grants: &[String]) -> ApiRes
     Ok(ApiApprover { standing })
 }
 
-fn check_package_type(headers: &HeaderMap) -> ApiResult<()> {
+pub(crate) fn check_package_type(headers: &HeaderMap) -> ApiResult<()> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
