@@ -53,6 +53,10 @@ pub enum Command {
     /// Manage API tokens for `secflow serve` (shown once, stored hashed)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Use plugin marketplaces: pin one, search it, apply its revocations
+    /// (installs: `secflow plugin install ID --from NAME`)
+    #[command(subcommand)]
+    Marketplace(MarketplaceCommand),
     /// Security summary from the audit log: plugins, failures, violations, events
     Stats {
         /// Print JSON instead of text (for scripts)
@@ -570,9 +574,14 @@ pub enum PluginCommand {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Package files (.sfpkg); installed dependencies first, each atomically
+    /// Package files (.sfpkg), installed dependencies first, each atomically; or plugin
+    /// ids (ID or ID@RANGE) to install from a marketplace (--from)
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+
+    /// The marketplace to install ids from [default: the only one added]
+    #[arg(long, value_name = "NAME")]
+    pub from: Option<String>,
 
     /// Grant every capability the package asks for, without a prompt
     #[arg(long, short)]
@@ -681,6 +690,50 @@ pub struct ServeArgs {
     /// review and countersignature, the signed index and revocation list
     #[arg(long)]
     pub marketplace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MarketplaceCommand {
+    /// Add a marketplace and pin its key (trusted to countersign and to revoke packages)
+    Add {
+        /// A short name for it (a-z, 0-9, -)
+        name: String,
+        /// Its base URL, e.g. https://market.example.com
+        url: String,
+        /// Its public key file, obtained out of band (GET /v1/market/key shows it)
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the marketplaces added, with the index version last seen
+    List {
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search a marketplace's signed index
+    Search {
+        /// Words that must all appear in the id, name, description or tags
+        #[arg(default_value = "")]
+        text: String,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch and apply revocation lists now (also done before runs and scans when older
+    /// than 2 minutes); revoked installed plugins are quarantined
+    Sync {
+        /// Only this marketplace [default: all]
+        name: Option<String>,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

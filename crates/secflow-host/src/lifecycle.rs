@@ -161,4 +161,40 @@ impl Host {
         .await?;
         Ok(plugin.violations)
     }
+
+    /// Quarantines every installed plugin whose active package digest the trust store has
+    /// revoked (after importing a revocation list: a marketplace's kill list). Clearance
+    /// already refuses to run it; the quarantine says why in `plugin list` and keeps it off
+    /// until an operator releases it. Returns the ids quarantined now.
+    pub async fn quarantine_revoked(&self) -> Result<Vec<String>> {
+        let store = self.trust_store()?;
+        let now = secflow_trust::now();
+        let mut registry = self.registry().await?;
+        let mut quarantined = Vec::new();
+        let mut events = Vec::new();
+        for plugin in registry.list().await? {
+            if plugin.quarantined {
+                continue;
+            }
+            let item = secflow_trust::RevokedItem::PackageSha256(plugin.digest.clone());
+            let Some(revocation) = store
+                .revocations
+                .iter()
+                .find(|r| r.item == item && r.from <= now.max(store.latest_time))
+            else {
+                continue;
+            };
+            let reason = format!("package revoked: {}", revocation.reason);
+            registry.quarantine(&plugin.id, &reason).await?;
+            events.push(self.event(
+                AuditAction::PluginQuarantine,
+                plugin_ref(&plugin.id, &plugin.version, &plugin.digest),
+                "quarantined",
+                reason,
+            ));
+            quarantined.push(plugin.id);
+        }
+        self.record(events).await?;
+        Ok(quarantined)
+    }
 }

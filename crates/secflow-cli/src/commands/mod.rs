@@ -3,6 +3,7 @@
 
 mod audit;
 mod keys;
+mod marketplace;
 mod plugin;
 mod policy;
 mod run;
@@ -49,6 +50,7 @@ fn command(host: &Host, cli: Cli) -> anyhow::Result<Exit> {
         Command::Policy(cmd) => policy::run(host, cmd),
         Command::Serve(args) => serve::run(host, *args),
         Command::Token(cmd) => token::run(host, cmd),
+        Command::Marketplace(cmd) => marketplace::run(host, cmd),
         Command::Stats { json } => audit::stats(host, json),
         Command::Version { json } => version(json),
         Command::Completions { shell } => {

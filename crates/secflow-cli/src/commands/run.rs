@@ -17,7 +17,10 @@ pub fn run(host: &Host, args: RunArgs) -> anyhow::Result<Exit> {
     // the developer's own, with what it declares. Every run goes through the same
     // after-run path and is recorded in the audit log.
     let cleared = match (&args.plugin, &args.dev) {
-        (Some(id), _) => host.block_on(host.clear(id)).cli()?,
+        (Some(id), _) => {
+            super::marketplace::poll_revocations(host);
+            host.block_on(host.clear(id)).cli()?
+        }
         (None, Some(dir)) => {
             let (manifest, wasm) = secflow_host::read_plugin_dir(dir).cli()?;
             secflow_host::Cleared::dev(manifest, wasm)

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub fn run(host: &Host, mut args: ScanArgs) -> anyhow::Result<Exit> {
+    super::marketplace::poll_revocations(host);
     // `scan -`: what is on stdin, scanned as one file named `stdin`.
     let _stdin_copy = if args.path.as_os_str() == "-" {
         let dir = read_stdin_to_file(args.max_file_size)?;

@@ -123,7 +123,23 @@ pub fn parse_mounts(pairs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> 
         .collect()
 }
 
+/// An argument that names no file but reads like `ID` or `ID@RANGE`: installed from a
+/// marketplace.
+fn remote_spec(arg: &std::path::Path) -> Option<&str> {
+    let text = arg.to_str()?;
+    let id = text.split('@').next()?;
+    let plausible = !arg.exists()
+        && !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    plausible.then_some(text)
+}
+
 pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<Exit> {
+    if mode != InstallMode::Sync && args.files.iter().all(|f| remote_spec(f).is_some()) {
+        return install_remote(host, &args);
+    }
     let mut packages = Vec::new();
     for file in &args.files {
         let bytes = std::fs::read(file)
@@ -156,6 +172,42 @@ pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<
     }
     if args.json {
         outln!("{}", secflow_term::to_json_pretty(&admitted)?);
+    }
+    Ok(Exit::Success)
+}
+
+/// `secflow plugin install ID[@RANGE]... [--from NAME]`: each resolved in the marketplace's
+/// signed index, downloaded, checked against it, countersignature required, then admitted
+/// like any package, and a receipt sent.
+fn install_remote(host: &Host, args: &InstallArgs) -> anyhow::Result<Exit> {
+    use super::super::marketplace::{client_fail, default_marketplace};
+    if args.dev || !args.mounts.is_empty() {
+        return Err(fail(
+            Exit::Usage,
+            "--dev and --mount apply to package files, not to installs from a marketplace",
+        ));
+    }
+    let client = secflow_market_client::Client::new(host.clone());
+    let name = default_marketplace(&client, args.from.clone())?;
+    let approver = CliApprover::new(args.yes, !args.grants.is_empty(), true);
+    let mut done = Vec::new();
+    for spec in &args.files {
+        let spec = remote_spec(spec).expect("checked by the caller");
+        let installed = host
+            .block_on(client.install(&name, spec, &approver))
+            .map_err(client_fail)?;
+        if !args.json {
+            for a in &installed.admitted {
+                outln!("{} (from marketplace {})", a.message, installed.marketplace);
+            }
+            if let Err(e) = &installed.receipt {
+                errln!("note: the install receipt was not counted: {e}");
+            }
+        }
+        done.push(installed);
+    }
+    if args.json {
+        outln!("{}", secflow_term::to_json_pretty(&done)?);
     }
     Ok(Exit::Success)
 }

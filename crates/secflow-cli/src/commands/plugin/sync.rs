@@ -41,6 +41,7 @@ pub fn run(host: &Host, dir: &Path, yes: bool, watch: bool, interval: f64) -> an
             seen.insert(file.clone(), stamp);
             let args = InstallArgs {
                 files: vec![file.clone()],
+                from: None,
                 yes,
                 grants: Vec::new(),
                 mounts: Vec::new(),

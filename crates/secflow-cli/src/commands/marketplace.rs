@@ -1,0 +1,166 @@
+//! `secflow marketplace add|list|search|sync`, and the revocation poll before runs and
+//! scans. Installs by id are `secflow plugin install ID --from NAME`.
+
+use crate::cli::MarketplaceCommand;
+use crate::exit::{Exit, fail};
+use secflow_host::Host;
+use secflow_market_client::{Client, ClientError, DEFAULT_POLL};
+
+/// A client error as the CLI's exit: refusals are 3, bad input 2, the rest 1.
+pub fn client_fail(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Invalid(_) | ClientError::NotFound(_) => fail(Exit::Usage, e.to_string()),
+        ClientError::Refused(_) => fail(Exit::Refused, e.to_string()),
+        other => anyhow::anyhow!(other.to_string()),
+    }
+}
+
+/// The marketplace to use when none is named: the only one added.
+pub fn default_marketplace(client: &Client, named: Option<String>) -> anyhow::Result<String> {
+    if let Some(name) = named {
+        return Ok(name);
+    }
+    let list = client.list().map_err(client_fail)?;
+    match list.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => Err(fail(
+            Exit::Usage,
+            "no marketplace added; add one with `secflow marketplace add NAME URL --key FILE`",
+        )),
+        _ => Err(fail(
+            Exit::Usage,
+            format!(
+                "several marketplaces are added ({}); name one with --from",
+                list.iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
+    let client = Client::new(host.clone());
+    match command {
+        MarketplaceCommand::Add {
+            name,
+            url,
+            key,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&key)
+                .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", key.display())))?;
+            let added = host
+                .block_on(client.add(&name, &url, &text))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&added)?);
+            } else {
+                outln!(
+                    "added marketplace {} ({}), key {} pinned",
+                    added.name,
+                    added.url,
+                    added.key.key_id
+                );
+            }
+        }
+        MarketplaceCommand::List { json } => {
+            let list = client.list().map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&list)?);
+            } else if list.is_empty() {
+                outln!(
+                    "no marketplaces; add one with `secflow marketplace add NAME URL --key FILE`"
+                );
+            } else {
+                for m in &list {
+                    outln!(
+                        "{:<16} {}  key {}  index v{}",
+                        m.name,
+                        m.url,
+                        m.key.key_id,
+                        m.index_version.map_or("-".to_string(), |v| v.to_string())
+                    );
+                }
+            }
+        }
+        MarketplaceCommand::Search { text, from, json } => {
+            let name = default_marketplace(&client, from)?;
+            let found = host
+                .block_on(client.search(&name, &text))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&found)?);
+            } else if found.is_empty() {
+                outln!("nothing in {name} matches `{text}`");
+            } else {
+                for p in &found {
+                    let latest = p
+                        .versions
+                        .iter()
+                        .rev()
+                        .find(|v| !v.yanked)
+                        .or(p.versions.last())
+                        .map_or("-", |v| v.version.as_str());
+                    outln!(
+                        "{:<28} {:<8} {:<14} {}",
+                        p.id,
+                        latest,
+                        p.kind,
+                        p.description
+                    );
+                }
+            }
+        }
+        MarketplaceCommand::Sync { name, json } => {
+            let results = match name {
+                Some(name) => vec![host.block_on(client.sync(&name))],
+                None => host.block_on(client.sync_due(std::time::Duration::ZERO)),
+            };
+            let mut synced = Vec::new();
+            for result in results {
+                let s = result.map_err(client_fail)?;
+                if !json {
+                    outln!(
+                        "{}: {}{}",
+                        s.marketplace,
+                        s.imported,
+                        if s.quarantined.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; quarantined {}", s.quarantined.join(", "))
+                        }
+                    );
+                }
+                synced.push(s);
+            }
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&synced)?);
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Before a run or scan: apply revocation lists older than the poll interval. A
+/// marketplace that cannot be reached is a warning; what was applied before stays.
+pub fn poll_revocations(host: &Host) {
+    if !host.paths().root.join("marketplaces.json").exists() {
+        return;
+    }
+    let client = Client::new(host.clone());
+    for result in host.block_on(client.sync_due(DEFAULT_POLL)) {
+        match result {
+            Ok(s) if !s.quarantined.is_empty() => {
+                errln!(
+                    "marketplace {}: revoked and quarantined: {}",
+                    s.marketplace,
+                    s.quarantined.join(", ")
+                );
+            }
+            Ok(_) => {}
+            Err(e) => errln!("warning: {e}; the revocations applied before stay in force"),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! A client host against a real marketplace server on 127.0.0.1, and against an evil mirror
+//! that replays an old index and serves tampered bytes.
+
+use secflow_host::{Answer, ApprovalRequest, Approver, Host, HostConfig, StateDir};
+use secflow_market::Market;
+use secflow_market_client::{Client, ClientError, DEFAULT_POLL};
+use std::time::Duration;
+
+struct Yes;
+
+impl Approver for Yes {
+    fn standing(&self) -> Option<String> {
+        Some("--yes".into())
+    }
+    fn ask(&self, _: &ApprovalRequest<'_>) -> Answer {
+        Answer::Approved {
+            via: "--yes".into(),
+        }
+    }
+}
+
+fn host(dir: &std::path::Path) -> Host {
+    Host::open(HostConfig {
+        state_dir: StateDir::resolve(Some(dir)),
+        actor: "test".into(),
+    })
+}
+
+/// The marketplace server with `data-processor` 1.0.0 published and approved; returns its
+/// base URL, its market, and the stop handle.
+async fn server(dir: &std::path::Path) -> (String, Market, tokio::sync::oneshot::Sender<()>) {
+    let server_host = host(&dir.join("server"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = secflow_server::AppState::open(
+        server_host.acting_as("api:server"),
+        secflow_server::ServerConfig {
+            marketplace: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let market = state.market.clone().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        secflow_server::serve(
+            state,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    });
+    market
+        .grant_namespaces("acme", &["data".into()], "admin")
+        .await
+        .unwrap();
+    let keys = secflow_trust::KeyDir::new(dir.join("publisher-keys"));
+    let public = keys.generate("acme").unwrap();
+    market
+        .add_publisher_key("acme", &serde_json::to_string(&public).unwrap(), "admin")
+        .await
+        .unwrap();
+    let plugin = dir.join("plugin");
+    std::fs::create_dir_all(&plugin).unwrap();
+    std::fs::copy(
+        std::path::Path::new(secflow_plugin_artifacts::DATA_PROCESSOR.dir).join("plugin.toml"),
+        plugin.join("plugin.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        secflow_plugin_artifacts::DATA_PROCESSOR.component,
+        plugin.join("plugin.wasm"),
+    )
+    .unwrap();
+    let signed = secflow_trust::add_signature(
+        &secflow_package::pack_dir(&plugin).unwrap(),
+        &keys.signing_key("acme").unwrap(),
+        secflow_trust::now(),
+        None,
+        &Default::default(),
+    )
+    .unwrap();
+    let published = market.publish("acme", &signed, "api:acme").await.unwrap();
+    assert_eq!(published.state, secflow_market::State::Approved);
+    (base, market, stop)
+}
+
+/// A mirror that serves a fixed (old) index and tampered package bytes.
+async fn evil_mirror(old_index: String, tampered: Vec<u8>) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/v1/market/index", get(move || async move { old_index }))
+        .route(
+            "/v1/market/plugins/{id}/versions/{version}/package",
+            get(move || async move { tampered }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+fn point_at(client_home: &std::path::Path, url: &str) {
+    let path = client_home.join("marketplaces.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["marketplaces"][0]["url"] = url.into();
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_by_id_count_once_refuse_a_replayed_index_and_apply_a_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, market, stop) = server(dir.path()).await;
+    let key_text = serde_json::to_string(market.public_key()).unwrap();
+
+    // A client pins the marketplace and installs by id; the plugin is cleared to run.
+    let home = dir.path().join("client");
+    let client_host = host(&home);
+    let client = Client::new(client_host.clone());
+    client.add("main", &base, &key_text).await.unwrap();
+    assert!(matches!(
+        client.add("main", &base, &key_text).await,
+        Err(ClientError::Invalid(_))
+    ));
+    let old_index = serde_json::to_string(&market.index().await.unwrap()).unwrap();
+    let installed = client
+        .install("main", "data-processor@^0.1", &Yes)
+        .await
+        .unwrap();
+    assert_eq!(installed.version, "0.1.0");
+    assert_eq!(installed.receipt, Ok(true));
+    let cleared = client_host.clear("data-processor").await.unwrap();
+    assert!(
+        cleared
+            .grant()
+            .unwrap()
+            .signers
+            .contains(&market.public_key().key_id),
+        "admitted on the marketplace's countersignature"
+    );
+    // The same host installing again is not counted again.
+    client_host.uninstall("data-processor").await.unwrap();
+    let again = client
+        .install("main", "data-processor", &Yes)
+        .await
+        .unwrap();
+    assert_eq!(again.receipt, Ok(false));
+    assert_eq!(
+        market.page("data-processor").await.unwrap().downloads.total,
+        1
+    );
+    assert!(matches!(
+        client.install("main", "data-processor@^2", &Yes).await,
+        Err(ClientError::NotFound(_))
+    ));
+
+    // A change on the server signs a newer index; the client sees it, and from then on a
+    // mirror replaying the older index is refused, as is a tampered download.
+    market
+        .yank("data-processor", "0.1.0", true, "testing", None, "admin")
+        .await
+        .unwrap();
+    market
+        .yank("data-processor", "0.1.0", false, "testing", None, "admin")
+        .await
+        .unwrap();
+    client.index("main").await.unwrap();
+    let (_, good) = market.package("data-processor", "0.1.0").await.unwrap();
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let mirror = evil_mirror(old_index, tampered).await;
+    point_at(&home, &mirror);
+    let err = client.index("main").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused(m) if m.contains("rollback")),
+        "{err}"
+    );
+    point_at(&home, &base);
+
+    // Revoke: the next poll imports the list, quarantines the plugin, and clearance
+    // refuses it.
+    market
+        .revoke("data-processor", "0.1.0", "malware", "admin")
+        .await
+        .unwrap();
+    let synced = client.sync_due(DEFAULT_POLL).await;
+    assert_eq!(synced.len(), 1, "never synced, so due");
+    let synced = synced.into_iter().next().unwrap().unwrap();
+    assert_eq!(synced.quarantined, ["data-processor"]);
+    assert!(client_host.clear("data-processor").await.is_err());
+    // Polled again within the interval: nothing is fetched.
+    assert!(client.sync_due(DEFAULT_POLL).await.is_empty());
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_download_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, market, stop) = server(dir.path()).await;
+    let key_text = serde_json::to_string(market.public_key()).unwrap();
+    let home = dir.path().join("client");
+    let client = Client::new(host(&home));
+    client.add("main", &base, &key_text).await.unwrap();
+    // The mirror serves the current signed index (it cannot forge one) with other bytes.
+    let index = serde_json::to_string(&market.index().await.unwrap()).unwrap();
+    let (_, good) = market.package("data-processor", "0.1.0").await.unwrap();
+    let mut tampered = good.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let mirror = evil_mirror(index, tampered).await;
+    point_at(&home, &mirror);
+    let err = client
+        .install("main", "data-processor", &Yes)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused(m) if m.contains("does not match the signed index")),
+        "{err}"
+    );
+    let _ = stop.send(());
+}
