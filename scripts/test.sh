@@ -17,6 +17,9 @@ export SECFLOW_SARIF_MULTITOOL
 # The REST API is fuzzed against its OpenAPI document (crates/secflow-server/tests/schemathesis.rs).
 SECFLOW_SCHEMATHESIS="$(bash scripts/schemathesis.sh)"
 export SECFLOW_SCHEMATHESIS
+# The marketplace's web pages are loaded in headless Chromium (crates/secflow-server/tests/web.rs).
+SECFLOW_CHROMIUM="$(bash scripts/chromium.sh)"
+export SECFLOW_CHROMIUM
 
 echo "== format"
 cargo fmt --all -- --check

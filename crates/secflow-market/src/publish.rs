@@ -298,7 +298,7 @@ impl Market {
                     "component",
                     Status::Pass,
                     format!(
-                        "loads as a {}; imports only what it declares ({} interfaces)",
+                        "loads as the kind it declares ({}); imports only what it declares ({} interfaces)",
                         report.kind,
                         plugin.imports.len()
                     ),
@@ -424,7 +424,11 @@ impl Market {
             "health",
             if ok { Status::Pass } else { Status::Warn },
             if ok {
-                format!("healthy in the sandbox with nothing granted ({message})")
+                if message.is_empty() {
+                    "healthy in the sandbox with nothing granted".to_string()
+                } else {
+                    format!("healthy in the sandbox with nothing granted: {message}")
+                }
             } else {
                 format!("the health check failed in the sandbox: {message}")
             },

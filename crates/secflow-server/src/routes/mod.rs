@@ -10,6 +10,7 @@ pub mod policy;
 pub mod scans;
 pub mod tokens;
 pub mod trust;
+pub mod web;
 
 use crate::AppState;
 use crate::problem::Problem;
@@ -115,7 +116,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             .route(
                 "/v1/market/publishers/{id}/keys",
                 post(market::publisher_key),
-            );
+            )
+            // The web pages (HTML, not in the OpenAPI document).
+            .route("/market", get(web::browse))
+            .route("/market/style.css", get(web::style))
+            .route("/market/plugins/{id}", get(web::plugin));
     }
     router
         .fallback(not_found)

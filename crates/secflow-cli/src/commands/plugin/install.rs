@@ -198,7 +198,7 @@ fn install_remote(host: &Host, args: &InstallArgs) -> anyhow::Result<Exit> {
             .map_err(client_fail)?;
         if !args.json {
             for a in &installed.admitted {
-                outln!("{} (from marketplace {})", a.message, installed.marketplace);
+                outln!("{}", a.message);
             }
             if let Err(e) = &installed.receipt {
                 errln!("note: the install receipt was not counted: {e}");

@@ -1,0 +1,230 @@
+//! The marketplace's web pages in headless Chromium (Debian `chromium`, installed by
+//! `scripts/chromium.sh`, path in `SECFLOW_CHROMIUM`): they load with no console error
+//! (no CSP violation either), show what matters (capabilities with reasons, the vetting
+//! report), carry a strict CSP and no script, and a 1280 px screenshot is a real page, not
+//! an empty or broken one. In CI the test fails without Chromium; elsewhere it says so.
+
+mod common;
+
+use common::Server;
+use secflow_trust::KeyDir;
+use std::path::Path;
+
+fn chromium() -> Option<String> {
+    match std::env::var("SECFLOW_CHROMIUM") {
+        Ok(path) if !path.is_empty() => Some(path),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "SECFLOW_CHROMIUM is not set; scripts/test.sh installs chromium"
+            );
+            eprintln!("skipped: set SECFLOW_CHROMIUM (bash scripts/chromium.sh)");
+            None
+        }
+    }
+}
+
+const MANIFEST: &str = "id = \"data-processor\"\nversion = \"1.0.0\"\nkind = \"action\"\nname = \"Data processor\"\ndescription = \"Transforms, filters, aggregates and normalizes lists of numbers.\"\ntags = [\"numbers\"]\ncomponent = \"plugin.wasm\"\n\n[[capabilities.network]]\nscheme = \"https\"\nhost = \"api.example.com\"\nport = 443\nreason = \"fetches exchange rates <b>to normalize</b> amounts\"\n";
+
+/// Runs headless Chromium with `args` on `url`: (stdout, stderr).
+async fn run(chromium: &str, profile: &Path, args: &[&str], url: &str) -> (String, String) {
+    let output = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "chromium failed: {output:?}");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Console errors and CSP refusals in Chromium's log.
+fn console_errors(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE")
+                || l.contains("Refused to")
+                || l.contains("Uncaught")
+                || l.contains("Failed to load resource")
+        })
+        .collect()
+}
+
+/// Share of pixels that differ from the top-left (background) colour, and the width.
+fn painted(png_path: &Path) -> (f64, u32) {
+    let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
+    let background = pixels[(info.width as usize) * 200 + 10];
+    let differ = pixels.iter().filter(|p| **p != background).count();
+    (differ as f64 / pixels.len() as f64, info.width)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketplace_pages_load_clean_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let server = Server::start(secflow_server::ServerConfig {
+        marketplace: true,
+        ..Default::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let admin = server.token("admin").await;
+    let reviewer = server.token("reviewer").await;
+    let publisher = server
+        .host
+        .create_token("acme", "publisher", None)
+        .await
+        .unwrap()
+        .token;
+    let r = http
+        .post(url("/v1/market/publishers"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "acme", "namespaces": ["data"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = KeyDir::new(keys_dir.path());
+    let public = keys.generate("acme").unwrap();
+    let r = http
+        .post(url("/v1/market/publishers/acme/keys"))
+        .bearer_auth(&publisher)
+        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let plugin = tempfile::tempdir().unwrap();
+    std::fs::write(plugin.path().join("plugin.toml"), MANIFEST).unwrap();
+    std::fs::copy(
+        secflow_plugin_artifacts::DATA_PROCESSOR.component,
+        plugin.path().join("plugin.wasm"),
+    )
+    .unwrap();
+    let package = secflow_trust::add_signature(
+        &secflow_package::pack_dir(plugin.path()).unwrap(),
+        &keys.signing_key("acme").unwrap(),
+        secflow_trust::now(),
+        None,
+        &Default::default(),
+    )
+    .unwrap();
+    let r = http
+        .post(url("/v1/market/packages"))
+        .bearer_auth(&publisher)
+        .header("content-type", "application/octet-stream")
+        .body(package)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = http
+        .post(url(
+            "/v1/market/plugins/data-processor/versions/1.0.0/review",
+        ))
+        .bearer_auth(&reviewer)
+        .json(&serde_json::json!({"decision": "approve", "reason": "rates API documented"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The headers: a strict CSP, and no script anywhere in the page.
+    let r = http
+        .get(url("/market/plugins/data-processor"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(!html.to_lowercase().contains("<script"), "{html}");
+    // The author's reason is text, not markup.
+    assert!(html.contains("&lt;b&gt;to normalize&lt;/b&gt;"), "{html}");
+
+    let profile = tempfile::tempdir().unwrap();
+    let shots = tempfile::tempdir().unwrap();
+    for (path, expect) in [
+        (
+            "/market/plugins/data-processor",
+            &[
+                "What it may do",
+                "net:https://api.example.com:443",
+                "fetches exchange rates",
+                "Vetting report",
+                "capability-diff",
+                "health",
+                "market.powerful-capabilities-need-review",
+                "rates API documented",
+            ][..],
+        ),
+        ("/market?q=numbers", &["Data processor", "1 plugin(s)"][..]),
+    ] {
+        let (dom, log) = run(&chromium, profile.path(), &["--dump-dom"], &url(path)).await;
+        for text in expect {
+            assert!(dom.contains(text), "{path}: `{text}` missing from\n{dom}");
+        }
+        let errors = console_errors(&log);
+        assert!(errors.is_empty(), "{path}: console errors: {errors:#?}");
+        // The stylesheet was applied (a CSP refusal would leave the page unstyled and log).
+        let shot = shots.path().join("page.png");
+        let (_, log) = run(
+            &chromium,
+            profile.path(),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1280,1400",
+            ],
+            &url(path),
+        )
+        .await;
+        assert!(console_errors(&log).is_empty(), "{path}: {log}");
+        let (share, width) = painted(&shot);
+        assert_eq!(width, 1280);
+        assert!(
+            share > 0.05,
+            "{path}: only {:.1}% of the screenshot is painted: an empty or broken page",
+            share * 100.0
+        );
+    }
+    // A broken page is told apart: an unknown plugin is a 404 page, still clean.
+    let (dom, _) = run(
+        &chromium,
+        profile.path(),
+        &["--dump-dom"],
+        &url("/market/plugins/no-such-plugin"),
+    )
+    .await;
+    assert!(dom.contains("Not found"), "{dom}");
+    server.stop().await;
+}
