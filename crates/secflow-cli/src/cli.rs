@@ -725,6 +725,45 @@ pub enum MarketplaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a signed package (a publisher token in SECFLOW_MARKET_TOKEN); prints the
+    /// vetting report and whether it was approved or waits for review
+    Publish {
+        /// The .sfpkg, signed with a key registered to the publisher
+        file: PathBuf,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
+        /// The API token (a publisher token named like the publisher)
+        #[arg(long, env = "SECFLOW_MARKET_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Review: list the queue, or approve (countersign) or reject ID@VERSION (a reviewer
+    /// token in SECFLOW_MARKET_TOKEN)
+    Review {
+        /// The version to decide, ID@VERSION; without it, the queue is listed
+        target: Option<String>,
+        /// Approve it: the marketplace countersigns and lists it
+        #[arg(long, conflicts_with = "reject", requires = "reason")]
+        approve: bool,
+        /// Reject it
+        #[arg(long, requires = "reason")]
+        reject: bool,
+        /// Why (kept with the version and in the audit log)
+        #[arg(long)]
+        reason: Option<String>,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// The API token (a reviewer token)
+        #[arg(long, env = "SECFLOW_MARKET_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch and apply revocation lists now (also done before runs and scans when older
     /// than 2 minutes); revoked installed plugins are quarantined
     Sync {

@@ -395,6 +395,94 @@ impl Client {
         })
     }
 
+    async fn send_with_token(
+        &self,
+        market: &Marketplace,
+        request: reqwest::RequestBuilder,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let response =
+            request
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    name: market.name.clone(),
+                    message: e.to_string(),
+                })?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let detail = body["detail"].as_str().unwrap_or("").to_string();
+        let message = format!("marketplace {}: HTTP {status}: {detail}", market.name);
+        Err(match status.as_u16() {
+            400 | 409 | 415 | 422 => ClientError::Invalid(match body.get("report") {
+                Some(report) => format!(
+                    "{message}\n{}",
+                    serde_json::to_string_pretty(report).unwrap_or_default()
+                ),
+                None => message,
+            }),
+            401 | 403 => ClientError::Refused(message),
+            404 => ClientError::NotFound(message),
+            _ => ClientError::Unreachable {
+                name: market.name.clone(),
+                message,
+            },
+        })
+    }
+
+    /// Publishes a package file as the publisher whose token is `token` (a `publisher`
+    /// token named like the publisher). Returns the marketplace's answer: the state
+    /// (`approved`, `pending`) and the vetting report.
+    pub async fn publish(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self
+            .http
+            .post(format!("{}/v1/market/packages", market.url))
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        self.send_with_token(&market, request, token).await
+    }
+
+    /// The versions waiting for review, with their reports (a `reviewer` token).
+    pub async fn queue(&self, name: &str, token: &str) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self.http.get(format!("{}/v1/market/queue", market.url));
+        self.send_with_token(&market, request, token).await
+    }
+
+    /// A reviewer approves (the marketplace countersigns) or rejects a pending version.
+    pub async fn review(
+        &self,
+        name: &str,
+        id: &str,
+        version: &str,
+        approve: bool,
+        reason: &str,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self
+            .http
+            .post(format!(
+                "{}/v1/market/plugins/{id}/versions/{version}/review",
+                market.url
+            ))
+            .json(&serde_json::json!({
+                "decision": if approve { "approve" } else { "reject" },
+                "reason": reason,
+            }));
+        self.send_with_token(&market, request, token).await
+    }
+
     /// The host's identity key (created on first use).
     fn identity(&self) -> Result<ed25519_dalek::SigningKey> {
         let keys = KeyDir::new(self.host.paths().keys());

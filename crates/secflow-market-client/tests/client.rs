@@ -29,7 +29,15 @@ fn host(dir: &std::path::Path) -> Host {
 /// The marketplace server with `data-processor` 1.0.0 published and approved; returns its
 /// base URL, its market, and the stop handle.
 async fn server(dir: &std::path::Path) -> (String, Market, tokio::sync::oneshot::Sender<()>) {
+    let (base, market, stop, _) = server_with_host(dir).await;
+    (base, market, stop)
+}
+
+async fn server_with_host(
+    dir: &std::path::Path,
+) -> (String, Market, tokio::sync::oneshot::Sender<()>, Host) {
     let server_host = host(&dir.join("server"));
+    let server_host_copy = server_host.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = secflow_server::AppState::open(
@@ -87,7 +95,7 @@ async fn server(dir: &std::path::Path) -> (String, Market, tokio::sync::oneshot:
     .unwrap();
     let published = market.publish("acme", &signed, "api:acme").await.unwrap();
     assert_eq!(published.state, secflow_market::State::Approved);
-    (base, market, stop)
+    (base, market, stop, server_host_copy)
 }
 
 /// A mirror that serves a fixed (old) index and tampered package bytes.
@@ -224,5 +232,71 @@ async fn a_tampered_download_is_refused() {
         matches!(&err, ClientError::Refused(m) if m.contains("does not match the signed index")),
         "{err}"
     );
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_review_from_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, market, stop, server_host) = server_with_host(dir.path()).await;
+    let publisher = server_host
+        .create_token("acme", "publisher", None)
+        .await
+        .unwrap()
+        .token;
+    let reviewer = server_host
+        .create_token("rev", "reviewer", None)
+        .await
+        .unwrap()
+        .token;
+    let client = Client::new(host(&dir.path().join("client")));
+    client
+        .add(
+            "main",
+            &base,
+            &serde_json::to_string(market.public_key()).unwrap(),
+        )
+        .await
+        .unwrap();
+    // A second version asking for the network, signed by the publisher's key.
+    let plugin = dir.path().join("plugin");
+    let manifest = std::fs::read_to_string(plugin.join("plugin.toml"))
+        .unwrap()
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    std::fs::write(
+        plugin.join("plugin.toml"),
+        format!("{manifest}\n[[capabilities.network]]\nscheme = \"https\"\nhost = \"rates.example.com\"\nport = 443\nreason = \"fetches exchange rates\"\n"),
+    )
+    .unwrap();
+    let keys = secflow_trust::KeyDir::new(dir.path().join("publisher-keys"));
+    let signed = secflow_trust::add_signature(
+        &secflow_package::pack_dir(&plugin).unwrap(),
+        &keys.signing_key("acme").unwrap(),
+        secflow_trust::now(),
+        None,
+        &Default::default(),
+    )
+    .unwrap();
+    // The wrong token is refused; the publisher's goes to review.
+    assert!(matches!(
+        client.publish("main", signed.clone(), &reviewer).await,
+        Err(ClientError::Refused(_))
+    ));
+    let published = client.publish("main", signed, &publisher).await.unwrap();
+    assert_eq!(published["state"], "pending", "{published}");
+    let queue = client.queue("main", &reviewer).await.unwrap();
+    assert_eq!(queue.as_array().unwrap().len(), 1);
+    let decided = client
+        .review(
+            "main",
+            "data-processor",
+            "0.2.0",
+            true,
+            "rates API is fine",
+            &reviewer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided["state"], "approved");
     let _ = stop.send(());
 }

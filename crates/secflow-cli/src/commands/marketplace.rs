@@ -113,6 +113,95 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
                 }
             }
         }
+        MarketplaceCommand::Publish {
+            file,
+            to,
+            token,
+            json,
+        } => {
+            let name = default_marketplace(&client, to)?;
+            let bytes = std::fs::read(&file)
+                .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", file.display())))?;
+            let published = host
+                .block_on(client.publish(&name, bytes, &token))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&published)?);
+            } else {
+                print_report(&published);
+            }
+        }
+        MarketplaceCommand::Review {
+            target,
+            approve,
+            reject,
+            reason,
+            from,
+            token,
+            json,
+        } => {
+            let name = default_marketplace(&client, from)?;
+            let Some(target) = target else {
+                let queue = host
+                    .block_on(client.queue(&name, &token))
+                    .map_err(client_fail)?;
+                if json {
+                    outln!("{}", secflow_term::to_json_pretty(&queue)?);
+                } else if queue.as_array().is_none_or(Vec::is_empty) {
+                    outln!("nothing waits for review in {name}");
+                } else {
+                    for item in queue.as_array().into_iter().flatten() {
+                        let v = &item["version"];
+                        outln!(
+                            "{}@{} by {}: {}",
+                            v["plugin_id"].as_str().unwrap_or(""),
+                            v["version"].as_str().unwrap_or(""),
+                            v["publisher"].as_str().unwrap_or(""),
+                            item["report"]["decision"]["policies"]
+                                .as_array()
+                                .map(|p| p
+                                    .iter()
+                                    .filter_map(|x| x.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+                return Ok(Exit::Success);
+            };
+            let Some((id, version)) = target.split_once('@') else {
+                return Err(fail(
+                    Exit::Usage,
+                    "name the version to review as ID@VERSION",
+                ));
+            };
+            if !approve && !reject {
+                return Err(fail(
+                    Exit::Usage,
+                    "say --approve or --reject, with --reason",
+                ));
+            }
+            let decided = host
+                .block_on(client.review(
+                    &name,
+                    id,
+                    version,
+                    approve,
+                    reason.as_deref().unwrap_or(""),
+                    &token,
+                ))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&decided)?);
+            } else {
+                outln!(
+                    "{id} {version}: {} by {}",
+                    decided["state"].as_str().unwrap_or("?"),
+                    decided["decided_by"].as_str().unwrap_or("?")
+                );
+            }
+        }
         MarketplaceCommand::Sync { name, json } => {
             let results = match name {
                 Some(name) => vec![host.block_on(client.sync(&name))],
@@ -141,6 +230,34 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// The outcome of a publish for people: the state, each check, and why it waits.
+fn print_report(published: &serde_json::Value) {
+    let report = &published["report"];
+    outln!(
+        "{} {}: {}{}",
+        published["plugin_id"].as_str().unwrap_or(""),
+        published["version"].as_str().unwrap_or(""),
+        published["state"].as_str().unwrap_or("?"),
+        if published["unchanged"] == true {
+            " (published before; unchanged)"
+        } else {
+            ""
+        }
+    );
+    for check in report["checks"].as_array().into_iter().flatten() {
+        outln!(
+            "  {:<16} {:<5} {}",
+            check["name"].as_str().unwrap_or(""),
+            check["status"].as_str().unwrap_or(""),
+            check["summary"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(policies) = report["decision"]["policies"].as_array() {
+        let names: Vec<&str> = policies.iter().filter_map(|p| p.as_str()).collect();
+        outln!("  decided by: {}", names.join(", "));
+    }
 }
 
 /// Before a run or scan: apply revocation lists older than the poll interval. A
