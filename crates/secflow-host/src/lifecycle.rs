@@ -164,8 +164,9 @@ impl Host {
 
     /// Quarantines every installed plugin whose active package digest the trust store has
     /// revoked (after importing a revocation list: a marketplace's kill list). Clearance
-    /// already refuses to run it; the quarantine says why in `plugin list` and keeps it off
-    /// until an operator releases it. Returns the ids quarantined now.
+    /// already refuses to run it; the quarantine says why in `plugin list`. Releasing it
+    /// does not help while the digest stays revoked (the next poll quarantines it again):
+    /// install another version. Returns the ids quarantined now.
     pub async fn quarantine_revoked(&self) -> Result<Vec<String>> {
         let store = self.trust_store()?;
         let now = secflow_trust::now();

@@ -24,6 +24,9 @@ use std::time::Duration;
 /// this plus the time to its next run.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(120);
 
+/// How long a revocation poll waits for the marketplace.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The name of the host's identity key (signs install receipts and ratings).
 pub const IDENTITY_KEY: &str = "host-identity";
 
@@ -120,7 +123,7 @@ impl Client {
     pub fn new(host: Host) -> Client {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("secflow/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with the default settings");
@@ -218,6 +221,17 @@ impl Client {
     }
 
     async fn get(&self, market: &Marketplace, path: &str, limit: usize) -> Result<Vec<u8>> {
+        self.get_within(market, path, limit, Duration::from_secs(60))
+            .await
+    }
+
+    async fn get_within(
+        &self,
+        market: &Marketplace,
+        path: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
         let unreachable = |message: String| ClientError::Unreachable {
             name: market.name.clone(),
             message,
@@ -225,6 +239,7 @@ impl Client {
         let mut response = self
             .http
             .get(format!("{}{path}", market.url))
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -270,7 +285,9 @@ impl Client {
             .map_err(|e| ClientError::Refused(format!("marketplace {name}: the index: {e}")))?;
         let key = secflow_trust::keys::parse_public(&market.key.public)
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        let index = Index::open(&doc, &[key], 1, secflow_trust::now(), market.index_version)
+        // Expiry is judged by the trust store's clock, which never goes back.
+        let now = secflow_trust::now().max(self.host.trust_store()?.latest_time);
+        let index = Index::open(&doc, &[key], 1, now, market.index_version)
             .map_err(|e| ClientError::Refused(format!("marketplace {name}: {e}")))?;
         let seen = index.version;
         self.update(name, |m| {
@@ -296,11 +313,13 @@ impl Client {
             .collect())
     }
 
-    /// Installs `spec` (`ID` or `ID@RANGE`) from the marketplace `name`.
+    /// Installs (or, with [`InstallMode::Upgrade`], upgrades) `spec` (`ID` or `ID@RANGE`)
+    /// from the marketplace `name`.
     pub async fn install(
         &self,
         name: &str,
         spec: &str,
+        mode: InstallMode,
         approver: &dyn Approver,
     ) -> Result<Installed> {
         let (id, range) = match spec.split_once('@') {
@@ -360,7 +379,6 @@ impl Client {
                 verification.refusals.join("; ")
             )));
         }
-        let installed = self.host.info(id).await.is_ok();
         let admitted = self
             .host
             .install(
@@ -369,11 +387,7 @@ impl Client {
                         source: format!("marketplace {name}: {id} {}", version.version),
                         bytes,
                     }],
-                    mode: if installed {
-                        InstallMode::Upgrade
-                    } else {
-                        InstallMode::Install
-                    },
+                    mode,
                     select: Vec::new(),
                     mounts: Vec::new(),
                     dev: false,
@@ -534,7 +548,10 @@ impl Client {
     /// quarantined.
     pub async fn sync(&self, name: &str) -> Result<Synced> {
         let market = self.marketplace(name)?;
-        let bytes = self.get(&market, "/v1/market/revocations", 8 << 20).await?;
+        // Polled before runs: a marketplace that is down costs a run seconds, not a minute.
+        let bytes = self
+            .get_within(&market, "/v1/market/revocations", 8 << 20, POLL_TIMEOUT)
+            .await?;
         let text = String::from_utf8(bytes).map_err(|_| {
             ClientError::Refused(format!(
                 "marketplace {name}: the revocation list is not text"
@@ -545,6 +562,15 @@ impl Client {
         let signed: secflow_trust::lists::Signed = serde_json::from_str(&text).map_err(|e| {
             ClientError::Refused(format!("marketplace {name}: the revocation list: {e}"))
         })?;
+        // A revocation list and nothing else: the same import path also takes key
+        // rotations, and a marketplace must not rotate its own pin away.
+        let is_list = serde_json::from_str::<secflow_trust::lists::RevocationList>(&signed.body)
+            .is_ok_and(|l| l.kind == secflow_trust::lists::REVOCATION_TYPE);
+        if !is_list {
+            return Err(ClientError::Refused(format!(
+                "marketplace {name}: /v1/market/revocations is not a revocation list"
+            )));
+        }
         if signed.key_id != market.key.key_id {
             return Err(ClientError::Refused(format!(
                 "marketplace {name}: the revocation list is signed by {}, not by the pinned key {}",

@@ -1,7 +1,7 @@
 //! A client host against a real marketplace server on 127.0.0.1, and against an evil mirror
 //! that replays an old index and serves tampered bytes.
 
-use secflow_host::{Answer, ApprovalRequest, Approver, Host, HostConfig, StateDir};
+use secflow_host::{Answer, ApprovalRequest, Approver, Host, HostConfig, InstallMode, StateDir};
 use secflow_market::Market;
 use secflow_market_client::{Client, ClientError, DEFAULT_POLL};
 use std::time::Duration;
@@ -100,9 +100,18 @@ async fn server_with_host(
 
 /// A mirror that serves a fixed (old) index and tampered package bytes.
 async fn evil_mirror(old_index: String, tampered: Vec<u8>) -> String {
+    evil_mirror_with(old_index, tampered, String::new()).await
+}
+
+/// The same, and `revocations` where the revocation list belongs.
+async fn evil_mirror_with(old_index: String, tampered: Vec<u8>, revocations: String) -> String {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/v1/market/index", get(move || async move { old_index }))
+        .route(
+            "/v1/market/revocations",
+            get(move || async move { revocations }),
+        )
         .route(
             "/v1/market/plugins/{id}/versions/{version}/package",
             get(move || async move { tampered }),
@@ -138,7 +147,7 @@ async fn install_by_id_count_once_refuse_a_replayed_index_and_apply_a_revocation
     ));
     let old_index = serde_json::to_string(&market.index().await.unwrap()).unwrap();
     let installed = client
-        .install("main", "data-processor@^0.1", &Yes)
+        .install("main", "data-processor@^0.1", InstallMode::Install, &Yes)
         .await
         .unwrap();
     assert_eq!(installed.version, "0.1.0");
@@ -155,7 +164,7 @@ async fn install_by_id_count_once_refuse_a_replayed_index_and_apply_a_revocation
     // The same host installing again is not counted again.
     client_host.uninstall("data-processor").await.unwrap();
     let again = client
-        .install("main", "data-processor", &Yes)
+        .install("main", "data-processor", InstallMode::Install, &Yes)
         .await
         .unwrap();
     assert_eq!(again.receipt, Ok(false));
@@ -164,7 +173,9 @@ async fn install_by_id_count_once_refuse_a_replayed_index_and_apply_a_revocation
         1
     );
     assert!(matches!(
-        client.install("main", "data-processor@^2", &Yes).await,
+        client
+            .install("main", "data-processor@^2", InstallMode::Install, &Yes)
+            .await,
         Err(ClientError::NotFound(_))
     ));
 
@@ -225,7 +236,7 @@ async fn a_tampered_download_is_refused() {
     let mirror = evil_mirror(index, tampered).await;
     point_at(&home, &mirror);
     let err = client
-        .install("main", "data-processor", &Yes)
+        .install("main", "data-processor", InstallMode::Install, &Yes)
         .await
         .unwrap_err();
     assert!(
@@ -298,5 +309,53 @@ async fn publish_and_review_from_the_client() {
         .await
         .unwrap();
     assert_eq!(decided["state"], "approved");
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_served_as_the_revocation_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, market, stop) = server(dir.path()).await;
+    let home = dir.path().join("client");
+    let client_host = host(&home);
+    let client = Client::new(client_host.clone());
+    client
+        .add(
+            "main",
+            &base,
+            &serde_json::to_string(market.public_key()).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Signed by the pinned key itself, but a rotation: it would move the pin elsewhere.
+    let server_keys = secflow_trust::KeyDir::new(dir.path().join("server").join("keys"));
+    let other = secflow_trust::KeyDir::new(dir.path().join("other-keys"));
+    let new_key = other.generate("elsewhere").unwrap();
+    let rotation = secflow_trust::lists::sign_rotation(
+        &server_keys.signing_key("marketplace").unwrap(),
+        &new_key,
+        secflow_trust::now(),
+    );
+    let mirror = evil_mirror_with(
+        String::new(),
+        Vec::new(),
+        serde_json::to_string(&rotation).unwrap(),
+    )
+    .await;
+    point_at(&home, &mirror);
+    let err = client.sync("main").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused(m) if m.contains("not a revocation list")),
+        "{err}"
+    );
+    let store = client_host.trust_store().unwrap();
+    assert!(store.key(&new_key.key_id).is_none());
+    assert!(
+        store
+            .key(&market.public_key().key_id)
+            .unwrap()
+            .retired_at
+            .is_none()
+    );
     let _ = stop.send(());
 }

@@ -72,7 +72,8 @@ impl Market {
     }
 
     /// A rating by a host that sent an install receipt for the plugin; one per host and
-    /// plugin (a new one replaces the old).
+    /// plugin (a new one replaces the old; a hidden one stays hidden: only a reviewer shows
+    /// it again).
     pub async fn rate(&self, id: &str, rating: &HostSigned, actor: &str) -> Result<RatingRow> {
         let (host_id, body) = rating
             .rating()
@@ -96,7 +97,7 @@ impl Market {
             )));
         };
         sqlx::query(
-            "INSERT INTO ratings (host_id, plugin_id, version, stars, text, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host_id, plugin_id) DO UPDATE SET version = excluded.version, stars = excluded.stars, text = excluded.text, at = excluded.at, hidden_at = NULL, hidden_by = NULL, hidden_reason = NULL",
+            "INSERT INTO ratings (host_id, plugin_id, version, stars, text, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(host_id, plugin_id) DO UPDATE SET version = excluded.version, stars = excluded.stars, text = excluded.text, at = excluded.at",
         )
         .bind(&host_id)
         .bind(id)

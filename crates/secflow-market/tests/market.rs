@@ -421,6 +421,13 @@ async fn publish_vet_review_countersign_yank_revoke_and_count() {
             .ratings
             .is_empty()
     );
+    // Posting again does not undo the moderation.
+    e.market
+        .rate("data-processor", &rating(&host_key, 5), "anonymous")
+        .await
+        .unwrap();
+    let page = e.market.page("data-processor").await.unwrap();
+    assert!(page.ratings.is_empty(), "{:?}", page.ratings);
 
     // Revoke: off the index, not served, and on the signed list a client applies.
     e.market

@@ -55,7 +55,8 @@ async fn publish_review_install_count_and_revoke_over_http() {
         .unwrap()
         .token;
 
-    // The admin grants the namespace; the publisher registers its own key.
+    // The admin grants the namespace and registers the publisher's key (a publisher token
+    // may not: a stolen token alone would then be enough to publish).
     let response = http
         .post(url("/v1/market/publishers"))
         .bearer_auth(&admin)
@@ -70,6 +71,14 @@ async fn publish_review_install_count_and_revoke_over_http() {
     let response = http
         .post(url("/v1/market/publishers/acme/keys"))
         .bearer_auth(&publisher)
+        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = http
+        .post(url("/v1/market/publishers/acme/keys"))
+        .bearer_auth(&admin)
         .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
         .send()
         .await

@@ -110,7 +110,7 @@ async fn marketplace_pages_load_clean_in_headless_chromium() {
     let public = keys.generate("acme").unwrap();
     let r = http
         .post(url("/v1/market/publishers/acme/keys"))
-        .bearer_auth(&publisher)
+        .bearer_auth(&admin)
         .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
         .send()
         .await

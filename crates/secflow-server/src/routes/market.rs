@@ -611,8 +611,8 @@ pub struct PublisherKeyBody {
     pub public_key: String,
 }
 
-/// Register a signing key of a publisher: by an administrator, or by the publisher itself
-/// (a publisher token of that name).
+/// Register a signing key of a publisher (administrators: a publisher's token alone must
+/// not be enough to publish).
 #[utoipa::path(post, operation_id = "market_publisher_key", path = "/v1/market/publishers/{id}/keys", tag = "marketplace", security(("bearer" = [])),
     params(("id" = String, Path, description = "Publisher name")),
     request_body = PublisherKeyBody,
@@ -630,13 +630,11 @@ pub async fn publisher_key(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
-    let own = caller.identity.role == "publisher" && caller.identity.name == name;
-    let action = if own {
-        "market.publish"
-    } else {
-        "market.publishers"
-    };
-    caller.allow(&state, action, market_resource(&name)).await?;
+    // Administrators only: were a publisher token enough to register a key, a stolen
+    // token alone could publish, and the signing key would protect nothing.
+    caller
+        .allow(&state, "market.publishers", market_resource(&name))
+        .await?;
     let body: PublisherKeyBody = super::json_body(&headers, &body)?;
     let market = market(&state)?.clone();
     let actor = caller.host.actor().to_string();

@@ -138,7 +138,7 @@ fn remote_spec(arg: &std::path::Path) -> Option<&str> {
 
 pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<Exit> {
     if mode != InstallMode::Sync && args.files.iter().all(|f| remote_spec(f).is_some()) {
-        return install_remote(host, &args);
+        return install_remote(host, &args, mode);
     }
     let mut packages = Vec::new();
     for file in &args.files {
@@ -179,7 +179,7 @@ pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<
 /// `secflow plugin install ID[@RANGE]... [--from NAME]`: each resolved in the marketplace's
 /// signed index, downloaded, checked against it, countersignature required, then admitted
 /// like any package, and a receipt sent.
-fn install_remote(host: &Host, args: &InstallArgs) -> anyhow::Result<Exit> {
+fn install_remote(host: &Host, args: &InstallArgs, mode: InstallMode) -> anyhow::Result<Exit> {
     use super::super::marketplace::{client_fail, default_marketplace};
     if args.dev || !args.mounts.is_empty() {
         return Err(fail(
@@ -193,8 +193,10 @@ fn install_remote(host: &Host, args: &InstallArgs) -> anyhow::Result<Exit> {
     let mut done = Vec::new();
     for spec in &args.files {
         let spec = remote_spec(spec).expect("checked by the caller");
+        // Said out loud: a missing file of that name would otherwise pass unnoticed.
+        errln!("no file `{spec}`: installing it from marketplace {name}");
         let installed = host
-            .block_on(client.install(&name, spec, &approver))
+            .block_on(client.install(&name, spec, mode, &approver))
             .map_err(client_fail)?;
         if !args.json {
             for a in &installed.admitted {
