@@ -48,26 +48,10 @@ async fn publish_review_install_count_and_revoke_over_http() {
     let admin = server.token("admin").await;
     let reviewer = server.token("reviewer").await;
     let viewer = server.token("viewer").await;
-    let publisher = server
-        .host
-        .create_token("acme", "publisher", None)
-        .await
-        .unwrap()
-        .token;
-
-    // The admin grants the namespace and registers the publisher's key (a publisher token
-    // may not: a stolen token alone would then be enough to publish).
-    let response = http
-        .post(url("/v1/market/publishers"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"name": "acme", "namespaces": ["data"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = KeyDir::new(keys_dir.path());
-    let public = keys.generate("acme").unwrap();
+    // The admin grants the namespace and registers the publisher's key; a publisher token
+    // may not register keys (a stolen token alone would then be enough to publish).
+    let (publisher, _keys_dir, keys) = common::market_publisher(&server, &admin).await;
+    let public = keys.generate("acme-laptop").unwrap();
     let response = http
         .post(url("/v1/market/publishers/acme/keys"))
         .bearer_auth(&publisher)
@@ -76,14 +60,6 @@ async fn publish_review_install_count_and_revoke_over_http() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
-    let response = http
-        .post(url("/v1/market/publishers/acme/keys"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
 
     // Publish: the first version is approved at once, the second (network access) waits.
     let publish = |bytes: Vec<u8>| {

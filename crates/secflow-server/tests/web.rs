@@ -7,7 +7,6 @@
 mod common;
 
 use common::Server;
-use secflow_trust::KeyDir;
 use std::path::Path;
 
 fn chromium() -> Option<String> {
@@ -91,31 +90,7 @@ async fn marketplace_pages_load_clean_in_headless_chromium() {
     let url = |path: &str| format!("{}{path}", server.base);
     let admin = server.token("admin").await;
     let reviewer = server.token("reviewer").await;
-    let publisher = server
-        .host
-        .create_token("acme", "publisher", None)
-        .await
-        .unwrap()
-        .token;
-    let r = http
-        .post(url("/v1/market/publishers"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"name": "acme", "namespaces": ["data"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let keys_dir = tempfile::tempdir().unwrap();
-    let keys = KeyDir::new(keys_dir.path());
-    let public = keys.generate("acme").unwrap();
-    let r = http
-        .post(url("/v1/market/publishers/acme/keys"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (publisher, _keys_dir, keys) = common::market_publisher(&server, &admin).await;
     let plugin = tempfile::tempdir().unwrap();
     std::fs::write(plugin.path().join("plugin.toml"), MANIFEST).unwrap();
     std::fs::copy(

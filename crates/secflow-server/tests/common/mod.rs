@@ -119,3 +119,39 @@ pub fn demo_tar_gz() -> Vec<u8> {
     builder.append_dir_all(".", &demo).unwrap();
     builder.into_inner().unwrap().finish().unwrap()
 }
+
+/// A marketplace publisher `acme` owning the namespace `data`, its signing key `acme`
+/// registered by `admin`; returns its publisher token and its keys (held by the caller).
+#[allow(dead_code)]
+pub async fn market_publisher(
+    server: &Server,
+    admin: &str,
+) -> (String, tempfile::TempDir, secflow_trust::KeyDir) {
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/v1/market/publishers", server.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"name": "acme", "namespaces": ["data"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = secflow_trust::KeyDir::new(dir.path());
+    let public = keys.generate("acme").unwrap();
+    let r = http
+        .post(format!("{}/v1/market/publishers/acme/keys", server.base))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"public_key": serde_json::to_string(&public).unwrap()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let token = server
+        .host
+        .create_token("acme", "publisher", None)
+        .await
+        .unwrap()
+        .token;
+    (token, dir, keys)
+}
