@@ -66,6 +66,10 @@ pub struct Marketplace {
     /// When its revocation list was last applied.
     #[serde(default)]
     pub revocations_at: Option<u64>,
+    /// When a poll last tried to fetch it (applied or not): a marketplace that is down is
+    /// tried once per poll interval, not before every run.
+    #[serde(default)]
+    pub polled_at: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -214,6 +218,7 @@ impl Client {
             added_at: secflow_trust::now(),
             index_version: None,
             revocations_at: None,
+            polled_at: None,
         };
         config.marketplaces.push(added.clone());
         self.save(&config)?;
@@ -591,20 +596,29 @@ impl Client {
         })
     }
 
-    /// Applies the revocation lists last fetched longer than `poll` ago. A marketplace that
-    /// cannot be reached is reported and skipped: the lists applied before stay in force.
+    /// Applies the revocation lists last polled longer than `poll` ago. A marketplace that
+    /// cannot be reached is reported and tried again at the next interval: the lists
+    /// applied before stay in force.
     pub async fn sync_due(&self, poll: Duration) -> Vec<Result<Synced>> {
         let now = secflow_trust::now();
         let due: Vec<String> = match self.list() {
             Ok(list) => list
                 .into_iter()
-                .filter(|m| m.revocations_at.is_none_or(|at| at + poll.as_secs() <= now))
+                .filter(|m| {
+                    m.polled_at
+                        .or(m.revocations_at)
+                        .is_none_or(|at| at + poll.as_secs() <= now)
+                })
                 .map(|m| m.name)
                 .collect(),
             Err(e) => return vec![Err(e)],
         };
         let mut out = Vec::new();
         for name in due {
+            if let Err(e) = self.update(&name, |m| m.polled_at = Some(now)) {
+                out.push(Err(e));
+                continue;
+            }
             out.push(self.sync(&name).await);
         }
         out

@@ -359,3 +359,30 @@ async fn a_key_rotation_served_as_the_revocation_list_is_refused() {
     );
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketplace_that_is_down_is_polled_once_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, market, stop) = server(dir.path()).await;
+    let home = dir.path().join("client");
+    let client = Client::new(host(&home));
+    client
+        .add(
+            "main",
+            &base,
+            &serde_json::to_string(market.public_key()).unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ = stop.send(());
+    // Nothing listens on port 9 of loopback.
+    point_at(&home, "http://127.0.0.1:9");
+    let first = client.sync_due(DEFAULT_POLL).await;
+    assert_eq!(first.len(), 1);
+    assert!(matches!(first[0], Err(ClientError::Unreachable { .. })));
+    assert!(
+        client.sync_due(DEFAULT_POLL).await.is_empty(),
+        "not before the next interval"
+    );
+    assert_eq!(client.sync_due(Duration::ZERO).await.len(), 1);
+}
