@@ -75,9 +75,6 @@ pub const MAX_NESTING: usize = 64;
 /// drops the tree recursively; dropping a 12,000-long `.contains()` chain overflows a 2 MiB
 /// stack in an unoptimized build. Real policies use a few dozen.
 pub const MAX_OPERATORS: usize = 1024;
-/// Stack for the thread that parses and validates policies (see `from_sources`). Reserved
-/// address space, mostly never touched.
-const LOAD_STACK_BYTES: usize = 32 << 20;
 
 /// The id reported when no policy matched (Cedar's default deny).
 pub const DEFAULT_DENY: &str = "default-deny";
@@ -313,39 +310,7 @@ impl PolicyEngine {
     /// and the dedicated stack makes that bound safe whatever stack the caller runs on (a
     /// test thread has 2 MiB; an unoptimized build needs about 55 KiB per bracket level).
     fn from_sources(schema: Source, policies: Vec<Source>) -> Result<Self, PolicyError> {
-        let outcome = std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("secflow-policy-load".to_string())
-                .stack_size(LOAD_STACK_BYTES)
-                .spawn_scoped(scope, || Self::build(&schema, &policies))
-                .map(|handle| handle.join())
-        });
-        match outcome {
-            Ok(Ok(result)) => result,
-            // Never seen; a Cedar bug on hostile input must still not take the host down.
-            Ok(Err(_panic)) => Err(PolicyError::Invalid(vec![PolicyProblem {
-                file: policies
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                line: None,
-                policy: None,
-                message: "the Cedar parser failed on these files (an internal error); \
-                          simplify them and report the input"
-                    .to_string(),
-                warning: false,
-            }])),
-            // Parsing on the caller's (possibly small) stack could abort the process on a
-            // hostile file, so a missing thread is an error, not a fallback.
-            Err(e) => Err(PolicyError::Io {
-                path: schema.name.clone().into(),
-                source: std::io::Error::new(
-                    e.kind(),
-                    format!("cannot start the thread that loads policies: {e}"),
-                ),
-            }),
-        }
+        source::build_on_large_stack(&schema, &policies, Self::build)
     }
 
     fn build(schema_src: &Source, policy_srcs: &[Source]) -> Result<Self, PolicyError> {

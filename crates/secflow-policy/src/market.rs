@@ -6,8 +6,8 @@
 
 use crate::facts::CapabilityFacts;
 use crate::source::{
-    Source, diagnostic_problem, load_policy_file, nesting_problem, read_policy_dir,
-    validation_problems,
+    Source, build_on_large_stack, diagnostic_problem, load_policy_file, nesting_problem,
+    read_policy_dir, validation_problems,
 };
 use crate::{INVALID_REQUEST, POLICY_CHECK_FAILED, PolicyDecision, PolicyError, PolicyProblem};
 use cedar_policy::{
@@ -91,28 +91,7 @@ impl MarketPolicy {
             (BUILTIN_SCHEMA_NAME, DEFAULT_MARKET_SCHEMA),
             (BUILTIN_POLICIES_NAME, DEFAULT_MARKET_POLICIES),
         )?;
-        // Cedar's parser recurses per nesting level: parse on a thread with a large stack.
-        std::thread::scope(|scope| {
-            std::thread::Builder::new()
-                .name("secflow-market-policy-load".into())
-                .stack_size(32 << 20)
-                .spawn_scoped(scope, || Self::build(&schema, &policies))
-                .map_err(|e| PolicyError::Io {
-                    path: dir.to_path_buf(),
-                    source: e,
-                })?
-                .join()
-                .unwrap_or_else(|_| {
-                    Err(PolicyError::Invalid(vec![PolicyProblem {
-                        file: dir.display().to_string(),
-                        line: None,
-                        policy: None,
-                        message: "the Cedar parser failed on these files (an internal error)"
-                            .into(),
-                        warning: false,
-                    }]))
-                })
-        })
+        build_on_large_stack(&schema, &policies, Self::build)
     }
 
     fn build(schema_src: &Source, policy_srcs: &[Source]) -> Result<MarketPolicy, PolicyError> {

@@ -483,3 +483,49 @@ pub(crate) fn read_policy_dir(
     }
     Ok((schema, policies))
 }
+
+/// Stack of the thread that parses and builds a policy set: Cedar's parser recurses per
+/// nesting level (nesting is bounded first, see [`nesting_problem`]).
+const LOAD_STACK_BYTES: usize = 32 << 20;
+
+/// Builds a policy set from `schema` and `policies` on a thread with a large stack: the one
+/// way every policy set (admission, API, marketplace) is loaded.
+pub(crate) fn build_on_large_stack<T: Send>(
+    schema: &Source,
+    policies: &[Source],
+    build: impl FnOnce(&Source, &[Source]) -> Result<T, PolicyError> + Send,
+) -> Result<T, PolicyError> {
+    let outcome = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("secflow-policy-load".to_string())
+            .stack_size(LOAD_STACK_BYTES)
+            .spawn_scoped(scope, || build(schema, policies))
+            .map(|handle| handle.join())
+    });
+    match outcome {
+        Ok(Ok(result)) => result,
+        // Never seen; a Cedar bug on hostile input must still not take the host down.
+        Ok(Err(_panic)) => Err(PolicyError::Invalid(vec![PolicyProblem {
+            file: policies
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            line: None,
+            policy: None,
+            message: "the Cedar parser failed on these files (an internal error); \
+                      simplify them and report the input"
+                .to_string(),
+            warning: false,
+        }])),
+        // Parsing on the caller's (possibly small) stack could abort the process on a
+        // hostile file, so a missing thread is an error, not a fallback.
+        Err(e) => Err(PolicyError::Io {
+            path: schema.name.clone().into(),
+            source: std::io::Error::new(
+                e.kind(),
+                format!("cannot start the thread that loads policies: {e}"),
+            ),
+        }),
+    }
+}
