@@ -69,13 +69,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdVersion {
                 .await
                 .map_err(|e| Problem::bad_request(e.body_text()))?;
         for (what, value) in [("id", &id), ("version", &version)] {
-            let plausible = !value.is_empty()
-                && value.len() <= 128
-                && !value.starts_with('.')
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'));
-            if !plausible {
+            // Versions may carry `+` (semver build metadata), so the marketplace can say
+            // it refuses them instead of answering "not a version".
+            if !super::plausible_id(value, b"+") {
                 return Err(Problem::bad_request(format!(
                     "`{}` is not a {what} (letters, digits, `-`, `_`, `.`, `+`; at most 128)",
                     secflow_term_safe(value)

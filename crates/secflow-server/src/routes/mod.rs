@@ -246,6 +246,18 @@ where
     }
 }
 
+/// Whether a path segment could name something: letters, digits, `-`, `_`, `.` and the
+/// bytes in `extra`, at most 128, not starting with `.` (no traversal, no control
+/// characters).
+pub(crate) fn plausible_id(value: &str, extra: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('.')
+        && value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') || extra.contains(&b)
+        })
+}
+
 /// The `{id}` of a route, checked to be a plausible id: letters, digits, `-`, `_`, `.`,
 /// at most 128, not starting with `.` (no traversal, no control characters).
 #[derive(Debug, Clone)]
@@ -259,13 +271,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|e: PathRejection| Problem::bad_request(e.body_text()))?;
-        let plausible = !id.is_empty()
-            && id.len() <= 128
-            && !id.starts_with('.')
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !plausible {
+        if !plausible_id(&id, b"") {
             return Err(Problem::bad_request(format!(
                 "`{}` is not an id (letters, digits, `-`, `_`, `.`; at most 128)",
                 secflow_term_safe(&id)
