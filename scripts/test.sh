@@ -32,7 +32,8 @@ echo "== lint (guest plugins and SDK, wasm32-wasip2)"
 (cd plugins && cargo clippy --workspace --target wasm32-wasip2 --locked -- -D warnings)
 
 echo "== test (host)"
-cargo test --workspace --locked
+# --no-fail-fast: a red run reports every failing test binary, not only the first
+cargo test --workspace --locked --no-fail-fast
 
 echo "== test (plugin logic, natively)"
 (cd plugins && cargo test --locked --target-dir "$CARGO_TARGET_DIR/plugins-native" \

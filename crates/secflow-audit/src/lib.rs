@@ -345,6 +345,9 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_events_plugin ON audit_events(plugin_id, seq);
+-- The security dashboard's recent violations, refusals and denials, and the counts of
+-- `stats`, read by action without scanning the whole log.
+CREATE INDEX IF NOT EXISTS audit_events_action ON audit_events(action, seq);
 CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'audit events are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
@@ -615,6 +618,29 @@ impl AuditLog {
         .bind(filter.since.as_deref())
         .bind(filter.after_seq.unwrap_or(0) as i64)
         .bind(filter.limit.map_or(-1, |l| l as i64))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(StoredRow::from_row(r)?.into_entry()))
+            .collect()
+    }
+
+    /// The newest `limit` entries with `action` (and `decision`, when given), newest first.
+    pub async fn recent(
+        &self,
+        action: Action,
+        decision: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Entry>, AuditError> {
+        let mut guard = self.conn.lock().await;
+        let (conn, _) = &mut *guard;
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events WHERE action = ?1 AND (?2 IS NULL OR decision = ?2)
+             ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(action.as_str())
+        .bind(decision)
+        .bind(limit.min(i64::MAX as u64) as i64)
         .fetch_all(&mut *conn)
         .await?;
         rows.iter()

@@ -474,6 +474,18 @@ pub enum PluginCommand {
     Install(InstallArgs),
     /// Install a newer version of an installed plugin; more capabilities wait for approval
     Upgrade(InstallArgs),
+    /// Upgrade plugins installed from a marketplace to the newest version it lists (not
+    /// yanked); more capabilities wait for approval as with any upgrade
+    Update {
+        /// Only this plugin [default: every plugin installed from a marketplace]
+        id: Option<String>,
+        /// Grant what the new versions ask for more, without a prompt
+        #[arg(long, short)]
+        yes: bool,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove an installed plugin, its versions, grants and records
     Uninstall {
         /// Plugin id
@@ -509,10 +521,17 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Search the bundled and installed plugins by text, kind, category or tag
+    /// Search the bundled and installed plugins, or with --remote a marketplace's signed
+    /// index, by text, kind, category or tag
     Search {
         /// Matched against id, name, description, categories and tags (case-insensitive)
         text: Option<String>,
+        /// Search a marketplace's signed index instead of this host
+        #[arg(long)]
+        remote: bool,
+        /// The marketplace (or mirror directory) for --remote [default: the only one added]
+        #[arg(long, value_name = "NAME", requires = "remote")]
+        from: Option<String>,
         /// Only plugins of this kind (detector, enricher, analytics, proxy-filter,
         /// log-analyzer, dynamic-tester, action)
         #[arg(long, value_parser = parse_kind)]
@@ -575,12 +594,15 @@ pub enum PluginCommand {
 #[derive(Debug, Args)]
 pub struct InstallArgs {
     /// Package files (.sfpkg), installed dependencies first, each atomically; or plugin
-    /// ids (ID or ID@RANGE) to install from a marketplace (--from)
+    /// ids (ID or ID@RANGE) to install from a marketplace (--from), with the dependencies
+    /// they need
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 
-    /// The marketplace to install ids from [default: the only one added]
-    #[arg(long, value_name = "NAME")]
+    /// The marketplace to install ids from, or a mirror directory written by `secflow
+    /// marketplace mirror` (checked against the key of the marketplace it mirrors)
+    /// [default: the only one added]
+    #[arg(long, value_name = "NAME|DIR")]
     pub from: Option<String>,
 
     /// Grant every capability the package asks for, without a prompt
@@ -589,6 +611,7 @@ pub struct InstallArgs {
 
     /// Grant only this capability, as labelled in the listing (repeatable), e.g.
     /// fs:/feeds or net:https://services.nvd.nist.gov:443; the rest is denied at run time
+    /// (for an install by id, also what its dependencies are granted)
     #[arg(long = "grant", value_name = "LABEL")]
     pub grants: Vec<String>,
 
@@ -698,7 +721,7 @@ pub enum MarketplaceCommand {
     Add {
         /// A short name for it (a-z, 0-9, -)
         name: String,
-        /// Its base URL, e.g. https://market.example.com
+        /// Its base URL, e.g. https://market.example.com, or file:///DIR for a mirror
         url: String,
         /// Its public key file, obtained out of band (GET /v1/market/key shows it)
         #[arg(long, value_name = "FILE")]
@@ -760,6 +783,19 @@ pub enum MarketplaceCommand {
         /// The API token (a reviewer token)
         #[arg(long, env = "SECFLOW_MARKET_TOKEN", hide_env_values = true)]
         token: String,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an air-gapped mirror: the signed index, the revocation list and every listed
+    /// package, each checked; read it with `marketplace add NAME file:///DIR --key FILE`
+    /// or `--from DIR`
+    Mirror {
+        /// Directory to write (created; refreshed in place when it holds a mirror)
+        dir: PathBuf,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
         /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,

@@ -32,6 +32,9 @@ pub struct Package {
     /// Where it came from (a file name, an upload), for messages and the audit log.
     pub source: String,
     pub bytes: Vec<u8>,
+    /// Fetched from a marketplace (not given as a file): the policies see
+    /// `context.from_marketplace` and by default require a marketplace countersignature.
+    pub from_marketplace: bool,
 }
 
 /// What to admit and how.
@@ -132,6 +135,7 @@ pub struct Admitted {
 struct Candidate {
     source: String,
     bytes: Vec<u8>,
+    from_marketplace: bool,
     verified: Verified,
 }
 
@@ -203,6 +207,7 @@ impl Host {
                     Ok(verified) => candidates.push(Candidate {
                         source: package.source.clone(),
                         bytes: package.bytes.clone(),
+                        from_marketplace: package.from_marketplace,
                         verified,
                     }),
                     Err(r) => {
@@ -424,6 +429,7 @@ impl Host {
                     dev: request.dev,
                     approved,
                     capability_increase: !increase.is_empty(),
+                    from_marketplace: c.from_marketplace,
                 },
             )
         };

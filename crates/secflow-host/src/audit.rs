@@ -107,7 +107,7 @@ impl Host {
         }
     }
 
-    async fn audit_log(&self) -> Result<&AuditLog> {
+    pub(crate) async fn audit_log(&self) -> Result<&AuditLog> {
         self.inner
             .audit
             .get_or_try_init(|| async {

@@ -442,6 +442,7 @@ impl Host {
             dev: grant.dev,
             approved: true,
             capability_increase: false,
+            from_marketplace: false,
         };
         let decision = admission::decide(engine, &question);
         events.push(self.decision_event(secflow_policy::Action::Run, pref, &decision));

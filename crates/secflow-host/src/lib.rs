@@ -27,6 +27,7 @@ mod policy_cache;
 mod queries;
 mod run;
 mod scan;
+mod security;
 mod trust;
 
 pub use admission::{
@@ -44,6 +45,7 @@ pub use policy::{Explanation, PolicyCheck};
 pub use queries::{Permissions, PluginInfo, PluginListing};
 pub use run::{AfterRun, Failure, RunOutcome};
 pub use scan::{PluginConfigs, RULES_PLUGIN, ScanOutcome, ScanRequest};
+pub use security::{MAX_RECENT, SecurityOverview};
 pub use trust::{TrustChange, Verdict};
 
 /// Types of the domain crates that appear in host operations' inputs and results, so a
@@ -56,7 +58,9 @@ pub mod types {
     pub use secflow_policy::{Action as PolicyAction, PluginFacts, PolicyDecision, PolicyProblem};
     pub use secflow_registry::admission::Signer;
     pub use secflow_registry::grants::{Ask, Grant};
-    pub use secflow_registry::{Health, InstalledPlugin, RunStats, SearchQuery, VersionRecord};
+    pub use secflow_registry::{
+        Health, InstalledPlugin, PluginUsage, RunStats, SearchQuery, VersionRecord,
+    };
     pub use secflow_trust::store::TrustedKey;
     pub use secflow_trust::{
         PublicKeyFile, Revocation, RevokedItem, Role, SignatureStatus, TrustStore, Verification,

@@ -86,6 +86,7 @@ impl Host {
                 dev: grant.dev,
                 approved,
                 capability_increase: grant.pending,
+                from_marketplace: false,
             },
         );
         events.push(self.decision_event(Action::Enable, pref.clone(), &decision));

@@ -83,6 +83,7 @@ impl Host {
                     dev,
                     approved: false,
                     capability_increase: pending,
+                    from_marketplace: false,
                 };
                 (action, engine.decide(&request))
             })

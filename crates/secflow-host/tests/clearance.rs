@@ -55,6 +55,7 @@ async fn install_noop(host: &Host, dir: &Path) {
             packages: vec![Package {
                 source: "test".into(),
                 bytes: std::fs::read(&package).unwrap(),
+                from_marketplace: false,
             }],
             mode: InstallMode::Install,
             select: Vec::new(),

@@ -44,6 +44,7 @@ fn request(action: Action) -> PolicyRequest {
         dev: false,
         approved: true,
         capability_increase: false,
+        from_marketplace: false,
     }
 }
 

@@ -33,7 +33,7 @@ const BUILTIN_POLICIES_NAME: &str = "<built-in>/api.cedar";
 pub const ROLES: [&str; 5] = ["viewer", "publisher", "reviewer", "operator", "admin"];
 
 /// Every route action of the API, as named in the schema.
-pub const API_ACTIONS: [&str; 30] = [
+pub const API_ACTIONS: [&str; 31] = [
     "plugins.list",
     "plugins.get",
     "plugins.permissions",
@@ -59,6 +59,7 @@ pub const API_ACTIONS: [&str; 30] = [
     "audit.checkpoint",
     "tokens.manage",
     "market.publishers",
+    "security.read",
     "market.publish",
     "market.yank",
     "market.review",
@@ -383,6 +384,7 @@ mod tests {
                 "audit.checkpoint",
                 "tokens.manage",
                 "market.publishers",
+                "security.read",
             ]
             .contains(&action);
             let publish = ["market.publish", "market.yank"].contains(&action);

@@ -23,7 +23,7 @@
 //! that errors, which for a mistyped `forbid` would mean allowing what it was meant to refuse.
 //!
 //! Cost: the schema, the validated policy set (split per action, with action scopes decided),
-//! the action entities and the eight possible contexts are built once in
+//! the action entities and the sixteen possible contexts are built once in
 //! [`PolicyEngine::load`]; [`PolicyEngine::decide`] only builds the two entities (user,
 //! plugin) and the request, then lets Cedar evaluate: about 16 µs with the defaults on a
 //! 2-core machine (`benches/decide.rs`; the target is 20 µs).
@@ -107,6 +107,9 @@ pub struct PolicyRequest {
     pub approved: bool,
     /// The plugin asks for more capabilities than its current grant.
     pub capability_increase: bool,
+    /// The package was fetched from a marketplace (`secflow plugin install ID`), not given
+    /// as a file: the default policies then require a marketplace countersignature.
+    pub from_marketplace: bool,
 }
 
 /// The answer, with the policies that gave it.
@@ -145,9 +148,9 @@ pub struct PolicyEngine {
     user_type: EntityTypeName,
     plugin_type: EntityTypeName,
     actions: [EntityUid; 4],
-    /// The context is three booleans: all eight are built once, indexed by
-    /// `dev | approved << 1 | capability_increase << 2`.
-    contexts: [Context; 8],
+    /// The context is four booleans: all sixteen are built once, indexed by
+    /// `dev | approved << 1 | capability_increase << 2 | from_marketplace << 3`.
+    contexts: [Context; 16],
     problems: Vec<PolicyProblem>,
     fail_closed: bool,
     sources: Vec<String>,
@@ -295,7 +298,8 @@ impl PolicyEngine {
             .map_err(|e| format!("plugin `{}`: {e}", req.plugin.id))?;
         let context = self.contexts[usize::from(req.dev)
             | usize::from(req.approved) << 1
-            | usize::from(req.capability_increase) << 2]
+            | usize::from(req.capability_increase) << 2
+            | usize::from(req.from_marketplace) << 3]
             .clone();
         Ok(CedarParts {
             principal,
@@ -421,6 +425,7 @@ impl PolicyEngine {
             dev: false,
             approved: false,
             capability_increase: false,
+            from_marketplace: false,
         };
         let misfit = |message: String| {
             PolicyError::Invalid(vec![PolicyProblem {
@@ -533,22 +538,23 @@ fn without_action_scope(policy: &Policy) -> Option<Policy> {
     Policy::from_json(Some(policy.id().clone()), json).ok()
 }
 
-fn all_contexts() -> Result<[Context; 8], String> {
-    let mut contexts = Vec::with_capacity(8);
-    for bits in 0..8usize {
+fn all_contexts() -> Result<[Context; 16], String> {
+    let mut contexts = Vec::with_capacity(16);
+    for bits in 0..16usize {
         let flag = |bit: usize| RestrictedExpression::new_bool(bits & (1 << bit) != 0);
         contexts.push(
             Context::from_pairs([
                 ("dev".to_string(), flag(0)),
                 ("approved".to_string(), flag(1)),
                 ("capability_increase".to_string(), flag(2)),
+                ("from_marketplace".to_string(), flag(3)),
             ])
             .map_err(|e| e.to_string())?,
         );
     }
     contexts
         .try_into()
-        .map_err(|_| "eight contexts".to_string())
+        .map_err(|_| "sixteen contexts".to_string())
 }
 
 /// The pieces of one request before they are put together.

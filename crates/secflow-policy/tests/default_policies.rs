@@ -43,6 +43,7 @@ fn detector(action: Action) -> PolicyRequest {
         dev: false,
         approved: false,
         capability_increase: false,
+        from_marketplace: false,
     }
 }
 
@@ -215,6 +216,27 @@ fn publisher_only_plugin_may_ask_for_at_most_four_network_grants() {
     assert_denied_by(&req, "publisher-capabilities");
     req.plugin.signer_roles.push("marketplace".to_string());
     assert_allowed(&req);
+}
+
+#[test]
+fn from_a_marketplace_a_countersignature_is_required_to_install_or_upgrade() {
+    for action in [Action::Install, Action::Upgrade] {
+        let mut req = detector(action);
+        req.from_marketplace = true;
+        assert_denied_by(&req, "marketplace-countersignature-required");
+        // Even in dev mode: a marketplace download is not the developer's own build.
+        req.dev = true;
+        assert_denied_by(&req, "marketplace-countersignature-required");
+        req.dev = false;
+        req.plugin.signer_roles.push("marketplace".to_string());
+        assert_allowed(&req);
+    }
+    // The same package given as a file needs only its publisher's signature.
+    assert_allowed(&detector(Action::Install));
+    // Run and enable judge the installed plugin, not where it came from.
+    let mut run = detector(Action::Run);
+    run.from_marketplace = true;
+    assert_allowed(&run);
 }
 
 #[test]

@@ -34,6 +34,7 @@ fn request(action: Action, kind: &str) -> PolicyRequest {
         dev: false,
         approved: false,
         capability_increase: false,
+        from_marketplace: false,
     }
 }
 

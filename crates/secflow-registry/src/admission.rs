@@ -150,6 +150,8 @@ pub struct Question {
     pub dev: bool,
     pub approved: bool,
     pub capability_increase: bool,
+    /// The package was fetched from a marketplace (install and upgrade only).
+    pub from_marketplace: bool,
 }
 
 /// Asks the policy engine.
@@ -162,5 +164,6 @@ pub fn decide(engine: &PolicyEngine, q: &Question) -> PolicyDecision {
         dev: q.dev,
         approved: q.approved,
         capability_increase: q.capability_increase,
+        from_marketplace: q.from_marketplace,
     })
 }

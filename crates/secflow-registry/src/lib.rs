@@ -27,8 +27,8 @@ pub use admission::Signer;
 pub use grants::Grant;
 pub use runs::{Run, RunLog};
 pub use store::{
-    Health, InstallMode, InstallOutcome, InstalledPlugin, NewVersion, Registry, RunRecord,
-    RunStats, SearchQuery, VersionRecord, package_in,
+    Health, InstallMode, InstallOutcome, InstalledPlugin, NewVersion, PluginUsage, Registry,
+    RunRecord, RunStats, SearchQuery, VersionRecord, package_in,
 };
 
 /// Why a registry operation failed. Every message says what to do.

@@ -214,6 +214,16 @@ pub struct RunStats {
     pub p95_ms: Option<f64>,
 }
 
+/// A plugin's run totals, for the rankings of the security dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PluginUsage {
+    pub plugin_id: String,
+    pub executions: u64,
+    pub errors: u64,
+    pub violations: u64,
+}
+
 /// One finished invocation.
 #[derive(Debug, Clone)]
 pub struct RunRecord<'a> {
@@ -874,6 +884,37 @@ impl Registry {
     /// The blob store (package files), for reading packages without a connection.
     pub fn blobs(&self) -> BlobStore {
         self.blobs.clone()
+    }
+
+    /// The `limit` plugins with the most runs, or with `by_errors` the most failed runs
+    /// (errors and violations), from the run totals.
+    pub async fn usage(
+        &mut self,
+        by_errors: bool,
+        limit: u64,
+    ) -> Result<Vec<PluginUsage>, RegistryError> {
+        // Two static statements: sqlx wants its SQL fixed.
+        let sql = if by_errors {
+            "SELECT plugin_id, executions, errors, violations FROM run_totals
+             WHERE errors + violations > 0
+             ORDER BY errors + violations DESC, plugin_id LIMIT ?"
+        } else {
+            "SELECT plugin_id, executions, errors, violations FROM run_totals
+             ORDER BY executions DESC, plugin_id LIMIT ?"
+        };
+        let rows = sqlx::query(sql)
+            .bind(limit.min(i64::MAX as u64) as i64)
+            .fetch_all(&mut self.conn)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PluginUsage {
+                plugin_id: row.get(0),
+                executions: row.get::<i64, _>(1) as u64,
+                errors: row.get::<i64, _>(2) as u64,
+                violations: row.get::<i64, _>(3) as u64,
+            })
+            .collect())
     }
 
     pub async fn stats(&mut self, id: &str) -> Result<RunStats, RegistryError> {

@@ -62,6 +62,7 @@ async fn install_noop(host: &Host, dir: &Path) {
         packages: vec![secflow_host::Package {
             source: "bench".into(),
             bytes: std::fs::read(&package).unwrap(),
+            from_marketplace: false,
         }],
         mode: secflow_host::InstallMode::Install,
         select: Vec::new(),

@@ -56,12 +56,26 @@ impl FromRequestParts<AppState> for Caller {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
+        Caller::with_token(parts, state, presented)
+            .await
+            .map_err(Unauthenticated::from)
+    }
+}
+
+impl Caller {
+    /// The caller that `presented` (a token from the `Authorization` header, or the
+    /// dashboard's session cookie) identifies: authenticated by the host, rate limited per
+    /// token. Failures are counted and audited (rate limited) as unauthenticated requests.
+    pub(crate) async fn with_token(
+        parts: &Parts,
+        state: &AppState,
+        presented: Option<&str>,
+    ) -> Result<Caller, Problem> {
         let Some(presented) = presented else {
             state.denied_unauthenticated(parts, "no bearer token").await;
             return Err(Problem::unauthorized(
                 "this route needs a token: send `Authorization: Bearer sft_...` (create one with `secflow token create`)",
-            )
-            .into());
+            ));
         };
         let identity = match state
             .host
@@ -74,12 +88,14 @@ impl FromRequestParts<AppState> for Caller {
                 state
                     .denied_unauthenticated(parts, &refusal.to_string())
                     .await;
-                return Err(Problem::unauthorized(format!("{refusal}; use a valid token")).into());
+                return Err(Problem::unauthorized(format!(
+                    "{refusal}; use a valid token"
+                )));
             }
         };
         if let Some(wait) = state.limits.check_rate(&identity.id) {
             state.metrics.denied("rate-limit");
-            return Err(Problem::rate_limited(wait).into());
+            return Err(Problem::rate_limited(wait));
         }
         let host = state.host.acting_as(&format!("api:{}", identity.id));
         Ok(Caller { identity, host })

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         routes::ops::version,
         routes::ops::openapi,
         routes::audit::stats,
+        routes::dashboard::overview,
         routes::plugins::list,
         routes::plugins::install,
         routes::plugins::get,

@@ -690,6 +690,7 @@ async fn authorization_matrix_of_every_route_and_role() {
         "market_publishers",
         "market_grant",
         "market_publisher_key",
+        "security_overview",
     ];
     let publish = ["market_publish", "market_yank"];
     let review = [

@@ -203,3 +203,94 @@ async fn marketplace_pages_load_clean_in_headless_chromium() {
     assert!(dom.contains("Not found"), "{dom}");
     server.stop().await;
 }
+
+/// A page on another port of 127.0.0.1 (the same site, another origin) whose form posts
+/// `token` to the server's sign-in route as soon as it loads: the browser then follows the
+/// redirect to `/admin` with the session cookie, as after a person's sign-in.
+async fn sign_in_page(server_base: &str, token: &str) -> String {
+    let html = format!(
+        "<!doctype html><html><body><form method=\"post\" action=\"{server_base}/admin/login\"><input name=\"token\" value=\"{token}\"></form><script>document.forms[0].submit()</script></body></html>"
+    );
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(html) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_security_dashboard_loads_clean_after_signing_in() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let server = Server::start(Default::default()).await;
+    let admin = server.token("admin").await;
+    // Something to show: a refused package.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/plugins", server.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/octet-stream")
+        .body(b"not a package".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let start = sign_in_page(&server.base, &admin).await;
+    let profile = tempfile::tempdir().unwrap();
+    let wait = "--virtual-time-budget=10000";
+    let (dom, log) = run(&chromium, profile.path(), &["--dump-dom", wait], &start).await;
+    for text in [
+        "Security",
+        "Audit log",
+        "intact",
+        "Refused packages",
+        "Recent verification failures",
+        "Most run plugins",
+        "Sign out",
+    ] {
+        assert!(dom.contains(text), "/admin: `{text}` missing from\n{dom}");
+    }
+    let errors = console_errors(&log);
+    assert!(errors.is_empty(), "/admin: console errors: {errors:#?}");
+    let shots = tempfile::tempdir().unwrap();
+    let shot = shots.path().join("admin.png");
+    let (_, log) = run(
+        &chromium,
+        profile.path(),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1400",
+            wait,
+        ],
+        &start,
+    )
+    .await;
+    assert!(console_errors(&log).is_empty(), "/admin: {log}");
+    if let Some(keep) = std::env::var_os("SECFLOW_KEEP_SCREENSHOTS") {
+        std::fs::copy(&shot, std::path::Path::new(&keep).join("admin.png")).unwrap();
+    }
+    let (share, width) = painted(&shot);
+    assert_eq!(width, 1280);
+    assert!(
+        share > 0.05,
+        "/admin: only {:.1}% of the screenshot is painted: an empty or broken page",
+        share * 100.0
+    );
+    // Without signing in, the browser lands on the sign-in form.
+    let fresh = tempfile::tempdir().unwrap();
+    let (dom, _) = run(
+        &chromium,
+        fresh.path(),
+        &["--dump-dom"],
+        &format!("{}/admin", server.base),
+    )
+    .await;
+    assert!(
+        dom.contains("API token") && !dom.contains("Audit log"),
+        "{dom}"
+    );
+    server.stop().await;
+}

@@ -1,5 +1,6 @@
-//! `secflow marketplace add|list|search|sync`, and the revocation poll before runs and
-//! scans. Installs by id are `secflow plugin install ID --from NAME`.
+//! `secflow marketplace add|list|search|mirror|publish|review|sync`, and the revocation
+//! poll before runs and scans. Installs by id are `secflow plugin install ID --from NAME`,
+//! updates `secflow plugin update`.
 
 use crate::cli::MarketplaceCommand;
 use crate::exit::{Exit, fail};
@@ -38,6 +39,61 @@ pub fn default_marketplace(client: &Client, named: Option<String>) -> anyhow::Re
             ),
         )),
     }
+}
+
+/// `secflow marketplace search` and `secflow plugin search --remote`: the signed index's
+/// plugins whose id, name, description or tags hold every word, filtered by kind,
+/// category and tag.
+pub fn search_remote(
+    host: &Host,
+    from: Option<String>,
+    text: String,
+    kind: Option<String>,
+    category: Option<String>,
+    tag: Option<String>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let client = Client::new(host.clone());
+    let name = default_marketplace(&client, from)?;
+    let eq = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let found: Vec<_> = host
+        .block_on(client.search(&name, &text))
+        .map_err(client_fail)?
+        .into_iter()
+        .filter(|p| kind.as_deref().is_none_or(|k| eq(&p.kind, k)))
+        .filter(|p| {
+            category
+                .as_deref()
+                .is_none_or(|c| p.categories.iter().any(|x| eq(x, c)))
+        })
+        .filter(|p| {
+            tag.as_deref()
+                .is_none_or(|t| p.tags.iter().any(|x| eq(x, t)))
+        })
+        .collect();
+    if json {
+        outln!("{}", secflow_term::to_json_pretty(&found)?);
+    } else if found.is_empty() {
+        outln!("nothing in {name} matches");
+    } else {
+        for p in &found {
+            let latest = p
+                .versions
+                .iter()
+                .rev()
+                .find(|v| !v.yanked)
+                .or(p.versions.last())
+                .map_or("-", |v| v.version.as_str());
+            outln!(
+                "{:<28} {:<8} {:<14} {}",
+                p.id,
+                latest,
+                p.kind,
+                p.description
+            );
+        }
+    }
+    Ok(Exit::Success)
 }
 
 pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
@@ -86,31 +142,28 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
             }
         }
         MarketplaceCommand::Search { text, from, json } => {
+            return search_remote(host, from, text, None, None, None, json);
+        }
+        MarketplaceCommand::Mirror { dir, from, json } => {
             let name = default_marketplace(&client, from)?;
-            let found = host
-                .block_on(client.search(&name, &text))
+            let mirrored = host
+                .block_on(client.mirror(&name, &dir))
                 .map_err(client_fail)?;
             if json {
-                outln!("{}", secflow_term::to_json_pretty(&found)?);
-            } else if found.is_empty() {
-                outln!("nothing in {name} matches `{text}`");
+                outln!("{}", secflow_term::to_json_pretty(&mirrored)?);
             } else {
-                for p in &found {
-                    let latest = p
-                        .versions
-                        .iter()
-                        .rev()
-                        .find(|v| !v.yanked)
-                        .or(p.versions.last())
-                        .map_or("-", |v| v.version.as_str());
-                    outln!(
-                        "{:<28} {:<8} {:<14} {}",
-                        p.id,
-                        latest,
-                        p.kind,
-                        p.description
-                    );
-                }
+                let expires = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(mirrored.expires_at),
+                );
+                outln!(
+                    "mirrored {} into {}: index v{}, {} packages ({} downloaded, {} removed); the index expires {expires}: refresh the mirror before then",
+                    mirrored.marketplace,
+                    mirrored.dir.display(),
+                    mirrored.index_version,
+                    mirrored.packages,
+                    mirrored.downloaded,
+                    mirrored.removed
+                );
             }
         }
         MarketplaceCommand::Publish {

@@ -94,6 +94,9 @@ fn command(host: &Host, cli: Cli) -> anyhow::Result<Exit> {
                 watch,
                 interval,
             } => plugin::sync::run(host, &dir, yes, watch, interval),
+            PluginCommand::Update { id, yes, json } => {
+                plugin::install::update(host, id.as_deref(), yes, json)
+            }
             PluginCommand::Uninstall { id, json } => plugin::uninstall::run(host, &id, json),
             PluginCommand::Enable { id, yes } => plugin::enable::run(host, &id, yes),
             PluginCommand::Disable { id } => plugin::disable::run(host, &id),
@@ -101,10 +104,28 @@ fn command(host: &Host, cli: Cli) -> anyhow::Result<Exit> {
             PluginCommand::List { json } => plugin::list::list(host, json),
             PluginCommand::Search {
                 text,
+                remote: true,
+                from,
                 kind,
                 category,
                 tag,
                 json,
+            } => marketplace::search_remote(
+                host,
+                from,
+                text.unwrap_or_default(),
+                kind.map(|k| k.as_str().to_string()),
+                category,
+                tag,
+                json,
+            ),
+            PluginCommand::Search {
+                text,
+                kind,
+                category,
+                tag,
+                json,
+                ..
             } => plugin::list::search(
                 host,
                 secflow_host::types::SearchQuery {

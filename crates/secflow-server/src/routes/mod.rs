@@ -3,6 +3,7 @@
 //! could not name anything).
 
 pub mod audit;
+pub mod dashboard;
 pub mod market;
 pub mod ops;
 pub mod plugins;
@@ -31,6 +32,15 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/version", get(ops::version))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/v1/stats", get(audit::stats))
+        .route("/v1/security", get(dashboard::overview))
+        // The administrators' security dashboard (HTML, not in the OpenAPI document).
+        .route("/admin", get(dashboard::dashboard))
+        .route(
+            "/admin/login",
+            get(dashboard::login_form).post(dashboard::login),
+        )
+        .route("/admin/logout", post(dashboard::logout))
+        .route("/admin/style.css", get(web::style))
         .route(
             "/v1/plugins",
             get(plugins::list)

@@ -267,6 +267,7 @@ pub async fn install(
         packages: vec![secflow_host::Package {
             source: format!("upload by api:{}", caller.identity.id),
             bytes: body.to_vec(),
+            from_marketplace: false,
         }],
         mode: if query.upgrade {
             InstallMode::Upgrade

@@ -17,32 +17,61 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 
 const STYLE: &str = include_str!("web.css");
 
+/// Which set of pages a page belongs to: its header, footer and stylesheet path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Site {
+    Market,
+    Admin,
+    /// The dashboard's sign-in page (no sign-out button).
+    AdminSignIn,
+}
+
 fn page(status: StatusCode, title: &str, body: Markup) -> Response {
+    page_in(Site::Market, status, title, body)
+}
+
+/// A whole HTML page with the security headers.
+pub(crate) fn page_in(site: Site, status: StatusCode, title: &str, body: Markup) -> Response {
+    let (suffix, home, style) = match site {
+        Site::Market => ("SecFlow marketplace", "/market", "/market/style.css"),
+        Site::Admin | Site::AdminSignIn => ("SecFlow security", "/admin", "/admin/style.css"),
+    };
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · SecFlow marketplace" }
-                link rel="stylesheet" href="/market/style.css";
+                title { (title) " · " (suffix) }
+                link rel="stylesheet" href=(style);
             }
             body {
                 header {
-                    a.brand href="/market" { "SecFlow marketplace" }
-                    form action="/market" method="get" {
-                        input type="search" name="q" placeholder="Search plugins" aria-label="Search plugins";
-                        button type="submit" { "Search" }
+                    a.brand href=(home) { (suffix) }
+                    @if site == Site::Market {
+                        form action="/market" method="get" {
+                            input type="search" name="q" placeholder="Search plugins" aria-label="Search plugins";
+                            button type="submit" { "Search" }
+                        }
+                    } @else if site == Site::Admin {
+                        form action="/admin/logout" method="post" {
+                            button type="submit" { "Sign out" }
+                        }
                     }
                 }
                 main { (body) }
                 footer {
-                    "Every plugin here was vetted: signature, capabilities, secrets, a health check in the sandbox. "
-                    a href="/v1/market/index" { "Signed index" }
-                    " · "
-                    a href="/v1/market/revocations" { "Revocations" }
-                    " · "
-                    a href="/v1/market/key" { "Marketplace key" }
+                    @if site == Site::Market {
+                        "Every plugin here was vetted: signature, capabilities, secrets, a health check in the sandbox. "
+                        a href="/v1/market/index" { "Signed index" }
+                        " · "
+                        a href="/v1/market/revocations" { "Revocations" }
+                        " · "
+                        a href="/v1/market/key" { "Marketplace key" }
+                    } @else {
+                        "Read from this server's audit log and registry when the page was loaded. JSON: "
+                        code { "GET /v1/security" }
+                    }
                 }
             }
         }
@@ -57,7 +86,7 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Response {
     response
 }
 
-fn secure(headers: &mut axum::http::HeaderMap) {
+pub(crate) fn secure(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -77,7 +106,7 @@ fn market(state: &AppState) -> Option<&Market> {
     state.market.as_ref()
 }
 
-fn date(secs: u64) -> String {
+pub(crate) fn date(secs: u64) -> String {
     // Days since the epoch to a civil date (Howard Hinnant's algorithm), UTC.
     let days = (secs / 86_400) as i64;
     let z = days + 719_468;

@@ -147,6 +147,7 @@ pub fn run(host: &Host, args: InstallArgs, mode: InstallMode) -> anyhow::Result<
         packages.push(secflow_host::Package {
             source: file.display().to_string(),
             bytes,
+            from_marketplace: false,
         });
     }
     let request = secflow_host::InstallRequest {
@@ -196,7 +197,7 @@ fn install_remote(host: &Host, args: &InstallArgs, mode: InstallMode) -> anyhow:
         // Said out loud: a missing file of that name would otherwise pass unnoticed.
         errln!("no file `{spec}`: installing it from marketplace {name}");
         let installed = host
-            .block_on(client.install(&name, spec, mode, &approver))
+            .block_on(client.install(&name, spec, mode, &args.grants, &approver))
             .map_err(client_fail)?;
         if !args.json {
             for a in &installed.admitted {
@@ -210,6 +211,34 @@ fn install_remote(host: &Host, args: &InstallArgs, mode: InstallMode) -> anyhow:
     }
     if args.json {
         outln!("{}", secflow_term::to_json_pretty(&done)?);
+    }
+    Ok(Exit::Success)
+}
+
+/// `secflow plugin update [ID]`: plugins installed from a marketplace upgraded to the
+/// newest version it lists, by the rules of `plugin upgrade`.
+pub fn update(host: &Host, id: Option<&str>, yes: bool, json: bool) -> anyhow::Result<Exit> {
+    use super::super::marketplace::client_fail;
+    let client = secflow_market_client::Client::new(host.clone());
+    let approver = CliApprover::new(yes, false, true);
+    let updated = host
+        .block_on(client.update(id, &approver))
+        .map_err(client_fail)?;
+    if json {
+        outln!("{}", secflow_term::to_json_pretty(&updated)?);
+    } else if updated.is_empty() {
+        outln!("no plugins were installed from a marketplace");
+    } else {
+        for u in &updated {
+            match &u.upgraded_to {
+                None => outln!("{} {}: the newest in {}", u.id, u.installed, u.marketplace),
+                Some(_) => {
+                    for a in &u.admitted {
+                        outln!("{}", a.message);
+                    }
+                }
+            }
+        }
     }
     Ok(Exit::Success)
 }
