@@ -726,6 +726,10 @@ pub enum MarketplaceCommand {
         /// Its public key file, obtained out of band (GET /v1/market/key shows it)
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// How often its revocation list is fetched (before runs and scans, and by a running
+        /// `secflow serve`), 1s to 24h; a revoke reaches this host within it [default: 2m]
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        poll: Option<std::time::Duration>,
         /// Print JSON instead of text (for scripts)
         #[arg(long)]
         json: bool,
@@ -787,6 +791,64 @@ pub enum MarketplaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rate a plugin this host installed from the marketplace (signed with the host's
+    /// identity key; one rating per host and plugin, a new one replaces it)
+    Rate {
+        /// The plugin id
+        id: String,
+        /// 1 to 5
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+        stars: u8,
+        /// A short review
+        #[arg(long, default_value = "")]
+        text: String,
+        /// The marketplace [default: the one it was installed from]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Yank ID@VERSION: version ranges stop picking it, installed copies keep working (a
+    /// publisher token for its own versions, or an admin token, in SECFLOW_MARKET_TOKEN)
+    Yank {
+        /// The version, ID@VERSION
+        target: String,
+        /// Why (shown with the version and kept in the audit log)
+        #[arg(long)]
+        reason: String,
+        /// Un-yank it instead
+        #[arg(long)]
+        undo: bool,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// The API token
+        #[arg(long, env = "SECFLOW_MARKET_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke ID@VERSION: its digest goes on the signed revocation list; clients refuse to
+    /// run it and quarantine it at their next poll (a reviewer or admin token in
+    /// SECFLOW_MARKET_TOKEN)
+    Revoke {
+        /// The version, ID@VERSION
+        target: String,
+        /// Why (kept with the version and in the audit log)
+        #[arg(long)]
+        reason: String,
+        /// The marketplace [default: the only one added]
+        #[arg(long, value_name = "NAME")]
+        from: Option<String>,
+        /// The API token
+        #[arg(long, env = "SECFLOW_MARKET_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Print JSON instead of text (for scripts)
+        #[arg(long)]
+        json: bool,
+    },
     /// Write an air-gapped mirror: the signed index, the revocation list and every listed
     /// package, each checked; read it with `marketplace add NAME file:///DIR --key FILE`
     /// or `--from DIR`
@@ -800,8 +862,9 @@ pub enum MarketplaceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Fetch and apply revocation lists now (also done before runs and scans when older
-    /// than 2 minutes); revoked installed plugins are quarantined
+    /// Fetch and apply revocation lists now (also done before runs and scans, and by a
+    /// running `secflow serve`, every poll interval); revoked installed plugins are
+    /// quarantined
     Sync {
         /// Only this marketplace [default: all]
         name: Option<String>,

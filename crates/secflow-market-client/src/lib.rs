@@ -21,7 +21,9 @@
 //! install receipts.
 
 use secflow_host::{Admitted, Approver, Host, HostError, InstallMode, InstallRequest, Package};
-use secflow_market::documents::{IndexPlugin, IndexVersion, RECEIPT_TYPE, Receipt};
+use secflow_market::documents::{
+    IndexPlugin, IndexVersion, RATING_TYPE, RECEIPT_TYPE, Rating, Receipt,
+};
 use secflow_market::{HostSigned, Index, SignedDocument};
 use secflow_trust::{KeyDir, PublicKeyFile, Role};
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,10 @@ use std::time::Duration;
 /// How often revocation lists are fetched by default. A revoke reaches a client within
 /// this plus the time to its next run.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(120);
+
+/// The shortest and longest poll interval a marketplace may be given.
+pub const POLL_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(24 * 3600);
 
 /// How long a revocation poll waits for the marketplace.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,6 +94,16 @@ pub struct Marketplace {
     /// tried once per poll interval, not before every run.
     #[serde(default)]
     pub polled_at: Option<u64>,
+    /// How often its revocation list is fetched, in seconds [default: [`DEFAULT_POLL`]].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_secs: Option<u64>,
+}
+
+impl Marketplace {
+    /// How often its revocation list is fetched.
+    pub fn poll(&self) -> Duration {
+        self.poll_secs.map_or(DEFAULT_POLL, Duration::from_secs)
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -301,6 +317,7 @@ impl Client {
             index_version: None,
             revocations_at: None,
             polled_at: None,
+            poll_secs: None,
         };
         config.marketplaces.push(added.clone());
         self.save(&config)?;
@@ -706,28 +723,7 @@ impl Client {
                     name: market.name.clone(),
                     message: e.to_string(),
                 })?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(body);
-        }
-        let detail = body["detail"].as_str().unwrap_or("").to_string();
-        let message = format!("marketplace {}: HTTP {status}: {detail}", market.name);
-        Err(match status.as_u16() {
-            400 | 409 | 415 | 422 => ClientError::Invalid(match body.get("report") {
-                Some(report) => format!(
-                    "{message}\n{}",
-                    serde_json::to_string_pretty(report).unwrap_or_default()
-                ),
-                None => message,
-            }),
-            401 | 403 => ClientError::Refused(message),
-            404 => ClientError::NotFound(message),
-            _ => ClientError::Unreachable {
-                name: market.name.clone(),
-                message,
-            },
-        })
+        answer(market, response).await
     }
 
     /// Publishes a package file as the publisher whose token is `token` (a `publisher`
@@ -745,6 +741,118 @@ impl Client {
             .post(format!("{}/v1/market/packages", market.url))
             .header("content-type", "application/octet-stream")
             .body(bytes);
+        self.send_with_token(&market, request, token).await
+    }
+
+    /// Sets how often `name`'s revocation list is fetched (within [`POLL_RANGE`]). A
+    /// revoke reaches this host within the interval plus the time to its next run.
+    pub fn set_poll(&self, name: &str, poll: Duration) -> Result<Marketplace> {
+        if !POLL_RANGE.contains(&poll) {
+            return Err(ClientError::Invalid(format!(
+                "a poll interval of {} s: use 1 s to 24 h",
+                poll.as_secs()
+            )));
+        }
+        let mut config = self.load()?;
+        let market = config
+            .marketplaces
+            .iter_mut()
+            .find(|m| m.name == name)
+            .ok_or_else(|| ClientError::NotFound(format!("no marketplace `{name}`")))?;
+        market.poll_secs = Some(poll.as_secs());
+        let changed = market.clone();
+        self.save(&config)?;
+        Ok(changed)
+    }
+
+    /// The marketplace `id` was installed from, if it was.
+    pub fn installed_from(&self, id: &str) -> Result<Option<String>> {
+        Ok(self.load()?.installed_from.get(id).cloned())
+    }
+
+    /// Rates a plugin from this host (1 to 5 stars and a text), signed with the host's
+    /// identity key. The marketplace takes it only from a host whose install receipt for
+    /// the plugin it counted; a second rating replaces the first.
+    pub async fn rate(
+        &self,
+        name: &str,
+        id: &str,
+        stars: u8,
+        text: &str,
+    ) -> Result<serde_json::Value> {
+        if !(1..=5).contains(&stars) {
+            return Err(ClientError::Invalid(format!("{stars} stars: rate 1 to 5")));
+        }
+        let market = self.marketplace(name)?;
+        if mirror_dir(&market).is_some() {
+            return Err(ClientError::Invalid(format!(
+                "marketplace {name} is read from a mirror, which takes no ratings; rate on the marketplace itself"
+            )));
+        }
+        let rating = HostSigned::sign(
+            &Rating {
+                kind: RATING_TYPE.into(),
+                plugin_id: id.to_string(),
+                stars,
+                text: text.to_string(),
+                issued_at: secflow_trust::now(),
+            },
+            &self.identity()?,
+        );
+        let response = self
+            .http
+            .post(format!("{}/v1/market/plugins/{id}/ratings", market.url))
+            .json(&rating)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                name: market.name.clone(),
+                message: e.to_string(),
+            })?;
+        answer(&market, response).await
+    }
+
+    /// Yanks (or with `yanked: false` un-yanks) a version: version ranges stop picking
+    /// it; installed copies keep working (a publisher token for its own versions, or an
+    /// admin token).
+    pub async fn yank(
+        &self,
+        name: &str,
+        id: &str,
+        version: &str,
+        yanked: bool,
+        reason: &str,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self
+            .http
+            .post(format!(
+                "{}/v1/market/plugins/{id}/versions/{version}/yank",
+                market.url
+            ))
+            .json(&serde_json::json!({"yanked": yanked, "reason": reason}));
+        self.send_with_token(&market, request, token).await
+    }
+
+    /// Revokes a version: its digest goes on the signed revocation list, and clients
+    /// refuse to run it and quarantine it at their next poll (a reviewer or admin token).
+    pub async fn revoke(
+        &self,
+        name: &str,
+        id: &str,
+        version: &str,
+        reason: &str,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self
+            .http
+            .post(format!(
+                "{}/v1/market/plugins/{id}/versions/{version}/revoke",
+                market.url
+            ))
+            .json(&serde_json::json!({"reason": reason}));
         self.send_with_token(&market, request, token).await
     }
 
@@ -859,15 +967,17 @@ impl Client {
         })
     }
 
-    /// Applies the revocation lists last polled longer than `poll` ago. A marketplace that
-    /// cannot be reached is reported and tried again at the next interval: the lists
-    /// applied before stay in force.
-    pub async fn sync_due(&self, poll: Duration) -> Vec<Result<Synced>> {
+    /// Applies the revocation lists last polled longer than their marketplace's poll
+    /// interval ago (`Some(ZERO)`: all of them now). A marketplace that cannot be reached is
+    /// reported and tried again at the next interval: the lists applied before stay in
+    /// force.
+    pub async fn sync_due(&self, poll: Option<Duration>) -> Vec<Result<Synced>> {
         let now = secflow_trust::now();
         let due: Vec<String> = match self.list() {
             Ok(list) => list
                 .into_iter()
                 .filter(|m| {
+                    let poll = poll.unwrap_or_else(|| m.poll());
                     m.polled_at
                         .or(m.revocations_at)
                         .is_none_or(|at| at + poll.as_secs() <= now)
@@ -886,6 +996,32 @@ impl Client {
         }
         out
     }
+}
+
+/// The marketplace's JSON answer, or its problem as an error of the matching kind.
+async fn answer(market: &Marketplace, response: reqwest::Response) -> Result<serde_json::Value> {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(body);
+    }
+    let detail = body["detail"].as_str().unwrap_or("").to_string();
+    let message = format!("marketplace {}: HTTP {status}: {detail}", market.name);
+    Err(match status.as_u16() {
+        400 | 409 | 415 | 422 => ClientError::Invalid(match body.get("report") {
+            Some(report) => format!(
+                "{message}\n{}",
+                serde_json::to_string_pretty(report).unwrap_or_default()
+            ),
+            None => message,
+        }),
+        401 | 403 => ClientError::Refused(message),
+        404 => ClientError::NotFound(message),
+        _ => ClientError::Unreachable {
+            name: market.name.clone(),
+            message,
+        },
+    })
 }
 
 /// The highest version matching `req` that is not yanked; a yanked one only when the range
@@ -931,9 +1067,21 @@ fn plan<'a>(
                 ClientError::NotFound(format!("marketplace {market} has no `{id}`"))
             })?;
         resolve(plugin, &req, range).ok_or_else(|| {
-            ClientError::NotFound(format!(
-                "marketplace {market} has no version of {id} matching `{range}` (yanked versions only by exact version, `={range}`)"
-            ))
+            // A yanked version the range would have picked is named, with how to get it.
+            let yanked = plugin
+                .versions
+                .iter()
+                .filter(|v| v.yanked)
+                .filter_map(|v| Some((semver::Version::parse(&v.version).ok()?, v)))
+                .filter(|(parsed, _)| req.matches(parsed))
+                .max_by(|a, b| a.0.cmp(&b.0));
+            ClientError::NotFound(match yanked {
+                Some((_, v)) => format!(
+                    "marketplace {market}: {id} {} matches `{range}` but is yanked; install it by exact version ({id}@={}) if you must",
+                    v.version, v.version
+                ),
+                None => format!("marketplace {market} has no version of {id} matching `{range}`"),
+            })
         })
     };
     let root = find(id, range)?;

@@ -4,7 +4,7 @@
 
 use secflow_host::{Answer, ApprovalRequest, Approver, Host, HostConfig, InstallMode, StateDir};
 use secflow_market::Market;
-use secflow_market_client::{Client, ClientError, DEFAULT_POLL};
+use secflow_market_client::{Client, ClientError};
 use std::time::Duration;
 
 struct Yes;
@@ -216,13 +216,13 @@ async fn install_by_id_count_once_refuse_a_replayed_index_and_apply_a_revocation
         .revoke("data-processor", "0.1.0", "malware", "admin")
         .await
         .unwrap();
-    let synced = client.sync_due(DEFAULT_POLL).await;
+    let synced = client.sync_due(None).await;
     assert_eq!(synced.len(), 1, "never synced, so due");
     let synced = synced.into_iter().next().unwrap().unwrap();
     assert_eq!(synced.quarantined, ["data-processor"]);
     assert!(client_host.clear("data-processor").await.is_err());
     // Polled again within the interval: nothing is fetched.
-    assert!(client.sync_due(DEFAULT_POLL).await.is_empty());
+    assert!(client.sync_due(None).await.is_empty());
     let _ = stop.send(());
 }
 
@@ -384,14 +384,14 @@ async fn a_marketplace_that_is_down_is_polled_once_per_interval() {
     let _ = stop.send(());
     // Nothing listens on port 9 of loopback.
     point_at(&home, "http://127.0.0.1:9");
-    let first = client.sync_due(DEFAULT_POLL).await;
+    let first = client.sync_due(None).await;
     assert_eq!(first.len(), 1);
     assert!(matches!(first[0], Err(ClientError::Unreachable { .. })));
     assert!(
-        client.sync_due(DEFAULT_POLL).await.is_empty(),
+        client.sync_due(None).await.is_empty(),
         "not before the next interval"
     );
-    assert_eq!(client.sync_due(Duration::ZERO).await.len(), 1);
+    assert_eq!(client.sync_due(Some(Duration::ZERO)).await.len(), 1);
 }
 
 /// Packs and signs (as publisher `acme`) the test plugin directory with its manifest

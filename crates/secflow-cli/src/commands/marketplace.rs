@@ -5,7 +5,7 @@
 use crate::cli::MarketplaceCommand;
 use crate::exit::{Exit, fail};
 use secflow_host::Host;
-use secflow_market_client::{Client, ClientError, DEFAULT_POLL};
+use secflow_market_client::{Client, ClientError};
 
 /// A client error as the CLI's exit: refusals are 3, bad input 2, the rest 1.
 pub fn client_fail(e: ClientError) -> anyhow::Error {
@@ -103,13 +103,25 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
             name,
             url,
             key,
+            poll,
             json,
         } => {
             let text = std::fs::read_to_string(&key)
                 .map_err(|e| fail(Exit::Usage, format!("cannot read {}: {e}", key.display())))?;
-            let added = host
+            if let Some(poll) = poll
+                && !secflow_market_client::POLL_RANGE.contains(&poll)
+            {
+                return Err(fail(
+                    Exit::Usage,
+                    format!("--poll {}: use 1s to 24h", humantime::format_duration(poll)),
+                ));
+            }
+            let mut added = host
                 .block_on(client.add(&name, &url, &text))
                 .map_err(client_fail)?;
+            if let Some(poll) = poll {
+                added = client.set_poll(&name, poll).map_err(client_fail)?;
+            }
             if json {
                 outln!("{}", secflow_term::to_json_pretty(&added)?);
             } else {
@@ -132,11 +144,12 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
             } else {
                 for m in &list {
                     outln!(
-                        "{:<16} {}  key {}  index v{}",
+                        "{:<16} {}  key {}  index v{}  polled every {}",
                         m.name,
                         m.url,
                         m.key.key_id,
-                        m.index_version.map_or("-".to_string(), |v| v.to_string())
+                        m.index_version.map_or("-".to_string(), |v| v.to_string()),
+                        humantime::format_duration(m.poll())
                     );
                 }
             }
@@ -255,10 +268,76 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
                 );
             }
         }
+        MarketplaceCommand::Rate {
+            id,
+            stars,
+            text,
+            from,
+            json,
+        } => {
+            let name = match from {
+                Some(name) => name,
+                None => match client.installed_from(&id).map_err(client_fail)? {
+                    Some(name) => name,
+                    None => default_marketplace(&client, None)?,
+                },
+            };
+            let rated = host
+                .block_on(client.rate(&name, &id, stars, &text))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&rated)?);
+            } else {
+                outln!(
+                    "rated {id} {stars}/5 on {name} (as host {})",
+                    rated["host_id"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        MarketplaceCommand::Yank {
+            target,
+            reason,
+            undo,
+            from,
+            token,
+            json,
+        } => {
+            let (id, version) = id_at_version(&target)?;
+            let name = default_marketplace(&client, from)?;
+            let row = host
+                .block_on(client.yank(&name, id, version, !undo, &reason, &token))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&row)?);
+            } else {
+                outln!(
+                    "{id} {version}: {} on {name}",
+                    if undo { "un-yanked" } else { "yanked" }
+                );
+            }
+        }
+        MarketplaceCommand::Revoke {
+            target,
+            reason,
+            from,
+            token,
+            json,
+        } => {
+            let (id, version) = id_at_version(&target)?;
+            let name = default_marketplace(&client, from)?;
+            let row = host
+                .block_on(client.revoke(&name, id, version, &reason, &token))
+                .map_err(client_fail)?;
+            if json {
+                outln!("{}", secflow_term::to_json_pretty(&row)?);
+            } else {
+                outln!("{id} {version}: revoked on {name}; clients refuse it from their next poll");
+            }
+        }
         MarketplaceCommand::Sync { name, json } => {
             let results = match name {
                 Some(name) => vec![host.block_on(client.sync(&name))],
-                None => host.block_on(client.sync_due(std::time::Duration::ZERO)),
+                None => host.block_on(client.sync_due(Some(std::time::Duration::ZERO))),
             };
             let mut synced = Vec::new();
             for result in results {
@@ -283,6 +362,19 @@ pub fn run(host: &Host, command: MarketplaceCommand) -> anyhow::Result<Exit> {
         }
     }
     Ok(Exit::Success)
+}
+
+/// `ID@VERSION` split, or a usage error.
+fn id_at_version(target: &str) -> anyhow::Result<(&str, &str)> {
+    target
+        .split_once('@')
+        .filter(|(id, version)| !id.is_empty() && !version.is_empty())
+        .ok_or_else(|| {
+            fail(
+                Exit::Usage,
+                format!("`{target}`: name the version as ID@VERSION"),
+            )
+        })
 }
 
 /// The outcome of a publish for people: the state, each check, and why it waits.
@@ -320,7 +412,7 @@ pub fn poll_revocations(host: &Host) {
         return;
     }
     let client = Client::new(host.clone());
-    for result in host.block_on(client.sync_due(DEFAULT_POLL)) {
+    for result in host.block_on(client.sync_due(None)) {
         match result {
             Ok(s) if !s.quarantined.is_empty() => {
                 errln!(

@@ -30,6 +30,7 @@ pub fn run(host: &Host, args: ServeArgs) -> anyhow::Result<Exit> {
         }
     }
     let server_host = host.acting_as("api:server");
+    let (stop_polling, polling_stopped) = tokio::sync::watch::channel(());
     host.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -45,7 +46,10 @@ pub fn run(host: &Host, args: ServeArgs) -> anyhow::Result<Exit> {
         } else {
             "http"
         };
-        let state = secflow_server::AppState::open(server_host, config).await?;
+        let state = secflow_server::AppState::open(server_host.clone(), config).await?;
+        // Revocations reach a long-running server as they reach a CLI run: each added
+        // marketplace's list is applied every poll interval.
+        let poll = tokio::spawn(poll_revocations(server_host, polling_stopped));
         errln!(
             "secflow serve: listening on {scheme}://{address} (state in {}); Ctrl-C stops",
             host.paths().root.display()
@@ -58,10 +62,47 @@ pub fn run(host: &Host, args: ServeArgs) -> anyhow::Result<Exit> {
             std::time::Duration::from_secs(30),
         )
         .await?;
+        drop(stop_polling);
+        let _ = poll.await;
         errln!("secflow serve: stopped");
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(Exit::Success)
+}
+
+/// How often the server looks for a marketplace whose revocation list is due (each has its
+/// own poll interval; nothing is fetched before it is due).
+const POLL_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Applies due revocation lists until `stop`'s sender is dropped; revoked plugins are quarantined, and
+/// clearance refuses them from the import on. A marketplace that cannot be reached is
+/// logged and tried again at its next interval.
+async fn poll_revocations(host: Host, mut stop: tokio::sync::watch::Receiver<()>) {
+    let client = secflow_market_client::Client::new(host.clone());
+    let marketplaces = host.paths().root.join("marketplaces.json");
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(POLL_TICK) => {}
+        }
+        if !marketplaces.exists() {
+            continue;
+        }
+        for result in client.sync_due(None).await {
+            match result {
+                Ok(s) if !s.quarantined.is_empty() => {
+                    tracing::warn!(marketplace = %s.marketplace, quarantined = ?s.quarantined, "revoked plugins quarantined");
+                    errln!(
+                        "secflow serve: marketplace {}: revoked and quarantined: {}",
+                        s.marketplace,
+                        s.quarantined.join(", ")
+                    );
+                }
+                Ok(s) => tracing::debug!(marketplace = %s.marketplace, "revocation list applied"),
+                Err(e) => tracing::warn!(error = %e, "revocation poll failed"),
+            }
+        }
+    }
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use secflow_plugin_artifacts as artifacts;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
