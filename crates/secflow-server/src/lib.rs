@@ -110,6 +110,26 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// The address a request's connection came from, put on every request by [`serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
+
+impl Peer {
+    /// The network a client controls, as limits count it: the IPv4 address, or the /64
+    /// of an IPv6 one (a host gets a whole /64 and could rotate through it).
+    pub fn network(self) -> std::net::IpAddr {
+        match self.0 {
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => std::net::IpAddr::V4(v4),
+                None => std::net::IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                    v6.to_bits() & !((1u128 << 64) - 1),
+                )),
+            },
+            v4 => v4,
+        }
+    }
+}
+
 /// Rate and concurrency limits.
 pub struct Limits {
     per_token: Option<DefaultKeyedRateLimiter<String>>,
@@ -119,6 +139,9 @@ pub struct Limits {
     /// Anonymous marketplace writes (install receipts, ratings) per second, all clients
     /// together.
     pub(crate) market_anonymous: governor::DefaultDirectRateLimiter,
+    /// The same per client network ([`Peer::network`]): one client cannot use up the
+    /// shared budget of the others.
+    pub(crate) market_anonymous_per_peer: DefaultKeyedRateLimiter<std::net::IpAddr>,
     runs: Arc<tokio::sync::Semaphore>,
     run_wait: Duration,
 }
@@ -143,6 +166,10 @@ impl Limits {
             market_anonymous: RateLimiter::direct(
                 Quota::per_second(NonZeroU32::new(100).expect("100"))
                     .allow_burst(NonZeroU32::new(200).expect("200")),
+            ),
+            market_anonymous_per_peer: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(10).expect("10"))
+                    .allow_burst(NonZeroU32::new(30).expect("30")),
             ),
             runs: Arc::new(tokio::sync::Semaphore::new(
                 config.max_concurrent_runs.max(1),
@@ -349,7 +376,14 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let peer_ip = Peer(peer.ip());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(peer_ip);
+                request
+            },
+        ));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -428,4 +462,19 @@ fn tls_acceptor(
         .context("the TLS certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Peer;
+
+    #[test]
+    fn limits_count_an_ipv6_client_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let net = |s: &str| Peer(s.parse().unwrap()).network().to_string();
+        assert_eq!(net("203.0.113.7"), "203.0.113.7");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
+        assert_eq!(net("2001:db8:1:2:ffff::1"), "2001:db8:1:2::");
+        assert_ne!(net("2001:db8:1:3::1"), net("2001:db8:1:2::1"));
+        assert_eq!(net("::ffff:198.51.100.1"), "198.51.100.1");
+    }
 }

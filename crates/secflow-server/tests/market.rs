@@ -281,3 +281,41 @@ async fn publish_review_install_count_and_revoke_over_http() {
     assert!(published.iter().all(|e| e.event.actor.starts_with("api:")));
     server.stop().await;
 }
+
+/// Anonymous writes are limited per client network before the shared budget: a client
+/// flooding receipts gets 429 while another address still gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_flooding_anonymous_writes_does_not_starve_another() {
+    let server = Server::start(secflow_server::ServerConfig {
+        marketplace: true,
+        ..Default::default()
+    })
+    .await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let url = format!("{}/v1/market/installs", server.base);
+    let send = |client: &reqwest::Client| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+    };
+    let flooder = from([127, 0, 0, 1]);
+    let mut limited = 0;
+    for _ in 0..60 {
+        let status = send(&flooder).await.unwrap().status();
+        if status == 429 {
+            limited += 1;
+        } else {
+            assert_eq!(status, 400, "a malformed receipt");
+        }
+    }
+    assert!(limited >= 20, "only {limited} of 60 were limited");
+    let other = from([127, 0, 0, 2]);
+    assert_eq!(send(&other).await.unwrap().status(), 400);
+}

@@ -9,11 +9,11 @@ use super::{ApiBytes, ApiQuery, Id, secflow_term_safe};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Denied, Problem};
-use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use secflow_host::ApiResource;
 use secflow_market::{Market, MarketError};
 use serde::Deserialize;
@@ -436,8 +436,25 @@ pub async fn revoke(
     Ok(Json(row).into_response())
 }
 
-/// Anonymous writes share one rate limit (they need no token, so no per-token limit).
-fn anonymous_write(state: &AppState) -> ApiResult<()> {
+/// Most client networks whose anonymous-write budgets are kept before idle ones are
+/// dropped (a flood from many addresses cannot grow the table without bound).
+const MAX_TRACKED_PEERS: usize = 10_000;
+
+/// Anonymous writes need no token, so no per-token limit: each client network has its
+/// own budget (10/s, bursts of 30), and all of them together share one (100/s, bursts of
+/// 200). A request without a known peer (a router served by something other than
+/// [`crate::serve`]) has only the shared one.
+fn anonymous_write(state: &AppState, peer: Option<crate::Peer>) -> ApiResult<()> {
+    if let Some(peer) = peer {
+        let limiter = &state.limits.market_anonymous_per_peer;
+        if limiter.len() > MAX_TRACKED_PEERS {
+            limiter.retain_recent();
+        }
+        if limiter.check_key(&peer.network()).is_err() {
+            state.metrics.denied("rate-limit");
+            return Err(Problem::rate_limited(1));
+        }
+    }
     if state.limits.market_anonymous.check().is_err() {
         state.metrics.denied("rate-limit");
         return Err(Problem::rate_limited(1));
@@ -458,10 +475,11 @@ fn anonymous_write(state: &AppState) -> ApiResult<()> {
         (status = 429, description = "Too many anonymous writes; retry", body = Problem, content_type = "application/problem+json")))]
 pub async fn install(
     State(state): State<AppState>,
+    peer: Option<Extension<crate::Peer>>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
-    anonymous_write(&state)?;
+    anonymous_write(&state, peer.map(|Extension(p)| p))?;
     let receipt: secflow_market::HostSigned = super::json_body(&headers, &body)?;
     let market = market(&state)?.clone();
     let new =
@@ -489,10 +507,11 @@ pub async fn install(
 pub async fn rate(
     State(state): State<AppState>,
     Id(id): Id,
+    peer: Option<Extension<crate::Peer>>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<Response> {
-    anonymous_write(&state)?;
+    anonymous_write(&state, peer.map(|Extension(p)| p))?;
     let rating: secflow_market::HostSigned = super::json_body(&headers, &body)?;
     let market = market(&state)?.clone();
     let row = super::to_completion(async move { market.rate(&id, &rating, "api:anonymous").await })
