@@ -81,10 +81,13 @@ pub enum Action {
     MarketRevoke,
     /// Marketplace: an install receipt was counted, or a rating posted or moderated.
     MarketReceipt,
+    /// `secflow proxy`: a filter's decision that was not a plain allow (block, modify, a
+    /// shadow hit, an error or a timeout), with the route, the filter and the mode.
+    ProxyDecision,
 }
 
 impl Action {
-    pub const ALL: [Action; 33] = [
+    pub const ALL: [Action; 34] = [
         Action::SignatureVerify,
         Action::PolicyDecision,
         Action::PluginInstall,
@@ -118,6 +121,7 @@ impl Action {
         Action::MarketYank,
         Action::MarketRevoke,
         Action::MarketReceipt,
+        Action::ProxyDecision,
     ];
 
     /// The name stored in the log.
@@ -156,6 +160,7 @@ impl Action {
             Action::MarketYank => "market.yank",
             Action::MarketRevoke => "market.revoke",
             Action::MarketReceipt => "market.receipt",
+            Action::ProxyDecision => "proxy.decision",
         }
     }
 }

@@ -50,6 +50,13 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Serve the REST API (docs/api.md) on the same state directory as the CLI
     Serve(Box<ServeArgs>),
+    /// Run a reverse proxy that filters live HTTP traffic through installed proxy-filter
+    /// plugins (docs/proxy.md), until SIGINT or SIGTERM
+    Proxy {
+        /// The proxy configuration: listen address, limits, routes and their filters
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Manage API tokens for `secflow serve` (shown once, stored hashed)
     #[command(subcommand)]
     Token(TokenCommand),

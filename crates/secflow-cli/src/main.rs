@@ -73,7 +73,10 @@ fn main() -> ExitCode {
     init_tracing(
         cli.verbose,
         cli.log_format == "json",
-        matches!(cli.command, cli::Command::Serve(_)),
+        matches!(
+            cli.command,
+            cli::Command::Serve(_) | cli::Command::Proxy { .. }
+        ),
     );
     let checked = security_env::apply(&mut cli, |name| std::env::var(name).ok())
         .and_then(|()| project_settings(&mut cli, &matches))

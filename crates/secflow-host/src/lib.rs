@@ -24,6 +24,7 @@ mod lifecycle;
 mod paths;
 mod policy;
 mod policy_cache;
+mod proxy;
 mod queries;
 mod run;
 mod scan;
@@ -42,6 +43,9 @@ pub use clearance::{Cleared, Origin};
 pub use error::{ErrorKind, HostError, Remedy, Result};
 pub use paths::StateDir;
 pub use policy::{Explanation, PolicyCheck};
+pub use proxy::{
+    FailureMode, FilterDecision, FilterMode, SECURITY_MARK, check_filter, is_security_filter,
+};
 pub use queries::{Permissions, PluginInfo, PluginListing};
 pub use run::{AfterRun, Failure, RunOutcome};
 pub use scan::{PluginConfigs, RULES_PLUGIN, ScanOutcome, ScanRequest};

@@ -6,6 +6,7 @@ mod keys;
 mod marketplace;
 mod plugin;
 mod policy;
+mod proxy;
 mod run;
 mod scan;
 mod serve;
@@ -49,6 +50,7 @@ fn command(host: &Host, cli: Cli) -> anyhow::Result<Exit> {
         Command::Audit(cmd) => audit::run(host, cmd),
         Command::Policy(cmd) => policy::run(host, cmd),
         Command::Serve(args) => serve::run(host, *args),
+        Command::Proxy { config } => proxy::run(host, &config),
         Command::Token(cmd) => token::run(host, cmd),
         Command::Marketplace(cmd) => marketplace::run(host, cmd),
         Command::Stats { json } => audit::stats(host, json),

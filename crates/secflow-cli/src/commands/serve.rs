@@ -106,7 +106,7 @@ async fn poll_revocations(host: Host, mut stop: tokio::sync::watch::Receiver<()>
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

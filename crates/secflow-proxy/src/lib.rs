@@ -1,0 +1,811 @@
+//! `secflow proxy`: a reverse proxy that runs installed proxy-filter plugins on live
+//! traffic.
+//!
+//! Every filter call goes through the host's operations, the same as `secflow run ID`:
+//! clearance (installed, enabled, not quarantined, not revoked, signatures and policies) at
+//! every request, so a plugin disabled or revoked while the proxy runs stops at the next
+//! request; the sandboxed call with the manifest's limits on a fresh instance (nothing a
+//! filter keeps in memory reaches the next request); the run's statistics, violations and
+//! audit events. A filter's failure (error, trap, timeout, memory limit) refuses the
+//! exchange unless the filter is configured `failure = "open"`, which the host refuses for
+//! security filters without an explicit insecure option. Every decision that is not a
+//! plain allow is a `proxy.decision` audit event.
+//!
+//! Response filters see the whole response: it is buffered (up to
+//! `limits.max-response-body`) before the first byte goes to the client, so in closed mode
+//! no unfiltered byte is ever released. Routes without response filters stream.
+
+pub mod config;
+
+use bytes::Bytes;
+use config::{FilterConfig, Phase, ProxyConfig, RouteConfig};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use secflow_host::{Cleared, FailureMode, FilterDecision, FilterMode, Host};
+use secflow_runtime::Call;
+use secflow_runtime::bindings as b;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The body of every proxy response.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Problem `type` URIs: this base and the reason code.
+pub const TYPE_BASE: &str = "https://secflow.dev/problems/proxy-";
+
+/// A proxy over one host (state directory) and one configuration.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    host: Host,
+    config: ProxyConfig,
+    routes: Vec<Route>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug)]
+struct Route {
+    config: RouteConfig,
+    upstream: reqwest::Url,
+    filters: Vec<Filter>,
+}
+
+#[derive(Debug)]
+struct Filter {
+    config: FilterConfig,
+    plugin_config: serde_json::Value,
+}
+
+impl Filter {
+    fn runs_on(&self, phase: Phase) -> bool {
+        self.config.phases.contains(&phase)
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never
+/// forwarded in either direction.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Proxy {
+    /// Checks the configuration against the host: every filter is cleared now (the same
+    /// decision as `secflow run ID`), is a proxy filter, and may use its failure mode.
+    pub async fn new(host: Host, config: ProxyConfig) -> anyhow::Result<Proxy> {
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let upstream = reqwest::Url::parse(&route.upstream)?;
+            let mut filters = Vec::new();
+            for filter in &route.filters {
+                let cleared = host.clear(&filter.plugin).await.map_err(|e| {
+                    anyhow::anyhow!("route {}: filter {}: {e}", route.name, filter.plugin)
+                })?;
+                secflow_host::check_filter(&cleared, filter.failure, filter.insecure_fail_open)
+                    .map_err(|e| anyhow::anyhow!("route {}: {e}", route.name))?;
+                let plugin_config = match &filter.config {
+                    Some(table) => serde_json::to_value(table)?,
+                    None => serde_json::json!({}),
+                };
+                filters.push(Filter {
+                    config: filter.clone(),
+                    plugin_config,
+                });
+            }
+            routes.push(Route {
+                config: route.clone(),
+                upstream,
+                filters,
+            });
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("secflow-proxy/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                host,
+                config,
+                routes,
+                http,
+            }),
+        })
+    }
+
+    /// Serves until `shutdown` completes, then drains the connections in flight (at most
+    /// `drain`).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+        drain: Duration,
+    ) -> anyhow::Result<()> {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.config.limits.max_connections.max(1),
+        ));
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = connections.clone().acquire_owned() => permit?,
+            };
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer).await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let watched = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = watched.await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some connections did not finish within {} s",
+                drain.as_secs()
+            );
+        }
+        Ok(())
+    }
+
+    /// The route for a request: its host matches (or the route names none) and the longest
+    /// path prefix.
+    fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.inner
+            .routes
+            .iter()
+            .filter(|r| match (&r.config.host, host) {
+                (None, _) => true,
+                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+                (Some(_), None) => false,
+            })
+            .filter(|r| path.starts_with(&r.config.path_prefix))
+            .max_by_key(|r| r.config.path_prefix.len())
+    }
+
+    /// One exchange: request filters, the upstream, response filters.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string());
+        let path = parts.uri.path().to_string();
+        let Some(route) = self.route(host.as_deref(), &path) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                format!("no route for {path}"),
+                None,
+            );
+        };
+        let limit = self.inner.config.limits.max_request_body;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request-too-large",
+                    format!("the request body is larger than {limit} bytes"),
+                    None,
+                );
+            }
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    format!("the request body could not be read: {e}"),
+                    None,
+                );
+            }
+        };
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        for (name, value) in &parts.headers {
+            let Ok(value) = value.to_str() else {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-header",
+                    format!("header {name} is not visible ASCII; filters cannot judge it"),
+                    None,
+                );
+            };
+            headers.push((name.as_str().to_string(), value.to_string()));
+        }
+        let mut exchange = Exchange {
+            route,
+            line: format!("{} {path}", parts.method),
+            decisions: Vec::new(),
+        };
+        let mut request = b::HttpRequest {
+            method: parts.method.as_str().to_string(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| path.clone(), |p| p.as_str().to_string()),
+            headers,
+            body: body.to_vec(),
+        };
+
+        for filter in route.filters.iter().filter(|f| f.runs_on(Phase::Request)) {
+            let verdict = match self.call(filter, Call::OnRequest(request.clone())).await {
+                Ok((cleared, secflow_runtime::Output::RequestVerdict(v))) => (cleared, v),
+                Ok((cleared, other)) => {
+                    let failure = format!("returned {} to on-request", output_name(&other));
+                    if let Some(refusal) = exchange.failed(filter, &cleared, "request", failure) {
+                        return self.finish(exchange, refusal).await;
+                    }
+                    continue;
+                }
+                Err((cleared, code, message)) => {
+                    if let Some(refusal) =
+                        exchange.failure(filter, cleared.as_ref(), "request", code, message)
+                    {
+                        return self.finish(exchange, refusal).await;
+                    }
+                    continue;
+                }
+            };
+            match verdict {
+                (_, b::RequestVerdict::Allow) => {}
+                (cleared, b::RequestVerdict::Block(block)) => {
+                    let shadow = filter.config.mode == FilterMode::Shadow;
+                    exchange.record(
+                        filter,
+                        &cleared,
+                        "request",
+                        if shadow { "shadow-block" } else { "block" },
+                        block.reason.clone(),
+                    );
+                    if !shadow {
+                        let refusal = blocked(&filter.config.plugin, &block);
+                        return self.finish(exchange, refusal).await;
+                    }
+                }
+                (cleared, b::RequestVerdict::Modify(changed)) => {
+                    let shadow = filter.config.mode == FilterMode::Shadow;
+                    if let Err(why) = check_request(&changed) {
+                        if let Some(refusal) = exchange.failure(
+                            filter,
+                            Some(&cleared),
+                            "request",
+                            "invalid-verdict",
+                            why,
+                        ) {
+                            return self.finish(exchange, refusal).await;
+                        }
+                        continue;
+                    }
+                    exchange.record(
+                        filter,
+                        &cleared,
+                        "request",
+                        if shadow { "shadow-modify" } else { "modify" },
+                        String::new(),
+                    );
+                    if !shadow {
+                        request = changed;
+                    }
+                }
+            }
+        }
+
+        let filters_response = route.filters.iter().any(|f| f.runs_on(Phase::Response));
+        let upstream = match self
+            .forward(route, &request, peer, host.as_deref(), filters_response)
+            .await
+        {
+            Ok(upstream) => upstream,
+            Err(refusal) => return self.finish(exchange, refusal).await,
+        };
+        if !filters_response {
+            let status = upstream.status();
+            let headers = response_headers(upstream.headers());
+            let stream = futures_util::StreamExt::map(upstream.bytes_stream(), |chunk| {
+                chunk.map(Frame::data).map_err(std::io::Error::other)
+            });
+            let mut response = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            return self.finish(exchange, response).await;
+        }
+
+        let status = upstream.status();
+        let upstream_headers = upstream.headers().clone();
+        let limit = self.inner.config.limits.max_response_body;
+        let body = match read_limited(upstream, limit).await {
+            Ok(body) => body,
+            Err(why) => {
+                let refusal = problem(StatusCode::BAD_GATEWAY, "response-unfilterable", why, None);
+                return self.finish(exchange, refusal).await;
+            }
+        };
+        let mut response = b::HttpResponse {
+            status: status.as_u16(),
+            headers: upstream_headers
+                .iter()
+                .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+                .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+            body,
+        };
+        for filter in route.filters.iter().filter(|f| f.runs_on(Phase::Response)) {
+            let call = Call::OnResponse(request.clone(), response.clone());
+            let verdict = match self.call(filter, call).await {
+                Ok((cleared, secflow_runtime::Output::ResponseVerdict(v))) => (cleared, v),
+                Ok((cleared, other)) => {
+                    let failure = format!("returned {} to on-response", output_name(&other));
+                    if let Some(refusal) = exchange.failed(filter, &cleared, "response", failure) {
+                        return self.finish(exchange, refusal).await;
+                    }
+                    continue;
+                }
+                Err((cleared, code, message)) => {
+                    if let Some(refusal) =
+                        exchange.failure(filter, cleared.as_ref(), "response", code, message)
+                    {
+                        return self.finish(exchange, refusal).await;
+                    }
+                    continue;
+                }
+            };
+            let shadow = filter.config.mode == FilterMode::Shadow;
+            match verdict {
+                (_, b::ResponseVerdict::Allow) => {}
+                (cleared, b::ResponseVerdict::Block(block)) => {
+                    exchange.record(
+                        filter,
+                        &cleared,
+                        "response",
+                        if shadow { "shadow-block" } else { "block" },
+                        block.reason.clone(),
+                    );
+                    if !shadow {
+                        let refusal = blocked(&filter.config.plugin, &block);
+                        return self.finish(exchange, refusal).await;
+                    }
+                }
+                (cleared, b::ResponseVerdict::Modify(changed)) => {
+                    if let Err(why) = check_response(&changed) {
+                        if let Some(refusal) = exchange.failure(
+                            filter,
+                            Some(&cleared),
+                            "response",
+                            "invalid-verdict",
+                            why,
+                        ) {
+                            return self.finish(exchange, refusal).await;
+                        }
+                        continue;
+                    }
+                    exchange.record(
+                        filter,
+                        &cleared,
+                        "response",
+                        if shadow { "shadow-modify" } else { "modify" },
+                        String::new(),
+                    );
+                    if !shadow {
+                        response = changed;
+                    }
+                }
+            }
+        }
+        let mut out = Response::new(full(response.body));
+        *out.status_mut() =
+            StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut headers = HeaderMap::new();
+        for (name, value) in &response.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) && !HOP_BY_HOP.contains(&name.as_str())
+                && name != header::CONTENT_LENGTH
+            {
+                headers.append(name, value);
+            }
+        }
+        *out.headers_mut() = headers;
+        self.finish(exchange, out).await
+    }
+
+    /// Clears the filter's plugin now and calls it. `Err` carries the reason code and
+    /// message of a failure (refused clearance, a sandbox stop, the plugin's own error).
+    async fn call(
+        &self,
+        filter: &Filter,
+        call: Call,
+    ) -> Result<(Cleared, secflow_runtime::Output), (Option<Cleared>, &'static str, String)> {
+        let host = &self.inner.host;
+        let cleared = host
+            .clear(&filter.config.plugin)
+            .await
+            .map_err(|e| (None, "refused", e.to_string()))?;
+        if let Err(e) = secflow_host::check_filter(
+            &cleared,
+            filter.config.failure,
+            filter.config.insecure_fail_open,
+        ) {
+            return Err((Some(cleared), "refused", e.to_string()));
+        }
+        let (invocation, _) = match host
+            .invoke(&cleared, call, &filter.plugin_config, &[])
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => return Err((Some(cleared), "refused", e.to_string())),
+        };
+        match invocation.outcome {
+            Ok(output) => Ok((cleared, output)),
+            Err(error) => {
+                let code = if error.kind() == "timeout" {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                Err((Some(cleared), code, error.to_string()))
+            }
+        }
+    }
+
+    /// Sends the (filtered) request upstream.
+    async fn forward(
+        &self,
+        route: &Route,
+        request: &b::HttpRequest,
+        peer: SocketAddr,
+        host: Option<&str>,
+        identity: bool,
+    ) -> Result<reqwest::Response, Response<Body>> {
+        let mut url = route.upstream.clone();
+        let (path, query) = match request.uri.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (request.uri.as_str(), None),
+        };
+        let joined = format!("{}{path}", route.upstream.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url.set_query(query);
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "not an HTTP method".into(),
+                None,
+            )
+        })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let named_by_connection: Vec<String> = request
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+            .collect();
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            if HOP_BY_HOP.contains(&lower.as_str())
+                || named_by_connection.contains(&lower)
+                || lower == "host"
+                || lower == "content-length"
+                || lower == "x-forwarded-for"
+                || (identity && lower == "accept-encoding")
+            {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.append(n, v);
+            }
+        }
+        // Forwarded-for: what the client said, then the address it came from.
+        let mut forwarded: Vec<String> = request
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        forwarded.push(peer.ip().to_string());
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&forwarded.join(", ")) {
+            headers.insert("x-forwarded-for", v);
+        }
+        headers.insert(
+            "x-forwarded-proto",
+            reqwest::header::HeaderValue::from_static("http"),
+        );
+        if let Some(host) = host.and_then(|h| reqwest::header::HeaderValue::from_str(h).ok()) {
+            headers.insert("x-forwarded-host", host);
+        }
+        if identity {
+            // Response filters judge what they can read, not compressed bytes.
+            headers.insert(
+                reqwest::header::ACCEPT_ENCODING,
+                reqwest::header::HeaderValue::from_static("identity"),
+            );
+        }
+        let sent = self
+            .inner
+            .http
+            .request(method, url)
+            .headers(headers)
+            .body(request.body.clone())
+            .timeout(Duration::from_millis(route.config.timeout_ms))
+            .send()
+            .await;
+        sent.map_err(|e| {
+            if e.is_timeout() {
+                problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout",
+                    format!(
+                        "route {}: the upstream did not answer within {} ms",
+                        route.config.name, route.config.timeout_ms
+                    ),
+                    None,
+                )
+            } else {
+                problem(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-unavailable",
+                    format!(
+                        "route {}: the upstream cannot be reached",
+                        route.config.name
+                    ),
+                    None,
+                )
+            }
+        })
+    }
+
+    /// Records the exchange's decisions, then answers. A decision that cannot be
+    /// recorded turns the answer into a 503: the proxy never acts unaudited.
+    async fn finish(&self, exchange: Exchange<'_>, response: Response<Body>) -> Response<Body> {
+        let decisions: Vec<(&Cleared, FilterDecision<'_>)> = exchange
+            .decisions
+            .iter()
+            .map(|(c, d)| (c, d.clone()))
+            .collect();
+        match self.inner.host.record_filter_decisions(&decisions).await {
+            Ok(()) => response,
+            Err(e) => {
+                tracing::error!(error = %e, "filter decisions not recorded");
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit-unavailable",
+                    "the audit log cannot be written; nothing is forwarded unrecorded".into(),
+                    None,
+                )
+            }
+        }
+    }
+}
+
+/// The decisions of one exchange, recorded when it ends.
+struct Exchange<'a> {
+    route: &'a Route,
+    line: String,
+    decisions: Vec<(Cleared, FilterDecision<'a>)>,
+}
+
+impl<'a> Exchange<'a> {
+    fn record(
+        &mut self,
+        filter: &Filter,
+        cleared: &Cleared,
+        phase: &'a str,
+        decision: &'a str,
+        reason: String,
+    ) {
+        self.decisions.push((
+            cleared.clone(),
+            FilterDecision {
+                route: &self.route.config.name,
+                phase,
+                decision,
+                reason,
+                mode: filter.config.mode,
+                failure: filter.config.failure,
+                request: self.line.clone(),
+            },
+        ));
+    }
+
+    /// A filter returned something that is not a verdict of its phase.
+    fn failed(
+        &mut self,
+        filter: &Filter,
+        cleared: &Cleared,
+        phase: &'a str,
+        message: String,
+    ) -> Option<Response<Body>> {
+        self.failure(filter, Some(cleared), phase, "invalid-verdict", message)
+    }
+
+    /// A filter failed: recorded; closed refuses the exchange (`Some`), open goes on.
+    fn failure(
+        &mut self,
+        filter: &Filter,
+        cleared: Option<&Cleared>,
+        phase: &'a str,
+        code: &'static str,
+        message: String,
+    ) -> Option<Response<Body>> {
+        let open = filter.config.failure == FailureMode::Open;
+        match cleared {
+            Some(cleared) => self.record(
+                filter,
+                cleared,
+                phase,
+                if open { "failed-open" } else { code },
+                format!("{code}: {message}"),
+            ),
+            // Not cleared (uninstalled, disabled, quarantined, revoked): clearance already
+            // recorded its refusal.
+            None => tracing::warn!(filter = %filter.config.plugin, %message, "filter refused"),
+        }
+        if open {
+            return None;
+        }
+        Some(problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "filter-failed",
+            format!(
+                "filter {} failed on the {phase} ({code}); the exchange is refused (failure = closed)",
+                filter.config.plugin
+            ),
+            Some(&filter.config.plugin),
+        ))
+    }
+}
+
+fn output_name(output: &secflow_runtime::Output) -> &'static str {
+    match output {
+        secflow_runtime::Output::RequestVerdict(_) => "a request verdict",
+        secflow_runtime::Output::ResponseVerdict(_) => "a response verdict",
+        _ => "another kind's output",
+    }
+}
+
+/// A filter's block as problem+json. Statuses outside 400–599 become 403.
+fn blocked(plugin: &str, block: &b::Block) -> Response<Body> {
+    let status = StatusCode::from_u16(block.status)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .unwrap_or(StatusCode::FORBIDDEN);
+    problem(status, "blocked", block.reason.clone(), Some(plugin))
+}
+
+/// A modified request must still be a request the upstream can be sent.
+fn check_request(request: &b::HttpRequest) -> Result<(), String> {
+    http::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
+        format!(
+            "the modified request's method `{}` is not a method",
+            request.method
+        )
+    })?;
+    if !request.uri.starts_with('/') || request.uri.parse::<http::Uri>().is_err() {
+        return Err(format!(
+            "the modified request's uri `{}` is not an origin-form path",
+            request.uri
+        ));
+    }
+    check_headers(&request.headers)
+}
+
+fn check_response(response: &b::HttpResponse) -> Result<(), String> {
+    if !(100..=599).contains(&response.status) {
+        return Err(format!(
+            "the modified response's status {} is not a status",
+            response.status
+        ));
+    }
+    check_headers(&response.headers)
+}
+
+fn check_headers(headers: &[(String, String)]) -> Result<(), String> {
+    for (name, value) in headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() || HeaderValue::from_str(value).is_err()
+        {
+            return Err(format!(
+                "the modified header `{}` is not a valid header",
+                name.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The upstream's body, or why it cannot be filtered (too large, cut off).
+async fn read_limited(mut upstream: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = upstream
+        .chunk()
+        .await
+        .map_err(|e| format!("the upstream's response was cut off: {e}"))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(format!(
+                "the upstream's response is larger than {limit} bytes (limits.max-response-body); response filters need all of it, so none of it is sent"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn response_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in upstream {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An RFC 9457 problem answer.
+fn problem(status: StatusCode, code: &str, detail: String, filter: Option<&str>) -> Response<Body> {
+    let mut body = serde_json::json!({
+        "type": format!("{TYPE_BASE}{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    if let Some(filter) = filter {
+        body["filter"] = filter.into();
+    }
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}

@@ -1,0 +1,361 @@
+//! `secflow proxy` against a real upstream on 127.0.0.1, with the `test-filter` plugin
+//! installed (signed, trusted) in a fresh state directory: each verdict, each failure of
+//! the filter (loop, unbounded allocation, trap) contained with the exchange refused or
+//! passed as configured, no state carried between requests, upstream down and slow, and
+//! every decision in the audit log.
+
+use secflow_host::{
+    Answer, ApprovalRequest, Approver, Host, HostConfig, InstallMode, InstallRequest, Package,
+    StateDir, TrustChange,
+};
+use secflow_proxy::{Proxy, config::ProxyConfig};
+use std::path::Path;
+use std::time::Duration;
+
+struct Yes;
+
+impl Approver for Yes {
+    fn standing(&self) -> Option<String> {
+        Some("test".into())
+    }
+    fn ask(&self, _request: &ApprovalRequest<'_>) -> Answer {
+        Answer::CannotAsk
+    }
+}
+
+/// Installs `test-filter`, with `extra` added to its manifest's top-level keys, signed by
+/// a trusted key.
+async fn install_filter(host: &Host, dir: &Path, extra: &str) {
+    let a = secflow_plugin_artifacts::TEST_FILTER;
+    let plugin = dir.join("filter");
+    std::fs::create_dir_all(&plugin).unwrap();
+    let manifest = std::fs::read_to_string(Path::new(a.dir).join("plugin.toml")).unwrap();
+    let manifest = manifest.replacen("\n[limits]", &format!("\n{extra}[limits]"), 1);
+    std::fs::write(plugin.join("plugin.toml"), manifest).unwrap();
+    std::fs::copy(a.component, plugin.join("plugin.wasm")).unwrap();
+    let package = dir.join("filter.sfpkg");
+    std::fs::write(&package, secflow_package::pack_dir(&plugin).unwrap()).unwrap();
+    host.generate_key("test").unwrap();
+    host.change_trust(TrustChange::Add {
+        key: "test".into(),
+        role: secflow_host::types::Role::Publisher,
+        scopes: vec!["*".into()],
+    })
+    .await
+    .unwrap();
+    host.sign_package(&package, "test", None).unwrap();
+    host.install(
+        InstallRequest {
+            packages: vec![Package {
+                source: "test".into(),
+                bytes: std::fs::read(&package).unwrap(),
+                from_marketplace: false,
+            }],
+            mode: InstallMode::Install,
+            select: Vec::new(),
+            mounts: Vec::new(),
+            dev: false,
+            allow_rollback: false,
+        },
+        &Yes,
+    )
+    .await
+    .unwrap();
+}
+
+/// An upstream that echoes what it got: method, path, the headers the filters add, and
+/// the body; `/secret` answers with a canary, `/slow` waits 2 s.
+async fn upstream() -> String {
+    use axum::routing::any;
+    async fn echo(request: axum::extract::Request) -> String {
+        let path = request.uri().path().to_string();
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if path == "/secret" {
+            return "token: CANARY-abc123 end".into();
+        }
+        let (parts, body) = request.into_parts();
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        let line = format!(
+            "{} {} filtered={} remembered={} xff={}",
+            parts.method,
+            parts.uri,
+            header("x-filtered"),
+            header("x-remembered"),
+            header("x-forwarded-for"),
+        );
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        format!("{line} body={}", String::from_utf8_lossy(&body))
+    }
+    let app = axum::Router::new().fallback(any(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+struct Running {
+    base: String,
+    host: Host,
+    _home: tempfile::TempDir,
+}
+
+async fn start(filters: &str, manifest_extra: &str, upstream_base: &str) -> Running {
+    let home = tempfile::tempdir().unwrap();
+    let host = Host::open(HostConfig {
+        state_dir: StateDir::resolve(Some(&home.path().join("home"))),
+        actor: "test".into(),
+    });
+    install_filter(&host, home.path(), manifest_extra).await;
+    let text = format!(
+        "[[route]]\nname = \"api\"\nupstream = \"{upstream_base}\"\ntimeout-ms = 500\n{filters}\n"
+    );
+    let config = ProxyConfig::parse(&text).unwrap();
+    let proxy = Proxy::new(host.acting_as("proxy"), config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(proxy.serve(listener, std::future::pending(), Duration::from_secs(1)));
+    Running {
+        base,
+        host,
+        _home: home,
+    }
+}
+
+async fn send(base: &str, path: &str, behaviour: Option<&str>) -> (u16, String, String) {
+    let client = reqwest::Client::new();
+    let mut request = client.post(format!("{base}{path}")).body("hello");
+    if let Some(b) = behaviour {
+        request = request.header("x-test-filter", b);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
+async fn decisions(host: &Host) -> Vec<(String, String)> {
+    host.audit_entries(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.action == secflow_audit::Action::ProxyDecision.as_str())
+        .map(|e| {
+            (
+                e.event.decision.clone().unwrap_or_default(),
+                e.event.reason.clone(),
+            )
+        })
+        .collect()
+}
+
+const CLOSED: &str = "[[route.filter]]\nplugin = \"test-filter\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_are_applied_and_recorded() {
+    let up = upstream().await;
+    let proxy = start(CLOSED, "", &up).await;
+    // Allow: forwarded with the body and the client's address.
+    let (status, _, body) = send(&proxy.base, "/a?x=1", None).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("POST /a?x=1 filtered=- "), "{body}");
+    assert!(
+        body.contains("xff=127.0.0.1") && body.ends_with("body=hello"),
+        "{body}"
+    );
+    // Modify: the upstream sees the header the filter added.
+    let (status, _, body) = send(&proxy.base, "/b", Some("modify")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("filtered=test-filter"), "{body}");
+    // Block: problem+json naming the filter, the upstream never asked.
+    let (status, content_type, body) = send(&proxy.base, "/c", Some("block")).await;
+    assert_eq!(status, 403);
+    assert_eq!(content_type, "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["filter"], "test-filter");
+    assert_eq!(
+        problem["type"],
+        "https://secflow.dev/problems/proxy-blocked"
+    );
+    assert_eq!(problem["detail"], "the test filter blocks this request");
+    // A response filter redacts the canary before any byte leaves.
+    let (status, _, body) = send(&proxy.base, "/secret", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "token: [redacted] end");
+    let recorded = decisions(&proxy.host).await;
+    let kinds: Vec<&str> = recorded.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(kinds, ["modify", "block", "modify"], "{recorded:?}");
+    assert_eq!(recorded[1].1, "the test filter blocks this request");
+    assert!(matches!(
+        proxy.host.audit_verify(None).await.unwrap(),
+        secflow_host::Integrity::Intact(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_filter_refuses_the_exchange_when_closed_and_the_proxy_keeps_serving() {
+    let up = upstream().await;
+    let proxy = start(CLOSED, "", &up).await;
+    for (behaviour, code) in [
+        ("loop", "timeout"),
+        ("alloc", "error"),
+        ("trap", "error"),
+        ("fail", "error"),
+    ] {
+        let (status, content_type, body) = send(&proxy.base, "/x", Some(behaviour)).await;
+        assert_eq!(status, 503, "{behaviour}: {body}");
+        assert_eq!(content_type, "application/problem+json");
+        let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            problem["type"],
+            "https://secflow.dev/problems/proxy-filter-failed"
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("({code})")),
+            "{behaviour}: {problem}"
+        );
+        // The next request is served normally.
+        let (status, _, _) = send(&proxy.base, "/ok", None).await;
+        assert_eq!(status, 200, "after {behaviour}");
+    }
+    let recorded = decisions(&proxy.host).await;
+    let kinds: Vec<&str> = recorded.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["timeout", "error", "error", "error"],
+        "{recorded:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_filters_let_a_failure_pass_and_shadow_filters_only_record() {
+    let up = upstream().await;
+    let open = "[[route.filter]]\nplugin = \"test-filter\"\nfailure = \"open\"\n";
+    let proxy = start(open, "", &up).await;
+    let (status, _, body) = send(&proxy.base, "/x", Some("trap")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(decisions(&proxy.host).await[0].0, "failed-open");
+
+    let shadow = "[[route.filter]]\nplugin = \"test-filter\"\nmode = \"shadow\"\n";
+    let proxy = start(shadow, "", &up).await;
+    let (status, _, body) = send(&proxy.base, "/x", Some("block")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = send(&proxy.base, "/secret", None).await;
+    assert_eq!(
+        body, "token: CANARY-abc123 end",
+        "shadow never changes the exchange"
+    );
+    let kinds: Vec<String> = decisions(&proxy.host)
+        .await
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
+    assert_eq!(kinds, ["shadow-block", "shadow-modify"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_filter_may_not_fail_open_without_the_insecure_option() {
+    let up = upstream().await;
+    let home = tempfile::tempdir().unwrap();
+    let host = Host::open(HostConfig {
+        state_dir: StateDir::resolve(Some(&home.path().join("home"))),
+        actor: "test".into(),
+    });
+    install_filter(&host, home.path(), "categories = [\"security\"]\n").await;
+    let text = format!(
+        "[[route]]\nname = \"api\"\nupstream = \"{up}\"\n[[route.filter]]\nplugin = \"test-filter\"\nfailure = \"open\"\n"
+    );
+    let refused = Proxy::new(host.clone(), ProxyConfig::parse(&text).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("is a security filter"), "{refused}");
+    let insecure = format!("{text}insecure-fail-open = true\n");
+    Proxy::new(host, ProxyConfig::parse(&insecure).unwrap())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_a_filter_keeps_reaches_the_next_request() {
+    let up = upstream().await;
+    let proxy = start(CLOSED, "", &up).await;
+    let client = reqwest::Client::new();
+    for value in ["first", "second", "third"] {
+        let body = client
+            .get(format!("{}/r", proxy.base))
+            .header("x-test-filter", "remember")
+            .header("x-remember", value)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("remembered=none"), "{value}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_is_502_and_slow_is_504() {
+    let up = upstream().await;
+    let proxy = start("", "", &up).await;
+    let (status, _, body) = send(&proxy.base, "/slow", None).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("proxy-upstream-timeout"), "{body}");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let proxy = start("", "", &closed).await;
+    let (status, content_type, body) = send(&proxy.base, "/x", None).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+    assert!(body.contains("proxy-upstream-unavailable"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configurations_are_named() {
+    for (text, needle) in [
+        ("", "missing field `route`"),
+        ("route = []", "no [[route]]"),
+        (
+            "[[route]]\nname = \"a\"\nupstream = \"ftp://x\"",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nupstream = \"http://x\"\npath-prefix = \"v1\"",
+            "must start with /",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nupstream = \"http://x\"\nupstrem = \"y\"",
+            "unknown field `upstrem`",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nupstream = \"http://x\"\n[[route.filter]]\nplugin = \"p\"\nfailure = \"sometimes\"",
+            "unknown variant `sometimes`",
+        ),
+        (
+            "[[route]]\nname = \"a\"\nupstream = \"http://x\"\n[[route]]\nname = \"a\"\nupstream = \"http://y\"",
+            "two routes are named `a`",
+        ),
+    ] {
+        let error = ProxyConfig::parse(text).unwrap_err().to_string();
+        assert!(error.contains(needle), "{text:?}: {error}");
+    }
+}
