@@ -73,8 +73,17 @@ pub struct RouteConfig {
     /// How long the upstream may take to answer (504 after) [default: 30 000 ms].
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// In a streamed response (server-sent events, chunked), the bytes held back until
+    /// more arrives: a secret or pattern up to this long, split anywhere across chunks, is
+    /// seen whole by the response filters before any of it is released [default: 256].
+    #[serde(default = "default_hold_back")]
+    pub stream_hold_back: usize,
     #[serde(default, rename = "filter")]
     pub filters: Vec<FilterConfig>,
+}
+
+fn default_hold_back() -> usize {
+    256
 }
 
 fn default_prefix() -> String {

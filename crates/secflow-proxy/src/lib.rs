@@ -51,6 +51,8 @@ struct Inner {
 
 #[derive(Debug)]
 struct Route {
+    /// Its place in the configuration (streams find their route again by it).
+    index: usize,
     config: RouteConfig,
     upstream: reqwest::Url,
     filters: Vec<Filter>,
@@ -106,6 +108,7 @@ impl Proxy {
                 });
             }
             routes.push(Route {
+                index: routes.len(),
                 config: route.clone(),
                 upstream,
                 filters,
@@ -351,25 +354,167 @@ impl Proxy {
             return self.finish(exchange, response).await;
         }
 
-        let status = upstream.status();
-        let upstream_headers = upstream.headers().clone();
+        let status = upstream.status().as_u16();
+        let headers: Vec<(String, String)> = upstream
+            .headers()
+            .iter()
+            .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let event_stream = upstream
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         let limit = self.inner.config.limits.max_response_body;
-        let body = match read_limited(upstream, limit).await {
-            Ok(body) => body,
+        if upstream.headers().get(header::CONTENT_LENGTH).is_some() && !event_stream {
+            let body = match read_limited(upstream, limit).await {
+                Ok(body) => body,
+                Err(why) => {
+                    let refusal =
+                        problem(StatusCode::BAD_GATEWAY, "response-unfilterable", why, None);
+                    return self.finish(exchange, refusal).await;
+                }
+            };
+            let response = b::HttpResponse {
+                status,
+                headers,
+                body,
+            };
+            return match self
+                .filter_response(&mut exchange, &request, response)
+                .await
+            {
+                Ok(response) => {
+                    let out = to_hyper(&response, full(response.body.clone()));
+                    self.finish(exchange, out).await
+                }
+                Err(refusal) => self.finish(exchange, refusal).await,
+            };
+        }
+
+        // A stream (server-sent events, or chunked without a length): filtered window by
+        // window. Each window is what is held back plus what arrived; every response
+        // filter passes it before anything is released, and the last `stream-hold-back`
+        // bytes stay unreleased until more arrives (a secret up to that long, split
+        // anywhere across chunks, is whole in some window before any of it leaves).
+        let hold = route.config.stream_hold_back;
+        let mut windows = Windows {
+            upstream,
+            pending: Vec::new(),
+            hold,
+            limit,
+            index: 0,
+        };
+        let first = match windows.next().await {
+            Ok(window) => window,
             Err(why) => {
                 let refusal = problem(StatusCode::BAD_GATEWAY, "response-unfilterable", why, None);
                 return self.finish(exchange, refusal).await;
             }
         };
-        let mut response = b::HttpResponse {
-            status: status.as_u16(),
-            headers: upstream_headers
-                .iter()
-                .filter(|(name, _)| !HOP_BY_HOP.contains(&name.as_str()))
-                .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect(),
+        let (body, last) = first;
+        let response = b::HttpResponse {
+            status,
+            headers: with_window(&headers, 0, last),
             body,
         };
+        let filtered = match self
+            .filter_response(&mut exchange, &request, response)
+            .await
+        {
+            Ok(filtered) => filtered,
+            Err(refusal) => return self.finish(exchange, refusal).await,
+        };
+        let released = windows.release(filtered.body.clone(), last);
+        let (sender, receiver) =
+            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let body = StreamBody::new(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+        ));
+        // The first window's decisions are recorded before the head goes out.
+        if let Err(refusal) = self.record(&mut exchange).await {
+            return refusal;
+        }
+        let out = to_hyper(&filtered, BodyExt::boxed(body));
+        if !released.is_empty()
+            && sender
+                .send(Ok(Frame::data(Bytes::from(released))))
+                .await
+                .is_err()
+        {
+            return out;
+        }
+        if !last {
+            let proxy = self.clone();
+            let route_index = route.index;
+            let line = exchange.line.clone();
+            tokio::spawn(async move {
+                let route = &proxy.inner.routes[route_index];
+                let mut exchange = Exchange {
+                    route,
+                    line,
+                    decisions: Vec::new(),
+                };
+                loop {
+                    let (body, last) = match windows.next().await {
+                        Ok(window) => window,
+                        Err(why) => {
+                            tracing::warn!(route = %route.config.name, %why, "stream cut");
+                            let _ = sender.send(Err(std::io::Error::other(why))).await;
+                            return;
+                        }
+                    };
+                    let response = b::HttpResponse {
+                        status,
+                        headers: with_window(&headers, windows.index, last),
+                        body,
+                    };
+                    let verdict = proxy
+                        .filter_response(&mut exchange, &request, response)
+                        .await;
+                    let recorded = proxy.record(&mut exchange).await;
+                    let filtered = match (verdict, recorded) {
+                        (Ok(filtered), Ok(())) => filtered,
+                        (Err(_), _) | (_, Err(_)) => {
+                            // Blocked, failed closed, or not recordable: the stream is cut
+                            // here; nothing of this window was released.
+                            let _ = sender
+                                .send(Err(std::io::Error::other(
+                                    "the response stream was stopped by a filter",
+                                )))
+                                .await;
+                            return;
+                        }
+                    };
+                    let released = windows.release(filtered.body, last);
+                    if !released.is_empty()
+                        && sender
+                            .send(Ok(Frame::data(Bytes::from(released))))
+                            .await
+                            .is_err()
+                    {
+                        return; // the client went away
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            });
+        }
+        out
+    }
+
+    /// Runs the route's response filters, in order, on `response` (a whole body or one
+    /// window of a stream). `Err` is the refusal: a block, or a closed filter's failure.
+    async fn filter_response(
+        &self,
+        exchange: &mut Exchange<'_>,
+        request: &b::HttpRequest,
+        mut response: b::HttpResponse,
+    ) -> Result<b::HttpResponse, Response<Body>> {
+        let route = exchange.route;
         for filter in route.filters.iter().filter(|f| f.runs_on(Phase::Response)) {
             let call = Call::OnResponse(request.clone(), response.clone());
             let verdict = match self.call(filter, call).await {
@@ -377,7 +522,7 @@ impl Proxy {
                 Ok((cleared, other)) => {
                     let failure = format!("returned {} to on-response", output_name(&other));
                     if let Some(refusal) = exchange.failed(filter, &cleared, "response", failure) {
-                        return self.finish(exchange, refusal).await;
+                        return Err(refusal);
                     }
                     continue;
                 }
@@ -385,7 +530,7 @@ impl Proxy {
                     if let Some(refusal) =
                         exchange.failure(filter, cleared.as_ref(), "response", code, message)
                     {
-                        return self.finish(exchange, refusal).await;
+                        return Err(refusal);
                     }
                     continue;
                 }
@@ -402,8 +547,7 @@ impl Proxy {
                         block.reason.clone(),
                     );
                     if !shadow {
-                        let refusal = blocked(&filter.config.plugin, &block);
-                        return self.finish(exchange, refusal).await;
+                        return Err(blocked(&filter.config.plugin, &block));
                     }
                 }
                 (cleared, b::ResponseVerdict::Modify(changed)) => {
@@ -415,7 +559,7 @@ impl Proxy {
                             "invalid-verdict",
                             why,
                         ) {
-                            return self.finish(exchange, refusal).await;
+                            return Err(refusal);
                         }
                         continue;
                     }
@@ -432,22 +576,28 @@ impl Proxy {
                 }
             }
         }
-        let mut out = Response::new(full(response.body));
-        *out.status_mut() =
-            StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut headers = HeaderMap::new();
-        for (name, value) in &response.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) && !HOP_BY_HOP.contains(&name.as_str())
-                && name != header::CONTENT_LENGTH
-            {
-                headers.append(name, value);
-            }
-        }
-        *out.headers_mut() = headers;
-        self.finish(exchange, out).await
+        Ok(response)
+    }
+
+    /// Records the decisions made so far (and forgets them). A decision that cannot be
+    /// recorded turns the answer into a 503: the proxy never acts unaudited.
+    async fn record(&self, exchange: &mut Exchange<'_>) -> Result<(), Response<Body>> {
+        let taken = std::mem::take(&mut exchange.decisions);
+        let decisions: Vec<(&Cleared, FilterDecision<'_>)> =
+            taken.iter().map(|(c, d)| (c, d.clone())).collect();
+        self.inner
+            .host
+            .record_filter_decisions(&decisions)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "filter decisions not recorded");
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit-unavailable",
+                    "the audit log cannot be written; nothing is forwarded unrecorded".into(),
+                    None,
+                )
+            })
     }
 
     /// Clears the filter's plugin now and calls it. `Err` carries the reason code and
@@ -598,25 +748,12 @@ impl Proxy {
         })
     }
 
-    /// Records the exchange's decisions, then answers. A decision that cannot be
-    /// recorded turns the answer into a 503: the proxy never acts unaudited.
-    async fn finish(&self, exchange: Exchange<'_>, response: Response<Body>) -> Response<Body> {
-        let decisions: Vec<(&Cleared, FilterDecision<'_>)> = exchange
-            .decisions
-            .iter()
-            .map(|(c, d)| (c, d.clone()))
-            .collect();
-        match self.inner.host.record_filter_decisions(&decisions).await {
+    /// Records the exchange's decisions, then answers (a 503 instead when they cannot be
+    /// recorded).
+    async fn finish(&self, mut exchange: Exchange<'_>, response: Response<Body>) -> Response<Body> {
+        match self.record(&mut exchange).await {
             Ok(()) => response,
-            Err(e) => {
-                tracing::error!(error = %e, "filter decisions not recorded");
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit-unavailable",
-                    "the audit log cannot be written; nothing is forwarded unrecorded".into(),
-                    None,
-                )
-            }
+            Err(refusal) => refusal,
         }
     }
 }
@@ -772,6 +909,90 @@ async fn read_limited(mut upstream: reqwest::Response, limit: usize) -> Result<V
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The header that tells a response filter which window of a stream it is judging.
+pub const STREAM_HEADER: &str = "x-secflow-stream";
+
+/// The response headers with the stream marker a filter sees: `window=N; final=0|1`.
+fn with_window(headers: &[(String, String)], index: usize, last: bool) -> Vec<(String, String)> {
+    let mut headers = headers.to_vec();
+    headers.push((
+        STREAM_HEADER.into(),
+        format!("window={index}; final={}", u8::from(last)),
+    ));
+    headers
+}
+
+/// A filtered response as hyper's, with `body`; the stream marker, hop-by-hop headers and
+/// the length (the body may have changed) left out.
+fn to_hyper(response: &b::HttpResponse, body: Body) -> Response<Body> {
+    let mut out = Response::new(body);
+    *out.status_mut() = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &response.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) && !HOP_BY_HOP.contains(&name.as_str())
+            && name != header::CONTENT_LENGTH
+            && name.as_str() != STREAM_HEADER
+        {
+            headers.append(name, value);
+        }
+    }
+    *out.headers_mut() = headers;
+    out
+}
+
+/// An upstream stream cut into windows for the response filters.
+struct Windows {
+    upstream: reqwest::Response,
+    /// Held back (filtered before, not released) and newly arrived bytes.
+    pending: Vec<u8>,
+    hold: usize,
+    limit: usize,
+    index: usize,
+}
+
+impl Windows {
+    /// The next window: at least one new chunk, and more than `hold` bytes unless the
+    /// stream ended (`true`).
+    async fn next(&mut self) -> Result<(Vec<u8>, bool), String> {
+        loop {
+            match self
+                .upstream
+                .chunk()
+                .await
+                .map_err(|e| format!("the upstream's stream was cut off: {e}"))?
+            {
+                Some(chunk) => {
+                    if self.pending.len() + chunk.len() > self.limit {
+                        return Err(format!(
+                            "a stream window grew past {} bytes (limits.max-response-body)",
+                            self.limit
+                        ));
+                    }
+                    self.pending.extend_from_slice(&chunk);
+                    if self.pending.len() > self.hold {
+                        return Ok((std::mem::take(&mut self.pending), false));
+                    }
+                }
+                None => return Ok((std::mem::take(&mut self.pending), true)),
+            }
+        }
+    }
+
+    /// What of a filtered window goes to the client now; the rest is held back.
+    fn release(&mut self, mut filtered: Vec<u8>, last: bool) -> Vec<u8> {
+        self.index += 1;
+        if last {
+            return filtered;
+        }
+        let keep = filtered.len().min(self.hold);
+        self.pending = filtered.split_off(filtered.len() - keep);
+        filtered
+    }
 }
 
 fn response_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
