@@ -38,4 +38,5 @@ cargo test --workspace --locked --no-fail-fast
 echo "== test (plugin logic, natively)"
 (cd plugins && cargo test --locked --target-dir "$CARGO_TARGET_DIR/plugins-native" \
     -p cvss-enricher -p cwe-enricher -p data-processor -p kev-epss-enricher \
-    -p nvd-enricher -p prompt-guard -p ssh-log-analyzer -p summary-analytics)
+    -p nvd-enricher -p pii-redactor -p prompt-guard -p secret-guard -p ssh-log-analyzer \
+    -p summary-analytics)

@@ -196,12 +196,9 @@ impl Scanner {
             .collect()
     }
 
-    /// [`Scanner::scan`] plus each secret's byte range (tests check redaction with it).
-    pub(crate) fn scan_spans(
-        &self,
-        path: &str,
-        content: &[u8],
-    ) -> Vec<(SecretMatch, Range<usize>)> {
+    /// [`Scanner::scan`] plus each secret's byte range in `content`, for callers that
+    /// redact in place (the proxy's `secret-guard`) and for the redaction tests.
+    pub fn scan_spans(&self, path: &str, content: &[u8]) -> Vec<(SecretMatch, Range<usize>)> {
         if content.is_empty() || self.path_allowed(path) {
             return Vec::new();
         }
