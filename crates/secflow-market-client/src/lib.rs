@@ -800,15 +800,12 @@ impl Client {
             &self.identity()?,
         );
         let response = self
-            .http
-            .post(format!("{}/v1/market/plugins/{id}/ratings", market.url))
-            .json(&rating)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                name: market.name.clone(),
-                message: e.to_string(),
-            })?;
+            .post_signed(
+                &market,
+                &format!("/v1/market/plugins/{id}/ratings"),
+                &rating,
+            )
+            .await?;
         answer(&market, response).await
     }
 
@@ -887,6 +884,25 @@ impl Client {
         self.send_with_token(&market, request, token).await
     }
 
+    /// Posts a document signed with the host's identity key (a receipt, a rating): these
+    /// routes take no token, the signature is the credential.
+    async fn post_signed(
+        &self,
+        market: &Marketplace,
+        path: &str,
+        document: &HostSigned,
+    ) -> Result<reqwest::Response> {
+        self.http
+            .post(format!("{}{path}", market.url))
+            .json(document)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                name: market.name.clone(),
+                message: e.to_string(),
+            })
+    }
+
     /// The host's identity key (created on first use).
     fn identity(&self) -> Result<ed25519_dalek::SigningKey> {
         let keys = KeyDir::new(self.host.paths().keys());
@@ -919,15 +935,8 @@ impl Client {
             &self.identity()?,
         );
         let response = self
-            .http
-            .post(format!("{}/v1/market/installs", market.url))
-            .json(&receipt)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                name: market.name.clone(),
-                message: e.to_string(),
-            })?;
+            .post_signed(market, "/v1/market/installs", &receipt)
+            .await?;
         match response.status().as_u16() {
             201 => Ok(true),
             200 => Ok(false),
