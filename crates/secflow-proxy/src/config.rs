@@ -101,6 +101,16 @@ pub enum Phase {
     Response,
 }
 
+impl Phase {
+    /// As audit events and messages name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Response => "response",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FilterConfig {

@@ -261,7 +261,7 @@ impl Proxy {
             line: format!("{} {path}", parts.method),
             decisions: Vec::new(),
         };
-        let mut request = b::HttpRequest {
+        let request = b::HttpRequest {
             method: parts.method.as_str().to_string(),
             uri: parts
                 .uri
@@ -271,68 +271,20 @@ impl Proxy {
             body: body.to_vec(),
         };
 
-        for filter in route.filters.iter().filter(|f| f.runs_on(Phase::Request)) {
-            let verdict = match self.call(filter, Call::OnRequest(request.clone())).await {
-                Ok((cleared, secflow_runtime::Output::RequestVerdict(v))) => (cleared, v),
-                Ok((cleared, other)) => {
-                    let failure = format!("returned {} to on-request", output_name(&other));
-                    if let Some(refusal) = exchange.failed(filter, &cleared, "request", failure) {
-                        return self.finish(exchange, refusal).await;
-                    }
-                    continue;
-                }
-                Err((cleared, code, message)) => {
-                    if let Some(refusal) =
-                        exchange.failure(filter, cleared.as_ref(), "request", code, message)
-                    {
-                        return self.finish(exchange, refusal).await;
-                    }
-                    continue;
-                }
-            };
-            match verdict {
-                (_, b::RequestVerdict::Allow) => {}
-                (cleared, b::RequestVerdict::Block(block)) => {
-                    let shadow = filter.config.mode == FilterMode::Shadow;
-                    exchange.record(
-                        filter,
-                        &cleared,
-                        "request",
-                        if shadow { "shadow-block" } else { "block" },
-                        block.reason.clone(),
-                    );
-                    if !shadow {
-                        let refusal = blocked(&filter.config.plugin, &block);
-                        return self.finish(exchange, refusal).await;
-                    }
-                }
-                (cleared, b::RequestVerdict::Modify(changed)) => {
-                    let shadow = filter.config.mode == FilterMode::Shadow;
-                    if let Err(why) = check_request(&changed) {
-                        if let Some(refusal) = exchange.failure(
-                            filter,
-                            Some(&cleared),
-                            "request",
-                            "invalid-verdict",
-                            why,
-                        ) {
-                            return self.finish(exchange, refusal).await;
-                        }
-                        continue;
-                    }
-                    exchange.record(
-                        filter,
-                        &cleared,
-                        "request",
-                        if shadow { "shadow-modify" } else { "modify" },
-                        String::new(),
-                    );
-                    if !shadow {
-                        request = changed;
-                    }
-                }
-            }
-        }
+        let request = match self
+            .run_filters(
+                &mut exchange,
+                Phase::Request,
+                request,
+                |r| Call::OnRequest(r.clone()),
+                request_verdict,
+                check_request,
+            )
+            .await
+        {
+            Ok(request) => request,
+            Err(refusal) => return self.finish(exchange, refusal).await,
+        };
 
         let filters_response = route.filters.iter().any(|f| f.runs_on(Phase::Response));
         let upstream = match self
@@ -385,8 +337,9 @@ impl Proxy {
                 .filter_response(&mut exchange, &request, response)
                 .await
             {
-                Ok(response) => {
-                    let out = to_hyper(&response, full(response.body.clone()));
+                Ok(mut response) => {
+                    let body = std::mem::take(&mut response.body);
+                    let out = to_hyper(&response, full(body));
                     self.finish(exchange, out).await
                 }
                 Err(refusal) => self.finish(exchange, refusal).await,
@@ -406,37 +359,21 @@ impl Proxy {
             limit,
             index: 0,
         };
-        let first = match windows.next().await {
-            Ok(window) => window,
-            Err(why) => {
-                let refusal = problem(StatusCode::BAD_GATEWAY, "response-unfilterable", why, None);
-                return self.finish(exchange, refusal).await;
-            }
-        };
-        let (body, last) = first;
-        let response = b::HttpResponse {
-            status,
-            headers: with_window(&headers, 0, last),
-            body,
-        };
-        let filtered = match self
-            .filter_response(&mut exchange, &request, response)
+        // The head goes out with the first window, once it has passed and its decisions
+        // are recorded: a refusal there is still a clean problem answer.
+        let (filtered, released, last) = match self
+            .next_window(&mut windows, &mut exchange, &request, status, &headers)
             .await
         {
-            Ok(filtered) => filtered,
-            Err(refusal) => return self.finish(exchange, refusal).await,
+            Ok(window) => window,
+            Err(refusal) => return refusal,
         };
-        let released = windows.release(filtered.body.clone(), last);
         let (sender, receiver) =
             tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
         let body = StreamBody::new(futures_util::stream::unfold(
             receiver,
             |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
         ));
-        // The first window's decisions are recorded before the head goes out.
-        if let Err(refusal) = self.record(&mut exchange).await {
-            return refusal;
-        }
         let out = to_hyper(&filtered, BodyExt::boxed(body));
         if !released.is_empty()
             && sender
@@ -458,37 +395,27 @@ impl Proxy {
                     decisions: Vec::new(),
                 };
                 loop {
-                    let (body, last) = match windows.next().await {
+                    let (_, released, last) = match proxy
+                        .next_window(&mut windows, &mut exchange, &request, status, &headers)
+                        .await
+                    {
                         Ok(window) => window,
-                        Err(why) => {
-                            tracing::warn!(route = %route.config.name, %why, "stream cut");
-                            let _ = sender.send(Err(std::io::Error::other(why))).await;
-                            return;
-                        }
-                    };
-                    let response = b::HttpResponse {
-                        status,
-                        headers: with_window(&headers, windows.index, last),
-                        body,
-                    };
-                    let verdict = proxy
-                        .filter_response(&mut exchange, &request, response)
-                        .await;
-                    let recorded = proxy.record(&mut exchange).await;
-                    let filtered = match (verdict, recorded) {
-                        (Ok(filtered), Ok(())) => filtered,
-                        (Err(_), _) | (_, Err(_)) => {
-                            // Blocked, failed closed, or not recordable: the stream is cut
-                            // here; nothing of this window was released.
+                        Err(refusal) => {
+                            // Blocked, failed closed, unreadable or not recordable: the
+                            // stream is cut here; nothing of this window was released.
+                            tracing::warn!(
+                                route = %route.config.name,
+                                status = %refusal.status(),
+                                "response stream cut"
+                            );
                             let _ = sender
                                 .send(Err(std::io::Error::other(
-                                    "the response stream was stopped by a filter",
+                                    "the response stream was stopped",
                                 )))
                                 .await;
                             return;
                         }
                     };
-                    let released = windows.release(filtered.body, last);
                     if !released.is_empty()
                         && sender
                             .send(Ok(Frame::data(Bytes::from(released))))
@@ -512,37 +439,66 @@ impl Proxy {
         &self,
         exchange: &mut Exchange<'_>,
         request: &b::HttpRequest,
-        mut response: b::HttpResponse,
+        response: b::HttpResponse,
     ) -> Result<b::HttpResponse, Response<Body>> {
+        self.run_filters(
+            exchange,
+            Phase::Response,
+            response,
+            |r| Call::OnResponse(request.clone(), r.clone()),
+            response_verdict,
+            check_response,
+        )
+        .await
+    }
+
+    /// Runs the route's filters of `phase`, in order, on `subject` (the request or the
+    /// response): each verdict applied (or, in shadow mode, only recorded), each failure
+    /// recorded and, for a closed filter, the refusal. `Err` is the refusal.
+    async fn run_filters<T>(
+        &self,
+        exchange: &mut Exchange<'_>,
+        phase: Phase,
+        mut subject: T,
+        call: impl Fn(&T) -> Call,
+        verdict_of: fn(secflow_runtime::Output) -> Result<Verdict<T>, secflow_runtime::Output>,
+        check: fn(&T) -> Result<(), String>,
+    ) -> Result<T, Response<Body>> {
         let route = exchange.route;
-        for filter in route.filters.iter().filter(|f| f.runs_on(Phase::Response)) {
-            let call = Call::OnResponse(request.clone(), response.clone());
-            let verdict = match self.call(filter, call).await {
-                Ok((cleared, secflow_runtime::Output::ResponseVerdict(v))) => (cleared, v),
-                Ok((cleared, other)) => {
-                    let failure = format!("returned {} to on-response", output_name(&other));
-                    if let Some(refusal) = exchange.failed(filter, &cleared, "response", failure) {
-                        return Err(refusal);
+        let side = phase.as_str();
+        for filter in route.filters.iter().filter(|f| f.runs_on(phase)) {
+            let (cleared, verdict) = match self.call(filter, call(&subject)).await {
+                Ok((cleared, output)) => match verdict_of(output) {
+                    Ok(verdict) => (cleared, verdict),
+                    Err(other) => {
+                        let message = format!("returned {} to on-{side}", output_name(&other));
+                        match exchange.failure(
+                            filter,
+                            Some(&cleared),
+                            side,
+                            "invalid-verdict",
+                            message,
+                        ) {
+                            Some(refusal) => return Err(refusal),
+                            None => continue,
+                        }
                     }
-                    continue;
-                }
+                },
                 Err((cleared, code, message)) => {
-                    if let Some(refusal) =
-                        exchange.failure(filter, cleared.as_ref(), "response", code, message)
-                    {
-                        return Err(refusal);
+                    match exchange.failure(filter, cleared.as_ref(), side, code, message) {
+                        Some(refusal) => return Err(refusal),
+                        None => continue,
                     }
-                    continue;
                 }
             };
             let shadow = filter.config.mode == FilterMode::Shadow;
             match verdict {
-                (_, b::ResponseVerdict::Allow) => {}
-                (cleared, b::ResponseVerdict::Block(block)) => {
+                Verdict::Allow => {}
+                Verdict::Block(block) => {
                     exchange.record(
                         filter,
                         &cleared,
-                        "response",
+                        side,
                         if shadow { "shadow-block" } else { "block" },
                         block.reason.clone(),
                     );
@@ -550,33 +506,56 @@ impl Proxy {
                         return Err(blocked(&filter.config.plugin, &block));
                     }
                 }
-                (cleared, b::ResponseVerdict::Modify(changed)) => {
-                    if let Err(why) = check_response(&changed) {
-                        if let Some(refusal) = exchange.failure(
-                            filter,
-                            Some(&cleared),
-                            "response",
-                            "invalid-verdict",
-                            why,
-                        ) {
-                            return Err(refusal);
+                Verdict::Modify(changed) => {
+                    if let Err(why) = check(&changed) {
+                        match exchange.failure(filter, Some(&cleared), side, "invalid-verdict", why)
+                        {
+                            Some(refusal) => return Err(refusal),
+                            None => continue,
                         }
-                        continue;
                     }
                     exchange.record(
                         filter,
                         &cleared,
-                        "response",
+                        side,
                         if shadow { "shadow-modify" } else { "modify" },
                         String::new(),
                     );
                     if !shadow {
-                        response = changed;
+                        subject = changed;
                     }
                 }
             }
         }
-        Ok(response)
+        Ok(subject)
+    }
+
+    /// The next window of a stream through the response filters, its decisions recorded:
+    /// the filtered window (its body moved out), the bytes released now, and whether the
+    /// stream ended. `Err` is the refusal: an unreadable upstream, a block, a closed
+    /// filter's failure, or decisions that cannot be recorded.
+    async fn next_window(
+        &self,
+        windows: &mut Windows,
+        exchange: &mut Exchange<'_>,
+        request: &b::HttpRequest,
+        status: u16,
+        headers: &[(String, String)],
+    ) -> Result<(b::HttpResponse, Vec<u8>, bool), Response<Body>> {
+        let (body, last) = windows
+            .next()
+            .await
+            .map_err(|why| problem(StatusCode::BAD_GATEWAY, "response-unfilterable", why, None))?;
+        let response = b::HttpResponse {
+            status,
+            headers: with_window(headers, windows.index, last),
+            body,
+        };
+        let verdict = self.filter_response(exchange, request, response).await;
+        self.record(exchange).await?;
+        let mut filtered = verdict?;
+        let released = windows.release(std::mem::take(&mut filtered.body), last);
+        Ok((filtered, released, last))
     }
 
     /// Records the decisions made so far (and forgets them). A decision that cannot be
@@ -788,17 +767,6 @@ impl<'a> Exchange<'a> {
         ));
     }
 
-    /// A filter returned something that is not a verdict of its phase.
-    fn failed(
-        &mut self,
-        filter: &Filter,
-        cleared: &Cleared,
-        phase: &'a str,
-        message: String,
-    ) -> Option<Response<Body>> {
-        self.failure(filter, Some(cleared), phase, "invalid-verdict", message)
-    }
-
     /// A filter failed: recorded; closed refuses the exchange (`Some`), open goes on.
     fn failure(
         &mut self,
@@ -833,6 +801,39 @@ impl<'a> Exchange<'a> {
             ),
             Some(&filter.config.plugin),
         ))
+    }
+}
+
+/// A filter's verdict on either side of the exchange.
+enum Verdict<T> {
+    Allow,
+    Block(b::Block),
+    Modify(T),
+}
+
+fn request_verdict(
+    output: secflow_runtime::Output,
+) -> Result<Verdict<b::HttpRequest>, secflow_runtime::Output> {
+    match output {
+        secflow_runtime::Output::RequestVerdict(v) => Ok(match v {
+            b::RequestVerdict::Allow => Verdict::Allow,
+            b::RequestVerdict::Block(block) => Verdict::Block(block),
+            b::RequestVerdict::Modify(request) => Verdict::Modify(request),
+        }),
+        other => Err(other),
+    }
+}
+
+fn response_verdict(
+    output: secflow_runtime::Output,
+) -> Result<Verdict<b::HttpResponse>, secflow_runtime::Output> {
+    match output {
+        secflow_runtime::Output::ResponseVerdict(v) => Ok(match v {
+            b::ResponseVerdict::Allow => Verdict::Allow,
+            b::ResponseVerdict::Block(block) => Verdict::Block(block),
+            b::ResponseVerdict::Modify(response) => Verdict::Modify(response),
+        }),
+        other => Err(other),
     }
 }
 
