@@ -165,6 +165,11 @@ pub struct Synced {
     pub quarantined: Vec<String>,
 }
 
+/// Where a host keeps its marketplaces and what it installed from them.
+fn config_path(host: &Host) -> PathBuf {
+    host.paths().root.join("marketplaces.json")
+}
+
 /// The marketplace client of a host.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -200,7 +205,13 @@ impl Client {
     }
 
     fn path(&self) -> PathBuf {
-        self.host.paths().root.join("marketplaces.json")
+        config_path(&self.host)
+    }
+
+    /// Whether this host has added any marketplace (its configuration file exists): lets
+    /// a front end skip building a client before every run.
+    pub fn has_marketplaces(host: &Host) -> bool {
+        config_path(host).exists()
     }
 
     fn load(&self) -> Result<Config> {
@@ -809,6 +820,27 @@ impl Client {
         answer(&market, response).await
     }
 
+    /// Posts `body` to a version's `verb` route (`review`, `yank`, `revoke`) with a token.
+    async fn post_version(
+        &self,
+        name: &str,
+        id: &str,
+        version: &str,
+        verb: &str,
+        body: &serde_json::Value,
+        token: &str,
+    ) -> Result<serde_json::Value> {
+        let market = self.marketplace(name)?;
+        let request = self
+            .http
+            .post(format!(
+                "{}/v1/market/plugins/{id}/versions/{version}/{verb}",
+                market.url
+            ))
+            .json(body);
+        self.send_with_token(&market, request, token).await
+    }
+
     /// Yanks (or with `yanked: false` un-yanks) a version: version ranges stop picking
     /// it; installed copies keep working (a publisher token for its own versions, or an
     /// admin token).
@@ -821,15 +853,9 @@ impl Client {
         reason: &str,
         token: &str,
     ) -> Result<serde_json::Value> {
-        let market = self.marketplace(name)?;
-        let request = self
-            .http
-            .post(format!(
-                "{}/v1/market/plugins/{id}/versions/{version}/yank",
-                market.url
-            ))
-            .json(&serde_json::json!({"yanked": yanked, "reason": reason}));
-        self.send_with_token(&market, request, token).await
+        let body = serde_json::json!({"yanked": yanked, "reason": reason});
+        self.post_version(name, id, version, "yank", &body, token)
+            .await
     }
 
     /// Revokes a version: its digest goes on the signed revocation list, and clients
@@ -842,15 +868,9 @@ impl Client {
         reason: &str,
         token: &str,
     ) -> Result<serde_json::Value> {
-        let market = self.marketplace(name)?;
-        let request = self
-            .http
-            .post(format!(
-                "{}/v1/market/plugins/{id}/versions/{version}/revoke",
-                market.url
-            ))
-            .json(&serde_json::json!({"reason": reason}));
-        self.send_with_token(&market, request, token).await
+        let body = serde_json::json!({"reason": reason});
+        self.post_version(name, id, version, "revoke", &body, token)
+            .await
     }
 
     /// The versions waiting for review, with their reports (a `reviewer` token).
@@ -870,18 +890,12 @@ impl Client {
         reason: &str,
         token: &str,
     ) -> Result<serde_json::Value> {
-        let market = self.marketplace(name)?;
-        let request = self
-            .http
-            .post(format!(
-                "{}/v1/market/plugins/{id}/versions/{version}/review",
-                market.url
-            ))
-            .json(&serde_json::json!({
-                "decision": if approve { "approve" } else { "reject" },
-                "reason": reason,
-            }));
-        self.send_with_token(&market, request, token).await
+        let body = serde_json::json!({
+            "decision": if approve { "approve" } else { "reject" },
+            "reason": reason,
+        });
+        self.post_version(name, id, version, "review", &body, token)
+            .await
     }
 
     /// Posts a document signed with the host's identity key (a receipt, a rating): these

@@ -408,7 +408,7 @@ fn print_report(published: &serde_json::Value) {
 /// Before a run or scan: apply revocation lists older than the poll interval. A
 /// marketplace that cannot be reached is a warning; what was applied before stays.
 pub fn poll_revocations(host: &Host) {
-    if !host.paths().root.join("marketplaces.json").exists() {
+    if !Client::has_marketplaces(host) {
         return;
     }
     let client = Client::new(host.clone());

@@ -78,16 +78,13 @@ const POLL_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// clearance refuses them from the import on. A marketplace that cannot be reached is
 /// logged and tried again at its next interval.
 async fn poll_revocations(host: Host, mut stop: tokio::sync::watch::Receiver<()>) {
-    let client = secflow_market_client::Client::new(host.clone());
-    let marketplaces = host.paths().root.join("marketplaces.json");
+    let client = secflow_market_client::Client::new(host);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(POLL_TICK) => {}
         }
-        if !marketplaces.exists() {
-            continue;
-        }
+        // Without marketplaces this reads a missing file and fetches nothing.
         for result in client.sync_due(None).await {
             match result {
                 Ok(s) if !s.quarantined.is_empty() => {
