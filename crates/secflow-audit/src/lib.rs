@@ -570,20 +570,35 @@ impl AuditLog {
     /// callers share commits instead of queueing behind one fsync each. A failed commit
     /// fails every batch in it, and none of them is written.
     pub async fn append_batch(&self, events: Vec<Event>) -> Result<Vec<Entry>, AuditError> {
+        self.enqueue_batch(events)?.await
+    }
+
+    /// Queues `events` for the writer's next commit now (in order with every append
+    /// queued before and after) and returns the wait for that commit: a caller that need
+    /// not hold its answer for the fsync can await it elsewhere.
+    pub fn enqueue_batch(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<
+        impl std::future::Future<Output = Result<Vec<Entry>, AuditError>> + Send + 'static,
+        AuditError,
+    > {
         let (done, result) = tokio::sync::oneshot::channel();
         self.queue
             .send(Pending { events, done })
             .map_err(|_| AuditError::Input {
                 message: "the audit writer has stopped; the events were not recorded".into(),
             })?;
-        match result.await {
-            Ok(Ok(entries)) => Ok(entries),
-            Ok(Err(message)) => Err(AuditError::Input { message }),
-            // The writer was dropped mid-commit (its task cancelled): nothing was promised.
-            Err(_) => Err(AuditError::Input {
-                message: "the audit commit was cancelled; the events were not recorded".into(),
-            }),
-        }
+        Ok(async move {
+            match result.await {
+                Ok(Ok(entries)) => Ok(entries),
+                Ok(Err(message)) => Err(AuditError::Input { message }),
+                // The writer was dropped mid-commit (its task cancelled): nothing was promised.
+                Err(_) => Err(AuditError::Input {
+                    message: "the audit commit was cancelled; the events were not recorded".into(),
+                }),
+            }
+        })
     }
 
     /// Signs and stores a checkpoint of the log as it is now.

@@ -135,11 +135,79 @@ impl Host {
         if events.is_empty() {
             return Ok(());
         }
+        if self
+            .inner
+            .audit_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(HostError::internal(
+                "cannot write the audit log: an earlier commit failed",
+            ));
+        }
         self.audit_log()
             .await?
             .append_batch(events)
             .await
             .map_err(|e| HostError::internal(format!("cannot write the audit log: {e}")))?;
+        Ok(())
+    }
+
+    /// Queues `events` for the audit writer's next group commit (within milliseconds, in
+    /// order with every record before and after) without waiting for it. For the events
+    /// of runs that changed nothing (a live-traffic filter that allowed): a crash in the
+    /// next milliseconds can lose them, never a decision. If a queued commit fails, every
+    /// later record fails, so the host stops acting rather than act unrecorded.
+    pub async fn record_soon(&self, events: Vec<Event>) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.inner.audit_failed.load(Ordering::Relaxed) {
+            return Err(HostError::internal(
+                "cannot write the audit log: an earlier commit failed",
+            ));
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let permit = self
+            .inner
+            .audit_backlog
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HostError::internal("the audit backlog is closed"))?;
+        let committed = self
+            .audit_log()
+            .await?
+            .enqueue_batch(events)
+            .map_err(|e| HostError::internal(format!("cannot write the audit log: {e}")))?;
+        let host = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = committed.await {
+                host.audit_failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "queued audit events were not recorded");
+            }
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    /// Waits until every batch queued by [`Host::record_soon`] is committed.
+    pub(crate) async fn flush_audit(&self) -> Result<()> {
+        let all = self
+            .inner
+            .audit_backlog
+            .acquire_many(crate::AUDIT_BACKLOG)
+            .await
+            .map_err(|_| HostError::internal("the audit backlog is closed"))?;
+        drop(all);
+        if self
+            .inner
+            .audit_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(HostError::internal(
+                "queued audit events were not recorded (the log stopped taking entries)",
+            ));
+        }
         Ok(())
     }
 

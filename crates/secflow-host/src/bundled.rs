@@ -16,7 +16,23 @@ pub struct BundledPlugin {
 }
 
 /// Every bundled plugin, in the order of `plugins/BUNDLED` (the order enrichers run in).
+/// Parsed once per process: the manifests are part of the binary, and a front end that
+/// clears a bundled plugin per request (the proxy) must not parse and validate them all
+/// each time.
 pub fn bundled() -> Result<Vec<BundledPlugin>> {
+    parsed().map(<[BundledPlugin]>::to_vec)
+}
+
+fn parsed() -> Result<&'static [BundledPlugin]> {
+    static PARSED: std::sync::OnceLock<std::result::Result<Vec<BundledPlugin>, String>> =
+        std::sync::OnceLock::new();
+    match PARSED.get_or_init(parse_bundled) {
+        Ok(plugins) => Ok(plugins),
+        Err(e) => Err(HostError::internal(e.clone())),
+    }
+}
+
+fn parse_bundled() -> std::result::Result<Vec<BundledPlugin>, String> {
     secflow_plugin_artifacts::BUNDLED
         .iter()
         .map(|b| {
@@ -25,7 +41,7 @@ pub fn bundled() -> Result<Vec<BundledPlugin>> {
                 secflow_manifest::Format::Toml,
                 &format!("bundled plugin {}", b.name),
             )
-            .map_err(|e| HostError::internal(format!("bundled plugin {}: {e}", b.name)))?;
+            .map_err(|e| format!("bundled plugin {}: {e}", b.name))?;
             Ok(BundledPlugin {
                 manifest,
                 component: b.component,
@@ -37,7 +53,8 @@ pub fn bundled() -> Result<Vec<BundledPlugin>> {
 
 /// The bundled plugin with this id, if there is one.
 pub fn bundled_plugin(id: &str) -> Result<Option<BundledPlugin>> {
-    Ok(bundled()?
-        .into_iter()
-        .find(|b| b.manifest.id.as_str() == id))
+    Ok(parsed()?
+        .iter()
+        .find(|b| b.manifest.id.as_str() == id)
+        .cloned())
 }

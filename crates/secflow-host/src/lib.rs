@@ -117,6 +117,13 @@ struct Inner {
     runs: tokio::sync::OnceCell<secflow_registry::RunLog>,
     /// What run clearance established, reused while nothing it depends on changed.
     clearances: clearance::ClearanceCache,
+    /// Audit batches queued but not yet committed ([`Host::invoke_live`]): at most
+    /// [`AUDIT_BACKLOG`], so a writer that falls behind slows its callers down instead of
+    /// letting the queue grow.
+    audit_backlog: Arc<tokio::sync::Semaphore>,
+    /// A queued batch failed to commit: every later record fails too, so nothing goes on
+    /// unrecorded once the log stopped taking entries.
+    audit_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -137,6 +144,8 @@ impl Host {
                 registry_permits: Arc::new(tokio::sync::Semaphore::new(REGISTRY_POOL)),
                 runs: tokio::sync::OnceCell::new(),
                 clearances: Default::default(),
+                audit_backlog: Arc::new(tokio::sync::Semaphore::new(AUDIT_BACKLOG as usize)),
+                audit_failed: Default::default(),
             }),
         }
     }
@@ -261,7 +270,7 @@ impl Host {
         if let Some(runs) = self.inner.runs.get() {
             runs.flush().await?;
         }
-        Ok(())
+        self.flush_audit().await
     }
 
     /// [`Host::flush`] for synchronous front ends, before they exit: a no-op (no runtime
@@ -299,6 +308,9 @@ impl Host {
 
 /// Registry connections kept open between operations, and in use at once at most.
 const REGISTRY_POOL: usize = 8;
+
+/// Most audit batches queued and not yet committed (see [`Host::invoke_live`]).
+const AUDIT_BACKLOG: u32 = 4096;
 
 /// A registry connection borrowed from the host's pool.
 struct PooledRegistry<'a> {

@@ -211,6 +211,34 @@ impl Host {
         extra_mounts: &[(String, PathBuf)],
         slot: S,
     ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
+        self.invoke_recording(cleared, call, config, extra_mounts, slot, false)
+            .await
+    }
+
+    /// [`Host::invoke`] for live traffic (the proxy's filters): the events of a run that
+    /// succeeded are queued for the audit log's next group commit instead of waited for
+    /// ([`Host::record_soon`]); a failed run's are waited for as in `invoke`. The caller
+    /// records its own decisions on the output (a block, a modification) and waits for
+    /// those. Without this, every filter call on every request would wait for an fsync.
+    pub async fn invoke_live(
+        &self,
+        cleared: &Cleared,
+        call: secflow_runtime::Call,
+        config: &serde_json::Value,
+    ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
+        self.invoke_recording(cleared, call, config, &[], (), true)
+            .await
+    }
+
+    async fn invoke_recording<S>(
+        &self,
+        cleared: &Cleared,
+        call: secflow_runtime::Call,
+        config: &serde_json::Value,
+        extra_mounts: &[(String, PathBuf)],
+        slot: S,
+        live: bool,
+    ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
         let mut events = Vec::new();
         let result = async {
             let health_check = matches!(call, secflow_runtime::Call::Health);
@@ -223,7 +251,13 @@ impl Host {
             Ok((inv, after))
         }
         .await;
-        self.record_then(events, result).await
+        match &result {
+            Ok((inv, _)) if live && inv.outcome.is_ok() => {
+                self.record_soon(events).await?;
+                result
+            }
+            _ => self.record_then(events, result).await,
+        }
     }
 
     /// The one after-run path: for an installed plugin the run goes into its statistics

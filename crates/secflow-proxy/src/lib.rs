@@ -138,56 +138,22 @@ impl Proxy {
         shutdown: impl std::future::Future<Output = ()>,
         drain: Duration,
     ) -> anyhow::Result<()> {
-        use hyper_util::rt::{TokioExecutor, TokioIo};
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let connections = Arc::new(tokio::sync::Semaphore::new(
-            self.inner.config.limits.max_connections.max(1),
-        ));
-        tokio::pin!(shutdown);
-        loop {
-            let permit = tokio::select! {
-                () = &mut shutdown => break,
-                permit = connections.clone().acquire_owned() => permit?,
-            };
-            let (stream, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
+        let listen = secflow_listen::Listen {
+            max_connections: self.inner.config.limits.max_connections,
+            drain,
+            ..secflow_listen::Listen::default()
+        };
+        let host = self.inner.host.clone();
+        let service = |peer: SocketAddr| {
             let proxy = self.clone();
-            let service = hyper::service::service_fn(move |request| {
+            hyper::service::service_fn(move |request| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, peer).await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let watched = graceful.watch(conn);
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = watched.await {
-                    tracing::debug!(%peer, error = %e, "connection ended");
-                }
-            });
-        }
-        drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "some connections did not finish within {} s",
-                drain.as_secs()
-            );
-        }
+            })
+        };
+        secflow_listen::serve(listener, listen, service, shutdown).await?;
+        // The audit events of the last clean filter runs, queued rather than waited for.
+        host.flush().await?;
         Ok(())
     }
 
@@ -599,7 +565,7 @@ impl Proxy {
             return Err((Some(cleared), "refused", e.to_string()));
         }
         let (invocation, _) = match host
-            .invoke(&cleared, call, &filter.plugin_config, &[])
+            .invoke_live(&cleared, call, &filter.plugin_config)
             .await
         {
             Ok(done) => done,

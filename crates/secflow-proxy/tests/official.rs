@@ -212,3 +212,114 @@ phases = ["response"]
         secflow_host::Integrity::Intact(_)
     ));
 }
+
+/// Sends one raw HTTP/1.1 request (no client-side normalization of the path) and returns
+/// the answer's status line and whole text.
+async fn raw(base: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_policy_enforces_headers_methods_and_paths_and_cannot_be_walked_out_of() {
+    // An upstream that records every path it is asked for.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let app = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(axum::routing::any(move |uri: axum::http::Uri| async move {
+            seen.lock().unwrap().push(uri.path().to_string());
+            "upstream answer"
+        }))
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let home = tempfile::tempdir().unwrap();
+    let host = Host::open(HostConfig {
+        state_dir: StateDir::resolve(Some(home.path())),
+        actor: "test".into(),
+    });
+    let config = ProxyConfig::parse(&format!(
+        r#"
+[[route]]
+name = "api"
+upstream = "{upstream}"
+
+[[route.filter]]
+plugin = "header-policy"
+config = {{ required-headers = ["authorization"], forbidden-headers = ["x-debug"], methods = ["GET", "POST"], paths = ["/v1/chat/*"], response-headers = {{ strict-transport-security = "max-age=63072000" }} }}
+"#
+    ))
+    .unwrap();
+    let proxy = Proxy::new(host.acting_as("proxy"), config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(proxy.serve(listener, std::future::pending(), Duration::from_secs(1)));
+
+    let request = |method: &str, path: &str, extra: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer t\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    // Within the policy: forwarded, the response header added.
+    let answer = raw(&base, &request("GET", "/v1/chat/completions", "")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=63072000"),
+        "{answer}"
+    );
+    // Each rule, with its status and the filter named.
+    for (request, status) in [
+        (
+            "GET /v1/chat/x HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n".to_string(),
+            "400",
+        ),
+        (request("GET", "/v1/chat/x", "X-Debug: 1\r\n"), "400"),
+        (request("DELETE", "/v1/chat/x", ""), "405"),
+        (request("GET", "/admin", ""), "403"),
+        (request("GET", "/v1/chat/../../admin", ""), "400"),
+        (request("GET", "/v1/chat/%2e%2e/%2E%2E/admin", ""), "400"),
+        (request("GET", "/v1/chat/..%2fadmin", ""), "400"),
+    ] {
+        let answer = raw(&base, &request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request:?} → {answer}"
+        );
+        assert!(answer.contains(r#""filter":"header-policy""#), "{answer}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, vec!["/v1/chat/completions".to_string()], "{seen:?}");
+
+    // Every filter run is in the log too: a clean run's event is queued for the next
+    // group commit rather than waited for, and a flush commits the queue.
+    host.flush().await.unwrap();
+    let entries = host.audit_entries(&Default::default()).await.unwrap();
+    let runs = entries
+        .iter()
+        .filter(|e| e.event.action == "plugin.invoke")
+        .count();
+    assert_eq!(
+        runs, 9,
+        "the passed request ran on both sides, the 7 blocked on one"
+    );
+    let blocks = entries
+        .iter()
+        .filter(|e| {
+            e.event.action == "proxy.decision" && e.event.decision.as_deref() == Some("block")
+        })
+        .count();
+    assert_eq!(blocks, 7);
+}

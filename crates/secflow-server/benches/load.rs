@@ -9,10 +9,9 @@
 //! `SECFLOW_LOAD_SECONDS` and `SECFLOW_LOAD_CONNECTIONS` to change them).
 
 use secflow_host::{Answer, ApprovalRequest, Approver, Host, HostConfig, StateDir};
+use secflow_loadgen::{Load, env_or};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Yes;
 
@@ -23,17 +22,6 @@ impl Approver for Yes {
     fn ask(&self, _request: &ApprovalRequest<'_>) -> Answer {
         Answer::CannotAsk
     }
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Installs the no-op plugin, signed by a key the host trusts.
@@ -73,127 +61,9 @@ async fn install_noop(host: &Host, dir: &Path) {
     host.install(request, &Yes).await.unwrap();
 }
 
-struct Outcome {
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    p50_us: u64,
-    p99_us: u64,
-    rss_start: u64,
-    rss_end: u64,
-    rss_peak: u64,
-    /// RSS (KiB) sampled every second of the run.
-    rss_series: Vec<u64>,
-}
-
-/// Latencies in microseconds, 1 µs to 60 s, three significant digits.
-fn latency_histogram() -> hdrhistogram::Histogram<u64> {
-    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
-}
-
-/// `connections` clients, each on its own connection, for `seconds`.
-async fn load(
-    url: String,
-    body: Option<(&'static str, String)>,
-    token: Option<String>,
-    connections: usize,
-    seconds: u64,
-) -> Outcome {
-    let stop = Arc::new(AtomicBool::new(false));
-    let errors = Arc::new(AtomicU64::new(0));
-    let peak = Arc::new(AtomicU64::new(rss_kib()));
-    let rss_start = rss_kib();
-    let sampler = {
-        let (stop, peak) = (stop.clone(), peak.clone());
-        tokio::spawn(async move {
-            let mut series = Vec::new();
-            let mut tick = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let rss = rss_kib();
-                peak.fetch_max(rss, Ordering::Relaxed);
-                if tick.is_multiple_of(4) {
-                    series.push(rss);
-                }
-                tick += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            series
-        })
-    };
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (url, body, token, stop, errors) = (
-            url.clone(),
-            body.clone(),
-            token.clone(),
-            stop.clone(),
-            errors.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
-            // A fixed-size histogram, not a growing list: the bench's own memory must not
-            // show as the server's RSS growing over the run.
-            let mut latencies = latency_histogram();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let mut request = match &body {
-                    Some((content_type, text)) => client
-                        .post(&url)
-                        .header("content-type", *content_type)
-                        .body(text.clone()),
-                    None => client.get(&url),
-                };
-                if let Some(token) = &token {
-                    request = request.bearer_auth(token);
-                }
-                match request.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies.saturating_record(t.elapsed().as_micros() as u64);
-            }
-            latencies
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = latency_histogram();
-    for t in tasks {
-        all.add(t.await.unwrap()).unwrap();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let rss_series = sampler.await.unwrap();
-    let pick = |q: f64| all.value_at_quantile(q);
-    Outcome {
-        requests: all.len(),
-        errors: errors.load(Ordering::Relaxed),
-        seconds,
-        p50_us: pick(0.50),
-        p99_us: pick(0.99),
-        rss_start,
-        rss_end: rss_kib(),
-        rss_peak: peak.load(Ordering::Relaxed),
-        rss_series,
-    }
-}
-
 fn main() {
-    let seconds: u64 = std::env::var("SECFLOW_LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let connections: usize = std::env::var("SECFLOW_LOAD_CONNECTIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
+    let seconds = env_or("SECFLOW_LOAD_SECONDS", 30);
+    let connections = env_or("SECFLOW_LOAD_CONNECTIONS", 64) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -224,11 +94,28 @@ fn main() {
         let run_url = format!("{base}/v1/plugins/test-noop/run");
         let body = r#"{"action":"echo","input":{"n":1}}"#.to_string();
         // Warm-up: the component compiled and cached, connections open.
-        let _ = load(run_url.clone(), Some(("application/json", body.clone())), Some(token.clone()), 2, 2).await;
-        let secflow = load(run_url, Some(("application/json", body)), Some(token), connections, seconds).await;
-        let baseline = load(bare_url, None, None, connections, seconds).await;
+        let run = Load {
+            url: run_url,
+            body: Some(("application/json", body)),
+            headers: vec![("authorization", format!("Bearer {token}"))],
+            connections: 2,
+            seconds: 2,
+        };
+        let _ = secflow_loadgen::run(run.clone()).await;
+        let secflow = secflow_loadgen::run(Load { connections, seconds, ..run }).await;
+        let baseline = secflow_loadgen::run(Load {
+            url: bare_url,
+            body: None,
+            headers: Vec::new(),
+            connections,
+            seconds,
+        })
+        .await;
 
-        println!("\n{connections} connections, {seconds} s each, one process (client and server share the 2 cores)\n");
+        println!(
+            "\n{connections} connections, {seconds} s each, one process (client and server share the 2 cores), {}\n",
+            secflow_loadgen::cpu_model()
+        );
         println!("| route | requests/s | p50 | p99 | errors | RSS start / end / peak |");
         println!("|---|---|---|---|---|---|");
         for (name, o) in [("POST /v1/plugins/test-noop/run (secflow serve)", &secflow), ("GET /hello (bare axum)", &baseline)] {

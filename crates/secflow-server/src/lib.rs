@@ -335,133 +335,37 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
     use hyper_util::service::TowerToHyperService;
 
     let tls = match &state.config.tls {
-        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        Some((cert, key)) => Some(secflow_listen::tls_acceptor(cert, key)?),
         None => None,
     };
     let workers = state.jobs.start_workers(state.config.scan_workers);
     let app = router(state.clone());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(tokio::sync::Semaphore::new(
-        state.config.max_connections.max(1),
-    ));
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            permit = connections.clone().acquire_owned() => permit?,
-        };
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a moment, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let listen = secflow_listen::Listen {
+        max_connections: state.config.max_connections,
+        tls,
+        drain,
+        ..secflow_listen::Listen::default()
+    };
+    let service = |peer: std::net::SocketAddr| {
         let peer_ip = Peer(peer.ip());
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+        TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
             move |mut request: Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(peer_ip);
                 request
             },
-        ));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let result = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => {
-                            let conn = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                            watcher.watch(conn.into_owned()).await
-                        }
-                        _ => return,
-                    }
-                }
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %e, "connection ended");
-            }
-        });
-    }
-    drop(listener);
-    tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "some connections did not finish within {} s",
-            drain.as_secs()
-        );
-    }
+        ))
+    };
+    secflow_listen::serve(listener, listen, service, shutdown).await?;
     state.jobs.stop(workers).await;
     // The statistics of the last clean runs, queued rather than waited for.
     if let Err(e) = state.host.flush().await {
         tracing::warn!(error = %e, "run statistics not recorded at shutdown");
     }
     Ok(())
-}
-
-fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use anyhow::Context;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert)
-            .with_context(|| format!("cannot read --tls-cert {}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .with_context(|| {
-        format!(
-            "--tls-cert {} is not a PEM certificate chain",
-            cert.display()
-        )
-    })?;
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key)
-            .with_context(|| format!("cannot read --tls-key {}", key.display()))?,
-    ))
-    .with_context(|| format!("--tls-key {} is not a PEM private key", key.display()))?
-    .with_context(|| format!("--tls-key {} holds no private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 #[cfg(test)]

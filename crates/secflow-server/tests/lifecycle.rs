@@ -149,7 +149,11 @@ async fn tls_files_that_do_not_fit_are_named() {
     .await;
     let error = server.task.await.unwrap().unwrap_err();
     let message = format!("{error:#}");
-    assert!(message.contains("key.pem"), "{message}");
+    // The first fault is named: the certificate file holds no certificate.
+    assert!(
+        message.contains("cert.pem") && message.contains("no PEM certificate"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
