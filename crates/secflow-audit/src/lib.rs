@@ -84,10 +84,13 @@ pub enum Action {
     /// `secflow proxy`: a filter's decision that was not a plain allow (block, modify, a
     /// shadow hit, an error or a timeout), with the route, the filter and the mode.
     ProxyDecision,
+    /// `secflow proxy`: a configuration was loaded (at start or on reload) or a reload was
+    /// refused, with the configuration's digest and its routes' filters.
+    ProxyConfig,
 }
 
 impl Action {
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 35] = [
         Action::SignatureVerify,
         Action::PolicyDecision,
         Action::PluginInstall,
@@ -122,6 +125,7 @@ impl Action {
         Action::MarketRevoke,
         Action::MarketReceipt,
         Action::ProxyDecision,
+        Action::ProxyConfig,
     ];
 
     /// The name stored in the log.
@@ -161,6 +165,7 @@ impl Action {
             Action::MarketRevoke => "market.revoke",
             Action::MarketReceipt => "market.receipt",
             Action::ProxyDecision => "proxy.decision",
+            Action::ProxyConfig => "proxy.config",
         }
     }
 }

@@ -51,9 +51,10 @@ pub enum Command {
     /// Serve the REST API (docs/api.md) on the same state directory as the CLI
     Serve(Box<ServeArgs>),
     /// Run a reverse proxy that filters live HTTP traffic through installed proxy-filter
-    /// plugins (docs/proxy.md), until SIGINT or SIGTERM
+    /// plugins (docs/proxy.md), until SIGINT or SIGTERM; SIGHUP reloads the configuration
     Proxy {
-        /// The proxy configuration: listen address, limits, routes and their filters
+        /// The proxy configuration: listen and admin addresses, TLS, limits, routes and
+        /// their filters
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },

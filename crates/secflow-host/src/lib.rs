@@ -44,7 +44,8 @@ pub use error::{ErrorKind, HostError, Remedy, Result};
 pub use paths::StateDir;
 pub use policy::{Explanation, PolicyCheck};
 pub use proxy::{
-    FailureMode, FilterDecision, FilterMode, SECURITY_MARK, check_filter, is_security_filter,
+    FailureMode, FilterDecision, FilterMode, SECURITY_MARK, check_filter, check_tighter,
+    is_security_filter,
 };
 pub use queries::{Permissions, PluginInfo, PluginListing};
 pub use run::{AfterRun, Failure, RunOutcome};

@@ -63,6 +63,26 @@ pub fn check_filter(
     Ok(())
 }
 
+/// Checks the limits an operator sets on one filter, tighter than its manifest's: a fuel
+/// budget needs a plugin whose manifest meters fuel (`limits.fuel`), since only such a
+/// plugin's code is compiled to count it; a silently ignored budget would be worse than
+/// none.
+pub fn check_tighter(cleared: &Cleared, tighter: &secflow_runtime::Tighter) -> Result<()> {
+    if tighter.timeout_ms == Some(0) || tighter.fuel == Some(0) {
+        return Err(HostError::invalid(format!(
+            "{}: timeout-ms and fuel must be at least 1",
+            cleared.id()
+        )));
+    }
+    if tighter.fuel.is_some() && cleared.manifest.limits.fuel.is_none() {
+        return Err(HostError::invalid(format!(
+            "{}: fuel is set, but its manifest does not meter fuel (no limits.fuel), so no budget can be counted; use timeout-ms, or ask its publisher to meter it",
+            cleared.id()
+        )));
+    }
+    Ok(())
+}
+
 /// One filter decision on live traffic that is not a plain allow.
 #[derive(Debug, Clone)]
 pub struct FilterDecision<'a> {
@@ -82,6 +102,24 @@ pub struct FilterDecision<'a> {
 }
 
 impl Host {
+    /// Records that the proxy loaded a configuration (`decision` = `start` or `reload`) or
+    /// refused one (`reload-refused`, `reason` saying why): which filters guard live
+    /// traffic is a security decision, and a refused reload leaves the previous one in
+    /// force, which the log must show as well. `details` names the configuration (its
+    /// file and digest, its routes and their filters).
+    pub async fn record_proxy_config(
+        &self,
+        decision: &str,
+        reason: String,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let event = Event {
+            details,
+            ..self.event(Action::ProxyConfig, None, decision, reason)
+        };
+        self.record(vec![event]).await
+    }
+
     /// Records filter decisions in the audit log (one commit for all of them).
     pub async fn record_filter_decisions(
         &self,

@@ -211,7 +211,7 @@ impl Host {
         extra_mounts: &[(String, PathBuf)],
         slot: S,
     ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
-        self.invoke_recording(cleared, call, config, extra_mounts, slot, false)
+        self.invoke_recording(cleared, call, config, extra_mounts, slot, None)
             .await
     }
 
@@ -220,13 +220,17 @@ impl Host {
     /// ([`Host::record_soon`]); a failed run's are waited for as in `invoke`. The caller
     /// records its own decisions on the output (a block, a modification) and waits for
     /// those. Without this, every filter call on every request would wait for an fsync.
+    ///
+    /// `tighter` lowers the manifest's deadline and fuel for this call (checked with
+    /// [`crate::check_tighter`]).
     pub async fn invoke_live(
         &self,
         cleared: &Cleared,
         call: secflow_runtime::Call,
         config: &serde_json::Value,
+        tighter: secflow_runtime::Tighter,
     ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
-        self.invoke_recording(cleared, call, config, &[], (), true)
+        self.invoke_recording(cleared, call, config, &[], (), Some(tighter))
             .await
     }
 
@@ -237,13 +241,16 @@ impl Host {
         config: &serde_json::Value,
         extra_mounts: &[(String, PathBuf)],
         slot: S,
-        live: bool,
+        live: Option<secflow_runtime::Tighter>,
     ) -> Result<(secflow_runtime::Invocation, AfterRun)> {
         let mut events = Vec::new();
         let result = async {
             let health_check = matches!(call, secflow_runtime::Call::Health);
             let plugin = self.loaded(cleared, extra_mounts, &mut events).await?;
-            let inv = self.runtime()?.invoke(&plugin, call, config).await;
+            let inv = self
+                .runtime()?
+                .invoke_within(&plugin, call, config, live.unwrap_or_default())
+                .await;
             drop(slot);
             let after = self
                 .after_run(cleared, &RunOutcome::of(&inv, health_check), &mut events)
@@ -252,7 +259,7 @@ impl Host {
         }
         .await;
         match &result {
-            Ok((inv, _)) if live && inv.outcome.is_ok() => {
+            Ok((inv, _)) if live.is_some() && inv.outcome.is_ok() => {
                 self.record_soon(events).await?;
                 result
             }

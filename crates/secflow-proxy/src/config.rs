@@ -12,10 +12,26 @@ pub struct ProxyConfig {
     /// Where clients connect [default: 127.0.0.1:8081].
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where the admin endpoints listen (`/metrics`, `/admin/filters`, `/livez`); a
+    /// separate bind, so they are never reachable through the proxied routes. None when
+    /// unset.
+    pub admin: Option<SocketAddr>,
+    /// Serve clients over TLS with this certificate and key.
+    pub tls: Option<Tls>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+}
+
+/// TLS termination: PEM files, read at start and at every reload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Tls {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 fn default_listen() -> SocketAddr {
@@ -35,6 +51,13 @@ pub struct Limits {
     /// Most concurrent client connections.
     #[serde(default = "default_connections")]
     pub max_connections: usize,
+    /// How long a client may take to send its request head (slower is cut off).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send its request body once the head arrived (slower
+    /// is 408): a client trickling a body cannot hold a connection and a buffer forever.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -43,6 +66,8 @@ impl Default for Limits {
             max_request_body: default_request_body(),
             max_response_body: default_response_body(),
             max_connections: default_connections(),
+            header_timeout_ms: default_header_timeout(),
+            body_timeout_ms: default_body_timeout(),
         }
     }
 }
@@ -55,6 +80,12 @@ fn default_response_body() -> usize {
 }
 fn default_connections() -> usize {
     10_000
+}
+fn default_header_timeout() -> u64 {
+    10_000
+}
+fn default_body_timeout() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +159,12 @@ pub struct FilterConfig {
     /// Needed to let a security filter fail open.
     #[serde(default)]
     pub insecure_fail_open: bool,
+    /// A deadline per call, tighter than the manifest's `limits.timeout-ms` (a larger
+    /// value is the manifest's).
+    pub timeout_ms: Option<u64>,
+    /// A fuel budget per call, tighter than the manifest's `limits.fuel`; needs a plugin
+    /// whose manifest meters fuel.
+    pub fuel: Option<u64>,
     /// The plugin's configuration (checked against its manifest's schema).
     #[serde(default)]
     pub config: Option<toml::Table>,
@@ -150,6 +187,17 @@ impl ProxyConfig {
             toml::from_str(text).map_err(|e| anyhow::anyhow!("proxy config: {e}"))?;
         if config.routes.is_empty() {
             anyhow::bail!("proxy config: no [[route]]; add one with a name and an upstream");
+        }
+        if config.limits.header_timeout_ms == 0 || config.limits.body_timeout_ms == 0 {
+            anyhow::bail!(
+                "proxy config: limits.header-timeout-ms and limits.body-timeout-ms must be at least 1"
+            );
+        }
+        if config.admin.is_some_and(|admin| admin == config.listen) {
+            anyhow::bail!(
+                "proxy config: admin and listen are both {}; give the admin endpoints their own address",
+                config.listen
+            );
         }
         let mut names = std::collections::BTreeSet::new();
         for route in &config.routes {
@@ -184,6 +232,13 @@ impl ProxyConfig {
                 anyhow::bail!("route {}: timeout-ms must be at least 1", route.name);
             }
             for filter in &route.filters {
+                if filter.timeout_ms == Some(0) || filter.fuel == Some(0) {
+                    anyhow::bail!(
+                        "route {}: filter {}: timeout-ms and fuel must be at least 1",
+                        route.name,
+                        filter.plugin
+                    );
+                }
                 if filter.phases.is_empty() {
                     anyhow::bail!(
                         "route {}: filter {} has no phases; say request, response or both",

@@ -14,19 +14,26 @@
 //! Response filters see the whole response: it is buffered (up to
 //! `limits.max-response-body`) before the first byte goes to the client, so in closed mode
 //! no unfiltered byte is ever released. Routes without response filters stream.
+//!
+//! The configuration in force is a snapshot each exchange takes once, at its start:
+//! [`Proxy::reload`] (SIGHUP in the CLI) checks a new one as at start and swaps it in,
+//! so exchanges in flight finish under the one they began with and no connection is
+//! dropped. The metrics ([`metrics::Metrics`], on a separate admin bind) outlive reloads.
 
 pub mod config;
+pub mod metrics;
 
 use bytes::Bytes;
 use config::{FilterConfig, Phase, ProxyConfig, RouteConfig};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
+use metrics::Metrics;
 use secflow_host::{Cleared, FailureMode, FilterDecision, FilterMode, Host};
-use secflow_runtime::Call;
 use secflow_runtime::bindings as b;
+use secflow_runtime::{Call, Tighter};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// The body of every proxy response.
@@ -35,9 +42,37 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 /// Problem `type` URIs: this base and the reason code.
 pub const TYPE_BASE: &str = "https://secflow.dev/problems/proxy-";
 
-/// A proxy over one host (state directory) and one configuration.
+/// A proxy over one host (state directory) and a configuration that a reload replaces
+/// while it serves. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    host: Host,
+    http: reqwest::Client,
+    metrics: Metrics,
+    tls: Option<secflow_listen::TlsAcceptor>,
+    /// The configuration in force. An exchange takes it once, at its start, and finishes
+    /// under it: a reload never changes the filters of a request half-way.
+    current: RwLock<Snapshot>,
+    /// Serializes reloads (two SIGHUPs in a row apply in order).
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("tls", &self.tls.is_some())
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One configuration in force, with every filter cleared when it was loaded.
+#[derive(Clone, Debug)]
+struct Snapshot {
     inner: Arc<Inner>,
 }
 
@@ -47,6 +82,9 @@ struct Inner {
     config: ProxyConfig,
     routes: Vec<Route>,
     http: reqwest::Client,
+    metrics: Metrics,
+    /// Starts at 1; one more at each applied reload.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -62,6 +100,8 @@ struct Route {
 struct Filter {
     config: FilterConfig,
     plugin_config: serde_json::Value,
+    /// The per-call deadline and fuel the configuration sets, tighter than the manifest's.
+    tighter: Tighter,
 }
 
 impl Filter {
@@ -86,64 +126,129 @@ const HOP_BY_HOP: [&str; 9] = [
 
 impl Proxy {
     /// Checks the configuration against the host: every filter is cleared now (the same
-    /// decision as `secflow run ID`), is a proxy filter, and may use its failure mode.
+    /// decision as `secflow run ID`), is a proxy filter, and may use its failure mode and
+    /// limits; the TLS files, when set, are read. The start is recorded in the audit log
+    /// (`proxy.config`, with the routes and their filters).
     pub async fn new(host: Host, config: ProxyConfig) -> anyhow::Result<Proxy> {
-        let mut routes = Vec::new();
-        for route in &config.routes {
-            let upstream = reqwest::Url::parse(&route.upstream)?;
-            let mut filters = Vec::new();
-            for filter in &route.filters {
-                let cleared = host.clear(&filter.plugin).await.map_err(|e| {
-                    anyhow::anyhow!("route {}: filter {}: {e}", route.name, filter.plugin)
-                })?;
-                secflow_host::check_filter(&cleared, filter.failure, filter.insecure_fail_open)
-                    .map_err(|e| anyhow::anyhow!("route {}: {e}", route.name))?;
-                let plugin_config = match &filter.config {
-                    Some(table) => serde_json::to_value(table)?,
-                    None => serde_json::json!({}),
-                };
-                filters.push(Filter {
-                    config: filter.clone(),
-                    plugin_config,
-                });
-            }
-            routes.push(Route {
-                index: routes.len(),
-                config: route.clone(),
-                upstream,
-                filters,
-            });
-        }
+        let tls = match &config.tls {
+            Some(tls) => Some(secflow_listen::tls_acceptor(&tls.cert, &tls.key)?),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("secflow-proxy/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let metrics = Metrics::new();
+        let snapshot = Snapshot::build(&host, config, &http, &metrics, 1).await?;
+        host.record_proxy_config("start", String::new(), snapshot.summary())
+            .await?;
         Ok(Proxy {
-            inner: Arc::new(Inner {
+            shared: Arc::new(Shared {
                 host,
-                config,
-                routes,
                 http,
+                metrics,
+                tls,
+                current: RwLock::new(snapshot),
+                reloading: tokio::sync::Mutex::new(()),
             }),
         })
     }
 
+    /// Replaces the configuration, without dropping a connection: exchanges in flight
+    /// finish under the one they started with, the next ones use the new one. The new
+    /// configuration is checked as at start (every filter cleared); what is bound at start
+    /// (`listen`, `admin`, `tls`, `limits.max-connections`, `limits.header-timeout-ms`)
+    /// cannot change. A refused reload leaves the previous configuration in force. Both
+    /// are recorded in the audit log; returns the new generation.
+    pub async fn reload(&self, config: ProxyConfig) -> anyhow::Result<u64> {
+        let _one_at_a_time = self.shared.reloading.lock().await;
+        let host = &self.shared.host;
+        let current = self.current();
+        let generation = current.inner.generation + 1;
+        let built = match fixed_at_start(&current.inner.config, &config) {
+            Err(why) => Err(anyhow::anyhow!(why)),
+            Ok(()) => {
+                Snapshot::build(
+                    host,
+                    config,
+                    &self.shared.http,
+                    &self.shared.metrics,
+                    generation,
+                )
+                .await
+            }
+        };
+        match built {
+            Ok(snapshot) => {
+                // Recorded before it takes effect: no request is filtered by an
+                // unrecorded configuration.
+                host.record_proxy_config("reload", String::new(), snapshot.summary())
+                    .await?;
+                *self
+                    .shared
+                    .current
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = snapshot;
+                self.shared.metrics.reloaded(true, generation);
+                tracing::info!(generation, "proxy configuration reloaded");
+                Ok(generation)
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                self.refuse_reload(&reason).await?;
+                Err(anyhow::anyhow!(
+                    "reload refused, the previous configuration stays in force: {reason}"
+                ))
+            }
+        }
+    }
+
+    /// Records a reload that was refused before it reached [`Proxy::reload`] (the file
+    /// could not be read or parsed): the previous configuration stays in force.
+    pub async fn refuse_reload(&self, reason: &str) -> anyhow::Result<()> {
+        let current = self.current();
+        self.shared
+            .metrics
+            .reloaded(false, current.inner.generation);
+        self.shared
+            .host
+            .record_proxy_config("reload-refused", reason.to_string(), current.summary())
+            .await?;
+        Ok(())
+    }
+
+    /// The configuration in force.
+    fn current(&self) -> Snapshot {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The proxy's metrics (also served on the admin bind).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
     /// Serves until `shutdown` completes, then drains the connections in flight (at most
-    /// `drain`).
+    /// `drain`). Over TLS when the configuration sets `[tls]`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
         drain: Duration,
     ) -> anyhow::Result<()> {
+        let limits = self.current().inner.config.limits.clone();
         let listen = secflow_listen::Listen {
-            max_connections: self.inner.config.limits.max_connections,
+            max_connections: limits.max_connections,
+            tls: self.shared.tls.clone(),
+            header_read_timeout: Duration::from_millis(limits.header_timeout_ms),
             drain,
-            ..secflow_listen::Listen::default()
         };
-        let host = self.inner.host.clone();
+        let host = self.shared.host.clone();
         let service = |peer: SocketAddr| {
             let proxy = self.clone();
             hyper::service::service_fn(move |request| {
@@ -155,6 +260,229 @@ impl Proxy {
         // The audit events of the last clean filter runs, queued rather than waited for.
         host.flush().await?;
         Ok(())
+    }
+
+    /// Serves the admin endpoints until `shutdown` completes: `/metrics` (Prometheus
+    /// text), `/admin/filters` (each route's filters with their settings and counts, JSON)
+    /// and `/livez`. Meant for a loopback or otherwise private address: they show traffic
+    /// figures, and change nothing.
+    pub async fn serve_admin(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let listen = secflow_listen::Listen {
+            max_connections: 64,
+            drain: Duration::from_secs(1),
+            ..secflow_listen::Listen::default()
+        };
+        let service = |_peer: SocketAddr| {
+            let proxy = self.clone();
+            hyper::service::service_fn(move |request: Request<Incoming>| {
+                let proxy = proxy.clone();
+                async move { Ok::<_, std::convert::Infallible>(proxy.admin(&request)) }
+            })
+        };
+        secflow_listen::serve(listener, listen, service, shutdown).await
+    }
+
+    /// One admin request.
+    fn admin(&self, request: &Request<Incoming>) -> Response<Body> {
+        if request.method() != http::Method::GET {
+            return problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "the admin endpoints only answer GET".into(),
+                None,
+            );
+        }
+        let (content_type, body) = match request.uri().path() {
+            "/livez" => ("text/plain; charset=utf-8", "ok\n".to_string()),
+            "/metrics" => (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.shared.metrics.render(),
+            ),
+            "/admin/filters" => ("application/json", self.filter_report().to_string()),
+            other => {
+                return problem(
+                    StatusCode::NOT_FOUND,
+                    "no-route",
+                    format!("no admin endpoint {other}; try /metrics, /admin/filters or /livez"),
+                    None,
+                );
+            }
+        };
+        let mut response = Response::new(full(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+
+    /// Every route's filters, their settings and their counts.
+    fn filter_report(&self) -> serde_json::Value {
+        let current = self.current();
+        let metrics = &self.shared.metrics;
+        let routes: Vec<serde_json::Value> = current
+            .inner
+            .routes
+            .iter()
+            .map(|route| {
+                let filters: Vec<serde_json::Value> = route
+                    .filters
+                    .iter()
+                    .map(|f| {
+                        let mut counts = serde_json::Map::new();
+                        for phase in &f.config.phases {
+                            let side = phase.as_str();
+                            counts.insert(
+                                side.into(),
+                                serde_json::json!(metrics.counts(
+                                    &route.config.name,
+                                    &f.config.plugin,
+                                    side
+                                )),
+                            );
+                        }
+                        serde_json::json!({
+                            "plugin": f.config.plugin,
+                            "phases": f.config.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                            "failure": f.config.failure,
+                            "mode": f.config.mode,
+                            "timeout_ms": f.config.timeout_ms,
+                            "fuel": f.config.fuel,
+                            "counts": counts,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "route": route.config.name,
+                    "path_prefix": route.config.path_prefix,
+                    "upstream": route.config.upstream,
+                    "filters": filters,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "generation": current.inner.generation,
+            "routes": routes,
+        })
+    }
+
+    /// One exchange: request filters, the upstream, response filters; counted in the
+    /// metrics by route and status.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let current = self.current();
+        let mut route = String::from("-");
+        let response = current.exchange(request, peer, &mut route).await;
+        self.shared
+            .metrics
+            .request(&route, response.status().as_u16(), started.elapsed());
+        response
+    }
+}
+
+/// What a reload cannot change, since it is bound when the proxy starts.
+fn fixed_at_start(old: &ProxyConfig, new: &ProxyConfig) -> Result<(), String> {
+    let tls = |c: &ProxyConfig| c.tls.as_ref().map(|t| (t.cert.clone(), t.key.clone()));
+    for (what, same) in [
+        ("listen", old.listen == new.listen),
+        ("admin", old.admin == new.admin),
+        ("tls", tls(old) == tls(new)),
+        (
+            "limits.max-connections",
+            old.limits.max_connections == new.limits.max_connections,
+        ),
+        (
+            "limits.header-timeout-ms",
+            old.limits.header_timeout_ms == new.limits.header_timeout_ms,
+        ),
+    ] {
+        if !same {
+            return Err(format!(
+                "{what} changed; it is bound when the proxy starts, so restart the proxy to change it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Snapshot {
+    /// Checks `config` against the host: every filter is cleared now, is a proxy filter,
+    /// and may use its failure mode and limits.
+    async fn build(
+        host: &Host,
+        config: ProxyConfig,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+        generation: u64,
+    ) -> anyhow::Result<Snapshot> {
+        let mut routes = Vec::new();
+        for route in &config.routes {
+            let upstream = reqwest::Url::parse(&route.upstream)?;
+            let mut filters = Vec::new();
+            for filter in &route.filters {
+                let cleared = host.clear(&filter.plugin).await.map_err(|e| {
+                    anyhow::anyhow!("route {}: filter {}: {e}", route.name, filter.plugin)
+                })?;
+                secflow_host::check_filter(&cleared, filter.failure, filter.insecure_fail_open)
+                    .map_err(|e| anyhow::anyhow!("route {}: {e}", route.name))?;
+                let tighter = Tighter {
+                    timeout_ms: filter.timeout_ms,
+                    fuel: filter.fuel,
+                };
+                secflow_host::check_tighter(&cleared, &tighter)
+                    .map_err(|e| anyhow::anyhow!("route {}: {e}", route.name))?;
+                let plugin_config = match &filter.config {
+                    Some(table) => serde_json::to_value(table)?,
+                    None => serde_json::json!({}),
+                };
+                filters.push(Filter {
+                    config: filter.clone(),
+                    plugin_config,
+                    tighter,
+                });
+            }
+            routes.push(Route {
+                index: routes.len(),
+                config: route.clone(),
+                upstream,
+                filters,
+            });
+        }
+        Ok(Snapshot {
+            inner: Arc::new(Inner {
+                host: host.clone(),
+                config,
+                routes,
+                http: http.clone(),
+                metrics: metrics.clone(),
+                generation,
+            }),
+        })
+    }
+
+    /// What the audit log records of this configuration.
+    fn summary(&self) -> serde_json::Value {
+        let inner = &self.inner;
+        serde_json::json!({
+            "generation": inner.generation,
+            "listen": inner.config.listen.to_string(),
+            "tls": inner.config.tls.is_some(),
+            "routes": inner.routes.iter().map(|r| serde_json::json!({
+                "name": r.config.name,
+                "host": r.config.host,
+                "path_prefix": r.config.path_prefix,
+                "upstream": r.config.upstream,
+                "filters": r.filters.iter().map(|f| serde_json::json!({
+                    "plugin": f.config.plugin,
+                    "phases": f.config.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+                    "failure": f.config.failure,
+                    "mode": f.config.mode,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
     }
 
     /// The route for a request: its host matches (or the route names none) and the longest
@@ -172,8 +500,14 @@ impl Proxy {
             .max_by_key(|r| r.config.path_prefix.len())
     }
 
-    /// One exchange: request filters, the upstream, response filters.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// One exchange under this configuration: request filters, the upstream, response
+    /// filters. `matched` is set to the route's name once one matches.
+    async fn exchange(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        matched: &mut String,
+    ) -> Response<Body> {
         let (parts, body) = request.into_parts();
         let host = parts
             .headers
@@ -190,8 +524,25 @@ impl Proxy {
                 None,
             );
         };
-        let limit = self.inner.config.limits.max_request_body;
-        let body = match Limited::new(body, limit).collect().await {
+        matched.clone_from(&route.config.name);
+        let limits = &self.inner.config.limits;
+        let limit = limits.max_request_body;
+        let read = tokio::time::timeout(
+            Duration::from_millis(limits.body_timeout_ms),
+            Limited::new(body, limit).collect(),
+        );
+        let Ok(read) = read.await else {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!(
+                    "the request body did not arrive within {} ms (limits.body-timeout-ms)",
+                    limits.body_timeout_ms
+                ),
+                None,
+            );
+        };
+        let body = match read {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return problem(
@@ -374,6 +725,7 @@ impl Proxy {
                                 status = %refusal.status(),
                                 "response stream cut"
                             );
+                            proxy.inner.metrics.stream_cut();
                             let _ = sender
                                 .send(Err(std::io::Error::other(
                                     "the response stream was stopped",
@@ -433,10 +785,23 @@ impl Proxy {
         let route = exchange.route;
         let side = phase.as_str();
         for filter in route.filters.iter().filter(|f| f.runs_on(phase)) {
-            let (cleared, verdict) = match self.call(filter, call(&subject)).await {
+            let started = std::time::Instant::now();
+            let called = self.call(filter, call(&subject)).await;
+            let took = started.elapsed();
+            let count = |outcome: &str| {
+                self.inner.metrics.filter_call(
+                    &route.config.name,
+                    &filter.config.plugin,
+                    side,
+                    outcome,
+                    took,
+                );
+            };
+            let (cleared, verdict) = match called {
                 Ok((cleared, output)) => match verdict_of(output) {
                     Ok(verdict) => (cleared, verdict),
                     Err(other) => {
+                        count("invalid-verdict");
                         let message = format!("returned {} to on-{side}", output_name(&other));
                         match exchange.failure(
                             filter,
@@ -451,6 +816,7 @@ impl Proxy {
                     }
                 },
                 Err((cleared, code, message)) => {
+                    count(code);
                     match exchange.failure(filter, cleared.as_ref(), side, code, message) {
                         Some(refusal) => return Err(refusal),
                         None => continue,
@@ -459,8 +825,9 @@ impl Proxy {
             };
             let shadow = filter.config.mode == FilterMode::Shadow;
             match verdict {
-                Verdict::Allow => {}
+                Verdict::Allow => count("allow"),
                 Verdict::Block(block) => {
+                    count(if shadow { "shadow-block" } else { "block" });
                     exchange.record(
                         filter,
                         &cleared,
@@ -474,12 +841,14 @@ impl Proxy {
                 }
                 Verdict::Modify(changed) => {
                     if let Err(why) = check(&changed) {
+                        count("invalid-verdict");
                         match exchange.failure(filter, Some(&cleared), side, "invalid-verdict", why)
                         {
                             Some(refusal) => return Err(refusal),
                             None => continue,
                         }
                     }
+                    count(if shadow { "shadow-modify" } else { "modify" });
                     exchange.record(
                         filter,
                         &cleared,
@@ -557,15 +926,19 @@ impl Proxy {
             .clear(&filter.config.plugin)
             .await
             .map_err(|e| (None, "refused", e.to_string()))?;
+        // Checked again on the clearance of this request: an upgrade since the start may
+        // have made the plugin a security filter, or stopped it metering fuel.
         if let Err(e) = secflow_host::check_filter(
             &cleared,
             filter.config.failure,
             filter.config.insecure_fail_open,
-        ) {
+        )
+        .and_then(|()| secflow_host::check_tighter(&cleared, &filter.tighter))
+        {
             return Err((Some(cleared), "refused", e.to_string()));
         }
         let (invocation, _) = match host
-            .invoke_live(&cleared, call, &filter.plugin_config)
+            .invoke_live(&cleared, call, &filter.plugin_config, filter.tighter)
             .await
         {
             Ok(done) => done,
@@ -647,7 +1020,11 @@ impl Proxy {
         }
         headers.insert(
             "x-forwarded-proto",
-            reqwest::header::HeaderValue::from_static("http"),
+            reqwest::header::HeaderValue::from_static(if self.inner.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }),
         );
         if let Some(host) = host.and_then(|h| reqwest::header::HeaderValue::from_str(h).ok()) {
             headers.insert("x-forwarded-host", host);

@@ -223,6 +223,33 @@ fn ser_outcome<S: serde::Serializer>(
     }
 }
 
+/// Limits a caller sets tighter than the plugin's own for one call (the proxy's per-filter
+/// deadline and fuel). They only ever lower a limit: a value above the manifest's is the
+/// manifest's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tighter {
+    pub timeout_ms: Option<u64>,
+    /// Needs a metered plugin (one whose manifest sets `limits.fuel`): only its compiled
+    /// code counts fuel.
+    pub fuel: Option<u64>,
+}
+
+impl Tighter {
+    /// `limits` with these applied.
+    pub fn apply(
+        self,
+        mut limits: secflow_manifest::ResolvedLimits,
+    ) -> secflow_manifest::ResolvedLimits {
+        if let Some(ms) = self.timeout_ms {
+            limits.timeout_ms = limits.timeout_ms.min(ms);
+        }
+        if let (Some(fuel), Some(own)) = (self.fuel, limits.fuel) {
+            limits.fuel = Some(own.min(fuel));
+        }
+        limits
+    }
+}
+
 impl Runtime {
     /// Runs `call` on a fresh instance of `plugin` with `config` (a JSON object, validated
     /// against the manifest's `config-schema` before anything runs).
@@ -232,6 +259,19 @@ impl Runtime {
         call: Call,
         config: &serde_json::Value,
     ) -> Invocation {
+        self.invoke_within(plugin, call, config, Tighter::default())
+            .await
+    }
+
+    /// [`Runtime::invoke`] with limits tighter than the plugin's for this call.
+    pub async fn invoke_within(
+        &self,
+        plugin: &Plugin,
+        call: Call,
+        config: &serde_json::Value,
+        tighter: Tighter,
+    ) -> Invocation {
+        let limits = tighter.apply(plugin.limits);
         let mut report = Report {
             plugin: plugin.manifest.id.to_string(),
             version: plugin.manifest.version.to_string(),
@@ -277,13 +317,12 @@ impl Runtime {
         let started = Instant::now();
         let net_log = Arc::new(Mutex::new(NetLog::default()));
         let deadline = Arc::new(Mutex::new(
-            Instant::now() + Duration::from_millis(plugin.limits.timeout_ms),
+            Instant::now() + Duration::from_millis(limits.timeout_ms),
         ));
-        let mut store = match self.new_store(plugin, config, net_log.clone(), deadline) {
+        let mut store = match self.new_store(plugin, &limits, config, net_log.clone(), deadline) {
             Ok(store) => store,
             Err(e) => return fail(report, e),
         };
-        let limits = plugin.limits;
         let deadline = Duration::from_millis(limits.timeout_ms);
         let config_json = config.to_string();
         // The epoch callback stops CPU-bound wasm; the outer timeout stops a plugin blocked
@@ -334,11 +373,12 @@ impl Runtime {
     fn new_store(
         &self,
         plugin: &Plugin,
+        limits: &secflow_manifest::ResolvedLimits,
         config: &serde_json::Value,
         net_log: Arc<Mutex<NetLog>>,
         deadline: Deadline,
     ) -> Result<Store<HostState>, InvokeError> {
-        let limits = plugin.limits;
+        let limits = *limits;
         let set = self
             .engines(plugin.metered)
             .map_err(|message| InvokeError::Host { message })?;
@@ -717,7 +757,13 @@ impl Runtime {
         let timeout = Duration::from_millis(plugin.limits.timeout_ms);
         let deadline = Arc::new(Mutex::new(started + timeout));
         let net_log = Arc::new(Mutex::new(NetLog::default()));
-        let mut store = match self.new_store(&plugin, config, net_log.clone(), deadline.clone()) {
+        let mut store = match self.new_store(
+            &plugin,
+            &plugin.limits,
+            config,
+            net_log.clone(),
+            deadline.clone(),
+        ) {
             Ok(store) => store,
             Err(e) => return Err(fail(report, e)),
         };
@@ -831,4 +877,33 @@ impl DetectSession {
 
 pub(crate) fn plugin_err(error: PluginError) -> InvokeError {
     InvokeError::Plugin { error }
+}
+
+#[cfg(test)]
+mod tighter_tests {
+    use super::Tighter;
+    use secflow_manifest::DEFAULT_LIMITS;
+
+    #[test]
+    fn tighter_limits_only_ever_lower() {
+        let metered = secflow_manifest::ResolvedLimits {
+            fuel: Some(1_000),
+            ..DEFAULT_LIMITS
+        };
+        let lower = Tighter {
+            timeout_ms: Some(50),
+            fuel: Some(10),
+        };
+        let applied = lower.apply(metered);
+        assert_eq!((applied.timeout_ms, applied.fuel), (50, Some(10)));
+        let higher = Tighter {
+            timeout_ms: Some(60_000),
+            fuel: Some(1 << 30),
+        };
+        let applied = higher.apply(metered);
+        assert_eq!((applied.timeout_ms, applied.fuel), (5_000, Some(1_000)));
+        // An unmetered plugin is not made metered: its code does not count fuel.
+        assert_eq!(lower.apply(DEFAULT_LIMITS).fuel, None);
+        assert_eq!(Tighter::default().apply(metered), metered);
+    }
 }

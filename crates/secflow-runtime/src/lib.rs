@@ -35,6 +35,8 @@ pub use cache::CacheOutcome;
 pub use engine::{CacheKey, Runtime, RuntimeConfig};
 pub use error::{InvokeError, LoadError};
 pub use host::{LogLine, MetricSample};
-pub use invoke::{Call, DetectSession, HostUsage, Invocation, Output, Report, hostcall_budget};
+pub use invoke::{
+    Call, DetectSession, HostUsage, Invocation, Output, Report, Tighter, hostcall_budget,
+};
 pub use kv::{KvGrant, KvNamespace};
 pub use plugin::{FsGrant, Grants, Plugin, check_import};

@@ -2,7 +2,8 @@
 //! `block` (403), `modify` (adds `x-filtered: test-filter` to the request), `loop` (never
 //! returns), `alloc` (allocates without bound), `trap` (panics), `remember` (keeps the
 //! request's `x-remember` value in a static and reports the previous one in
-//! `x-remembered`: a fresh instance per request must always report none). Responses whose
+//! `x-remembered`: a fresh instance per request must always report none), `fetch` (GETs
+//! the URL in `x-fetch`, a network it holds no grant for). Responses whose
 //! body holds `CANARY-` followed by letters have it replaced by `[redacted]`.
 
 use secflow_pdk::prelude::*;
@@ -59,6 +60,19 @@ impl ProxyFilter for TestFilter {
             }
             Some("trap") => panic!("the test filter traps"),
             Some("fail") => Err(failed("the test filter fails")),
+            // Tries to reach the URL in `x-fetch`: the network it has no grant for.
+            Some("fetch") => {
+                let url = header(&request.headers, "x-fetch").unwrap_or("");
+                match secflow_pdk::http::get(url) {
+                    Ok(response) => {
+                        request
+                            .headers
+                            .push(("x-fetched".into(), response.status.to_string()));
+                        Ok(RequestVerdict::Modify(request))
+                    }
+                    Err(e) => Err(failed(format!("the fetch was refused: {e}"))),
+                }
+            }
             Some("remember") => {
                 let value = header(&request.headers, "x-remember")
                     .unwrap_or("")
