@@ -108,6 +108,19 @@ impl Filter {
     fn runs_on(&self, phase: Phase) -> bool {
         self.config.phases.contains(&phase)
     }
+
+    /// Its settings, as the audit log's `proxy.config` events and `/admin/filters` show
+    /// them.
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "plugin": self.config.plugin,
+            "phases": self.config.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "failure": self.config.failure,
+            "mode": self.config.mode,
+            "timeout_ms": self.config.timeout_ms,
+            "fuel": self.config.fuel,
+        })
+    }
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1): never
@@ -344,15 +357,9 @@ impl Proxy {
                                 )),
                             );
                         }
-                        serde_json::json!({
-                            "plugin": f.config.plugin,
-                            "phases": f.config.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-                            "failure": f.config.failure,
-                            "mode": f.config.mode,
-                            "timeout_ms": f.config.timeout_ms,
-                            "fuel": f.config.fuel,
-                            "counts": counts,
-                        })
+                        let mut report = f.settings();
+                        report["counts"] = counts.into();
+                        report
                     })
                     .collect();
                 serde_json::json!({
@@ -475,12 +482,7 @@ impl Snapshot {
                 "host": r.config.host,
                 "path_prefix": r.config.path_prefix,
                 "upstream": r.config.upstream,
-                "filters": r.filters.iter().map(|f| serde_json::json!({
-                    "plugin": f.config.plugin,
-                    "phases": f.config.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-                    "failure": f.config.failure,
-                    "mode": f.config.mode,
-                })).collect::<Vec<_>>(),
+                "filters": r.filters.iter().map(Filter::settings).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })
     }

@@ -21,21 +21,6 @@ async fn raw(base: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn audit_config_events(host: &secflow_host::Host) -> Vec<(String, String)> {
-    host.audit_entries(&Default::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.event.action == secflow_audit::Action::ProxyConfig.as_str())
-        .map(|e| {
-            (
-                e.event.decision.clone().unwrap_or_default(),
-                e.event.reason.clone(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filters_deadline_and_fuel_are_tighter_than_its_manifest() {
     let up = upstream().await;
@@ -289,7 +274,7 @@ async fn a_reload_swaps_the_filters_under_a_live_connection_and_a_bad_one_change
     let third = exchange(&mut stream, "block").await;
     assert!(third.starts_with("HTTP/1.1 403"), "{third}");
 
-    let events = audit_config_events(&proxy.host).await;
+    let events = events(&proxy.host, secflow_audit::Action::ProxyConfig).await;
     let kinds: Vec<&str> = events.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(
         kinds,
@@ -451,14 +436,10 @@ async fn a_filter_without_a_network_grant_cannot_reach_loopback_or_the_metadata_
             "{reason}"
         );
     }
-    let violations: Vec<String> = proxy
-        .host
-        .audit_entries(&Default::default())
+    let violations: Vec<String> = events(&proxy.host, secflow_audit::Action::SandboxViolation)
         .await
-        .unwrap()
         .into_iter()
-        .filter(|e| e.event.action == secflow_audit::Action::SandboxViolation.as_str())
-        .map(|e| e.event.reason)
+        .map(|(_, reason)| reason)
         .collect();
     assert_eq!(
         violations.len(),

@@ -179,17 +179,18 @@ pub async fn send(base: &str, path: &str, behaviour: Option<&str>) -> (u16, Stri
     (status, content_type, response.text().await.unwrap())
 }
 
+/// The filter decisions in the audit log: (decision, reason), oldest first.
 pub async fn decisions(host: &Host) -> Vec<(String, String)> {
+    events(host, secflow_audit::Action::ProxyDecision).await
+}
+
+/// The audit log's events of `action`: (decision, reason), oldest first.
+pub async fn events(host: &Host, action: secflow_audit::Action) -> Vec<(String, String)> {
     host.audit_entries(&Default::default())
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.event.action == secflow_audit::Action::ProxyDecision.as_str())
-        .map(|e| {
-            (
-                e.event.decision.clone().unwrap_or_default(),
-                e.event.reason.clone(),
-            )
-        })
+        .filter(|e| e.event.action == action.as_str())
+        .map(|e| (e.event.decision.unwrap_or_default(), e.event.reason))
         .collect()
 }
