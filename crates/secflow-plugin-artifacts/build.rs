@@ -42,6 +42,8 @@ fn main() {
             "cargo:rerun-if-changed={}",
             dir.join("Cargo.toml").display()
         );
+        // A guest's own build script (e.g. the pii-redactor's automata built ahead).
+        println!("cargo:rerun-if-changed={}", dir.join("build.rs").display());
         println!(
             "cargo:rerun-if-changed={}",
             dir.join("plugin.toml").display()

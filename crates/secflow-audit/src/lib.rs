@@ -482,6 +482,13 @@ impl StoredRow {
     }
 
     fn into_entry(self) -> Entry {
+        let details = serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null);
+        self.into_entry_with(details)
+    }
+
+    /// The entry of a row just written, with the details it was written from (parsing the
+    /// text back would only give the same value, at a cost per appended event).
+    fn into_entry_with(self, details: serde_json::Value) -> Entry {
         let plugin = self.plugin_id.map(|id| PluginRef {
             id,
             version: self.plugin_version.unwrap_or_default(),
@@ -496,7 +503,7 @@ impl StoredRow {
                 plugin,
                 decision: self.decision,
                 reason: self.reason,
-                details: serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null),
+                details,
             },
             prev_hash: self.prev_hash,
             hash: self.hash,
@@ -993,6 +1000,7 @@ async fn append_locked(
     let mut prev = head.last_hash;
     let time = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let mut rows = Vec::with_capacity(events.len());
+    let mut details = Vec::with_capacity(events.len());
     for event in events {
         let mut row = StoredRow {
             seq: frontier.size() + 1,
@@ -1013,6 +1021,7 @@ async fn append_locked(
         frontier.push(leaf);
         prev = leaf;
         rows.push(row);
+        details.push(event.details);
     }
     // Many rows per statement: each statement is a round trip to SQLite's worker thread,
     // which costs more than hashing an event.
@@ -1047,7 +1056,11 @@ async fn append_locked(
         last_hash: prev,
     };
     store_head(conn, &head).await?;
-    let entries = rows.into_iter().map(StoredRow::into_entry).collect();
+    let entries = rows
+        .into_iter()
+        .zip(details)
+        .map(|(row, details)| row.into_entry_with(details))
+        .collect();
     Ok((entries, head))
 }
 

@@ -9,7 +9,9 @@ use secflow_manifest::Manifest;
 /// An embedded plugin, parsed.
 #[derive(Debug, Clone)]
 pub struct BundledPlugin {
-    pub manifest: Manifest,
+    /// Shared: a clearance of a bundled plugin on every proxied request takes a reference,
+    /// not a copy of the manifest.
+    pub manifest: std::sync::Arc<Manifest>,
     pub component: &'static [u8],
     /// SHA-256 of the component, pinned at build time.
     pub sha256: &'static str,
@@ -43,7 +45,7 @@ fn parse_bundled() -> std::result::Result<Vec<BundledPlugin>, String> {
             )
             .map_err(|e| format!("bundled plugin {}: {e}", b.name))?;
             Ok(BundledPlugin {
-                manifest,
+                manifest: std::sync::Arc::new(manifest),
                 component: b.component,
                 sha256: b.sha256,
             })

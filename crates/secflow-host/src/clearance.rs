@@ -58,8 +58,9 @@ impl std::fmt::Display for Origin {
 #[derive(Debug, Clone)]
 pub struct Cleared {
     pub origin: Origin,
-    /// The manifest of the verified package (or the bundled / dev manifest).
-    pub manifest: Manifest,
+    /// The manifest of the verified package (or the bundled / dev manifest). Shared by the
+    /// clones of a cached clearance: one is taken for every filter call of the proxy.
+    pub manifest: Arc<Manifest>,
     pub component: bytes::Bytes,
     pub version: String,
     /// The package payload digest for installed plugins; the component digest otherwise.
@@ -108,7 +109,7 @@ impl Cleared {
             origin: Origin::Dev,
             version: manifest.version.to_string(),
             digest: secflow_io::sha256_hex(&component),
-            manifest,
+            manifest: Arc::new(manifest),
             component: component.into(),
             installed: None,
             loaded: Default::default(),
@@ -123,7 +124,7 @@ impl Cleared {
             origin: Origin::Trial,
             version: manifest.version.to_string(),
             digest: digest.to_string(),
-            manifest,
+            manifest: Arc::new(manifest),
             component: component.into(),
             installed: None,
             loaded: Default::default(),
@@ -192,7 +193,7 @@ impl Cleared {
             mounts.retain(|(g, _)| g != &guest);
             mounts.push((guest, host.clone()));
         }
-        let mut granted = self.manifest.clone();
+        let mut granted = (*self.manifest).clone();
         granted.capabilities = grant.capabilities.clone();
         let namespace = secflow_runtime::KvNamespace::installed(id, &grant.signers);
         Ok(secflow_runtime::Grants::all_declared(&granted, &mounts)
@@ -472,7 +473,7 @@ impl Host {
             version: record.version.clone(),
             digest: record.digest.clone(),
             component: verified.package.component.clone().into(),
-            manifest,
+            manifest: Arc::new(manifest),
             installed: Some(Installed {
                 grant,
                 question,

@@ -118,7 +118,7 @@ impl Host {
         let grants = cleared.grants(extra_mounts)?;
         let runtime = self.runtime()?;
         let pref = plugin_ref(cleared.id(), &cleared.version, &cleared.digest);
-        match runtime.load(cleared.manifest.clone(), &cleared.component, grants) {
+        match runtime.load((*cleared.manifest).clone(), &cleared.component, grants) {
             // The load of an installed plugin is recorded with its grant; bundled and dev
             // plugins' runs are recorded by the after-run path, without a load event each.
             Ok(plugin) if cleared.origin != Origin::Installed => Ok(plugin),

@@ -11,6 +11,7 @@ use secflow_pdk::prelude::*;
 use std::sync::OnceLock;
 
 mod detect;
+mod patterns;
 
 pub use detect::{Kind, Redactor};
 
