@@ -10,6 +10,11 @@
 //! `SECFLOW_LOAD_SECONDS`, `SECFLOW_LOAD_CONNECTIONS`, and `SECFLOW_LOAD_SOLO_SECONDS` for
 //! the one-connection runs, default 5; `SECFLOW_LOAD_ONLY=TEXT` runs only the ways whose
 //! name holds TEXT, and the direct way, e.g. to profile one).
+//!
+//! `SECFLOW_LOAD_PIN=1` runs the proxy on its own core, as it is deployed: the client and
+//! the upstream on CPU 0 (so the direct way has that one core), the proxy's runtime and
+//! every thread it starts (wasm, SQLite, audit) on CPU 1. Without it everything shares
+//! both cores, and the proxy competes with the load it measures.
 
 use secflow_host::{Host, HostConfig, StateDir};
 use secflow_loadgen::{Load, Outcome, env_or};
@@ -78,14 +83,41 @@ plugin = "pii-redactor"
     )
 }
 
+/// Pins the calling thread (and the threads it starts later) to one CPU.
+fn pin_to(cpu: usize) {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)
+        .unwrap_or_else(|e| panic!("cannot pin a thread to CPU {cpu}: {e}"));
+}
+
 fn main() {
     let seconds = env_or("SECFLOW_LOAD_SECONDS", 30);
     let solo_seconds = env_or("SECFLOW_LOAD_SOLO_SECONDS", 5);
     let connections = env_or("SECFLOW_LOAD_CONNECTIONS", 64) as usize;
+    let pinned = std::env::var("SECFLOW_LOAD_PIN").is_ok_and(|v| v == "1");
+    // Counted before pinning, which narrows what this thread may use.
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if pinned {
+        // Threads inherit the mask: the client's runtime, the upstream and their helpers.
+        pin_to(0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    // The proxy's own runtime: on CPU 1 with one worker when pinned, else the shared one.
+    let proxy_runtime = pinned.then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .on_thread_start(|| pin_to(1))
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    let proxy_handle = proxy_runtime
+        .as_ref()
+        .map_or_else(|| runtime.handle().clone(), |r| r.handle().clone());
     runtime.block_on(async move {
         let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream_base = format!("http://{}", upstream.local_addr().unwrap());
@@ -102,10 +134,18 @@ fn main() {
             actor: "bench".into(),
         });
         let config = ProxyConfig::parse(&config(&upstream_base)).unwrap();
-        let proxy = Proxy::new(host, config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Built, bound and served on the proxy's runtime, so that the threads it starts
+        // (the epoch ticker, SQLite's workers, the audit writer) start there too.
+        let (proxy, listener) = proxy_handle
+            .spawn(async move {
+                let proxy = Proxy::new(host, config).await.unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                (proxy, listener)
+            })
+            .await
+            .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(proxy.serve(
+        proxy_handle.spawn(proxy.serve(
             listener,
             std::future::pending(),
             std::time::Duration::from_secs(1),
@@ -148,9 +188,14 @@ fn main() {
         }
 
         println!(
-            "\n{} ({} cores); client, proxy and upstream in one process",
+            "\n{} ({} cores); client, proxy and upstream in one process; {}",
             secflow_loadgen::cpu_model(),
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            cores,
+            if pinned {
+                "pinned: client and upstream on CPU 0, the proxy on CPU 1"
+            } else {
+                "all sharing every core"
+            }
         );
         println!("\n{connections} connections, {seconds} s each, 4 KiB JSON body each way\n");
         println!("| way | requests/s | × direct | p50 | p99 | errors | RSS start / end / peak | RSS growth, 2nd half |");
