@@ -41,7 +41,7 @@ impl Kind {
 /// A pattern loaded from the automata `build.rs` compiled ahead (they borrow the
 /// component's data; nothing is copied or compiled).
 #[derive(Debug)]
-// Seven of these per instance, built once: the size difference does not matter.
+// At most seven of these per instance, each loaded once: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Pattern {
     /// Searched in one pass: the forward DFA finds where a match ends, the reverse where it
