@@ -111,12 +111,12 @@ fn headers_bytes(headers: &[(String, String)]) -> u64 {
 }
 
 /// Bytes of an HTTP request as a filter sees it: method, target, headers and body.
-pub(crate) fn request_bytes(r: &b::HttpRequest) -> u64 {
+fn request_bytes(r: &b::HttpRequest) -> u64 {
     (r.method.len() + r.uri.len() + r.body.len()) as u64 + headers_bytes(&r.headers)
 }
 
 /// Bytes of an HTTP response as a filter sees it: status, headers and body.
-pub(crate) fn response_bytes(r: &b::HttpResponse) -> u64 {
+fn response_bytes(r: &b::HttpResponse) -> u64 {
     2 + r.body.len() as u64 + headers_bytes(&r.headers)
 }
 

@@ -1,6 +1,6 @@
 //! Finding and checking personal data in text (native, so it is tested without a sandbox).
 
-use crate::patterns::{PATTERNS, Search};
+use crate::patterns::{Needs, PATTERNS, Search, Spec};
 use regex_automata::dfa::{Automaton, dense::DFA, regex::Regex};
 use regex_automata::{Anchored, Input};
 use secflow_pdk::Value;
@@ -108,38 +108,31 @@ impl Profile {
         p
     }
 
-    /// Whether pattern `name` can match a text with this profile: what every match of it
-    /// contains at least (the digits, capitals and punctuation of `patterns.rs`). Most
+    /// Whether a text with this profile holds what every match of a pattern needs. Most
     /// prose has few digits and no `@`, and is then never searched at all.
-    fn could_match(&self, name: &str) -> bool {
-        match name {
-            "email" => self.at,
-            "iban" => self.digits >= 2 && self.upper >= 2,
-            "card" => self.digits >= 13,
-            "us-ssn" => self.digits >= 9 && self.hyphen,
-            "uk-nino" => self.digits >= 6,
-            "es-dni" => self.digits >= 8,
-            "phone" => self.digits >= 8,
-            _ => true,
-        }
+    fn could_match(&self, needs: &Needs) -> bool {
+        self.digits >= needs.digits
+            && self.upper >= needs.upper
+            && (self.at || !needs.at)
+            && (self.hyphen || !needs.hyphen)
     }
 }
 
-/// A kind, its pattern (by name, loaded when a text first needs it), and the check a
-/// match must pass.
+/// A kind, its pattern (loaded when a text first could match it), and the check a match
+/// must pass.
 #[derive(Debug)]
 struct Rule {
     kind: Kind,
-    name: &'static str,
+    spec: &'static Spec,
     pattern: std::sync::OnceLock<Pattern>,
     check: fn(&str) -> bool,
 }
 
 impl Rule {
-    fn new(kind: Kind, name: &'static str, check: fn(&str) -> bool) -> Rule {
+    fn new(kind: Kind, name: &str, check: fn(&str) -> bool) -> Rule {
         Rule {
             kind,
-            name,
+            spec: spec(name),
             pattern: std::sync::OnceLock::new(),
             check,
         }
@@ -149,8 +142,16 @@ impl Rule {
     /// that_load` test guarantees that it succeeds for the automata built with this code.
     fn pattern(&self) -> &Pattern {
         self.pattern
-            .get_or_init(|| load(self.name).expect("built-in automata load"))
+            .get_or_init(|| load(self.spec).expect("built-in automata load"))
     }
+}
+
+/// The pattern of `patterns.rs` with this name (every name this file uses is there).
+fn spec(name: &str) -> &'static Spec {
+    PATTERNS
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| unreachable!("no pattern `{name}` in patterns.rs"))
 }
 
 /// The rules; each pattern is loaded the first time a text could match it.
@@ -170,7 +171,7 @@ struct Aligned<B: ?Sized> {
 }
 
 macro_rules! automaton {
-    ($file:literal) => {{
+    ($file:expr) => {{
         static ALIGNED: &Aligned<[u8]> = &Aligned {
             _align: [],
             bytes: *include_bytes!(concat!(env!("OUT_DIR"), "/", $file)),
@@ -179,49 +180,40 @@ macro_rules! automaton {
     }};
 }
 
+/// The forward and reverse automata `build.rs` wrote for a pattern.
+macro_rules! both {
+    ($name:literal) => {
+        (
+            automaton!(concat!($name, ".fwd.dfa")),
+            Some(automaton!(concat!($name, ".rev.dfa"))),
+        )
+    };
+}
+
 /// The serialized automata of a pattern of `patterns.rs`, by name: forward and reverse,
 /// or the one anchored DFA.
 fn automata(name: &str) -> (&'static [u8], Option<&'static [u8]>) {
     match name {
-        "email" => (
-            automaton!("email.fwd.dfa"),
-            Some(automaton!("email.rev.dfa")),
-        ),
-        "iban" => (automaton!("iban.fwd.dfa"), Some(automaton!("iban.rev.dfa"))),
+        "email" => both!("email"),
+        "iban" => both!("iban"),
         "card" => (automaton!("card.anchored.dfa"), None),
-        "us-ssn" => (
-            automaton!("us-ssn.fwd.dfa"),
-            Some(automaton!("us-ssn.rev.dfa")),
-        ),
-        "uk-nino" => (
-            automaton!("uk-nino.fwd.dfa"),
-            Some(automaton!("uk-nino.rev.dfa")),
-        ),
-        "es-dni" => (
-            automaton!("es-dni.fwd.dfa"),
-            Some(automaton!("es-dni.rev.dfa")),
-        ),
-        "phone" => (
-            automaton!("phone.fwd.dfa"),
-            Some(automaton!("phone.rev.dfa")),
-        ),
+        "us-ssn" => both!("us-ssn"),
+        "uk-nino" => both!("uk-nino"),
+        "es-dni" => both!("es-dni"),
+        "phone" => both!("phone"),
         other => unreachable!("no automata for pattern `{other}`"),
     }
 }
 
 /// Loads a pattern's automata (validated, not copied).
-fn load(name: &str) -> Result<Pattern, String> {
-    let search = PATTERNS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, search)| *search)
-        .ok_or_else(|| format!("no pattern `{name}`"))?;
+fn load(spec: &Spec) -> Result<Pattern, String> {
+    let name = spec.name;
     let dfa = |bytes: &'static [u8]| {
         DFA::from_bytes(bytes)
             .map(|(dfa, _)| dfa)
             .map_err(|e| format!("the automaton of `{name}` is damaged: {e}"))
     };
-    Ok(match (search, automata(name)) {
+    Ok(match (spec.search, automata(name)) {
         (Search::Unanchored, (fwd, Some(rev))) => {
             Pattern::Unanchored(Regex::builder().build_from_dfas(dfa(fwd)?, dfa(rev)?))
         }
@@ -379,7 +371,7 @@ impl Redactor {
         let mut profile = Profile::of(text);
         let mut changed = false;
         for rule in &self.rules {
-            if !profile.could_match(rule.name) {
+            if !profile.could_match(&rule.spec.needs) {
                 continue;
             }
             let mut out = String::new();
@@ -432,8 +424,8 @@ mod tests {
 
     #[test]
     fn every_pattern_has_automata_that_load() {
-        for (name, _, _) in PATTERNS {
-            load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for spec in PATTERNS {
+            load(spec).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
         }
     }
 
@@ -487,8 +479,9 @@ mod tests {
             "+44 ## #### ####",
             "(###) ###-####",
         ];
-        for (name, pattern, _) in PATTERNS {
-            let automata = load(name).unwrap();
+        for spec in PATTERNS {
+            let (name, pattern) = (spec.name, spec.expression);
+            let automata = load(spec).unwrap();
             let reference = regex::bytes::Regex::new(&format!("(?-u){pattern}")).unwrap();
             let mut hits = 0;
             for _ in 0..40_000 {
@@ -522,7 +515,7 @@ mod tests {
                 hits += expected.len();
                 assert_eq!(automata.matches(&text), expected, "{name} on {text:?}");
                 assert!(
-                    expected.is_empty() || Profile::of(&text).could_match(name),
+                    expected.is_empty() || Profile::of(&text).could_match(&spec.needs),
                     "the profile rules out a match of {name} in {text:?}"
                 );
             }
